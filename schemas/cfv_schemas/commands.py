@@ -1,0 +1,55 @@
+"""Commands: what the gateway (or an integration) publishes to the ``cfv.commands`` exchange.
+
+A message body is a :class:`CommandEnvelope`, JSON encoded, holding one or more commands. Publish it
+persistent, with the workspace id (decimal) as routing key: that keeps one workspace's commands in one
+ordered stream.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_BULK = 100
+
+
+class CommandItem(BaseModel):
+    """One value to write, as the client sent it; the worker validates its content."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject_type: str
+    subject_id: int | str
+    custom_field_id: int
+    value: Any = Field(json_schema_extra={"description": "the value, in the format of the field's type"})
+
+
+class WriteValues(BaseModel):
+    """Write values, all or nothing: each overrides the current value of its field on its subject."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["write_values"] = "write_values"
+    id: UUID = Field(description="unique per command; also the id of its operation")
+    workspace_id: int
+    actor: str = Field(description="who writes, e.g. 'key:12'")
+    accepted_at: datetime
+    items: Annotated[list[CommandItem], Field(min_length=1, max_length=MAX_BULK)]
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    request_hash: str | None = Field(default=None, description="hash of the request, for idempotency")
+    reply_to: str | None = Field(default=None, description="the gateway waiting for the outcome, if any")
+
+
+Command = WriteValues
+
+
+class CommandEnvelope(BaseModel):
+    """The body of a command message: a format version and one or more commands, applied in order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    commands: Annotated[list[Command], Field(min_length=1)]

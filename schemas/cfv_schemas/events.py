@@ -1,0 +1,61 @@
+"""Change events: CloudEvents 1.0, structured JSON mode, published to the ``cfv.events`` topic exchange.
+
+Routing key: ``{workspace_slug}.{subject_type}.{custom_field_id}.{created|replaced|deleted}``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CONTENT_TYPE = "application/cloudevents+json"
+EVENT_TYPES = {
+    "created": "cfv.value.created.v1",
+    "replaced": "cfv.value.replaced.v1",
+    "deleted": "cfv.value.deleted.v1",
+}
+
+
+class ValueRef(BaseModel):
+    """A value and its id, before or after a change."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    value: Any
+
+
+class ValueChange(BaseModel):
+    """The data of a change event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workspace_id: int
+    workspace: str = Field(description="the workspace's slug")
+    subject_type: str
+    subject_id: str
+    custom_field_id: int
+    value_type: str
+    sequence: int = Field(description="per (subject, field): +1 with each change, so a gap is visible")
+    before: ValueRef | None
+    after: ValueRef | None
+    setter: str
+    operation_id: UUID
+
+
+class ChangeEvent(BaseModel):
+    """A CloudEvents 1.0 envelope around a :class:`ValueChange`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: UUID
+    source: str = Field(description="/workspaces/{slug}")
+    type: Literal["cfv.value.created.v1", "cfv.value.replaced.v1", "cfv.value.deleted.v1"]
+    subject: str = Field(description="{subject_type}/{subject_id}/custom_fields/{custom_field_id}")
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: ValueChange

@@ -1,0 +1,212 @@
+"""HTTP bodies of the Kantata OX face: custom fields and custom field values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from cfv_schemas.commands import MAX_BULK
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+SubjectTypeName = Literal["Estimate", "Story", "User", "Workspace", "WorkspaceGroup", "Resource", "WorkItem"]
+ValueTypeName = Literal[
+    "string", "url", "email", "file", "date", "datetime", "number", "currency", "boolean",
+    "single", "multi", "relation",
+]
+AccessLevel = Literal[
+    "account_collaboration", "project_creator", "project_lead", "reports_viewer", "reports_viewer_with_cost",
+    "account_admin", "project_collaboration", "time_logging", "financial", "project_admin",
+]
+
+
+class CustomFieldValueIn(BaseModel):
+    """One value to write (Kantata's contract)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject_type: str
+    subject_id: int | str
+    custom_field_id: int
+    value: Any = Field(description="required; its format depends on the field's value_type")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _value_is_present(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "value" not in data:
+            raise ValueError("value is required")
+        return data
+
+
+class WriteValuesIn(BaseModel):
+    """``POST /api/v1/custom_field_values``: one value, or up to 100 under the plural key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_field_value: CustomFieldValueIn | None = None
+    custom_field_values: Annotated[list[CustomFieldValueIn], Field(min_length=1, max_length=MAX_BULK)] | None = (
+        None
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_key(self) -> Self:
+        if (self.custom_field_value is None) == (self.custom_field_values is None):
+            raise ValueError("send exactly one of custom_field_value and custom_field_values")
+        return self
+
+    def items(self) -> list[CustomFieldValueIn]:
+        """The values to write, in order."""
+        return [self.custom_field_value] if self.custom_field_value else list(self.custom_field_values or [])
+
+
+class ChoiceIn(BaseModel):
+    """A choice of a single or multi choice field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Name
+
+
+class CustomFieldIn(BaseModel):
+    """A new custom field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    subject_type: SubjectTypeName
+    value_type: ValueTypeName
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    choices: Annotated[list[ChoiceIn | Name], Field(max_length=500)] = []
+    relation_target: Literal["user", "work_item"] | None = None
+    relation_multi: bool = False
+    write_access: AccessLevel | None = None
+    read_access: AccessLevel | None = None
+
+    @model_validator(mode="after")
+    def _type_options_fit(self) -> Self:
+        is_choice = self.value_type in ("single", "multi")
+        if is_choice and not self.choices:
+            raise ValueError(f"a {self.value_type} field needs at least one choice")
+        if not is_choice and self.choices:
+            raise ValueError("only single and multi fields have choices")
+        if (self.value_type == "relation") != (self.relation_target is not None):
+            raise ValueError("relation_target is required for relation fields, and only for them")
+        if self.relation_multi and self.value_type != "relation":
+            raise ValueError("relation_multi applies to relation fields only")
+        return self
+
+    def choice_labels(self) -> list[str]:
+        """The choices' labels, in order."""
+        return [c.label if isinstance(c, ChoiceIn) else c for c in self.choices]
+
+
+class CustomFieldCreate(BaseModel):
+    """``POST /api/v1/custom_fields``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_field: CustomFieldIn
+
+
+class CustomFieldChanges(BaseModel):
+    """What ``PATCH`` may change; type and subject are fixed at creation, so stored values stay valid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    write_access: AccessLevel | None = None
+    read_access: AccessLevel | None = None
+    add_choices: Annotated[list[ChoiceIn | Name], Field(max_length=500)] = []
+
+
+class CustomFieldUpdate(BaseModel):
+    """``PATCH /api/v1/custom_fields/{id}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_field: CustomFieldChanges
+
+
+class ChoiceOut(BaseModel):
+    """A choice as answered."""
+
+    id: str
+    label: str
+    position: int
+
+
+class CustomFieldOut(BaseModel):
+    """A custom field as answered."""
+
+    id: str
+    name: str
+    description: str | None
+    subject_type: str
+    value_type: str
+    relation_target: str | None
+    relation_multi: bool
+    write_access: str
+    read_access: str
+    choices: list[ChoiceOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomFieldValueOut(BaseModel):
+    """A custom field value as answered."""
+
+    id: str
+    subject_type: str
+    subject_id: int | str
+    custom_field_id: str
+    custom_field_name: str
+    value_type: str
+    value: Any
+    sequence: int
+    setter: str
+    operation_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ResultRef(BaseModel):
+    """An entry of ``results``: which top-level key holds the object, and its id."""
+
+    key: str
+    id: str
+
+
+class Meta(BaseModel):
+    """Pagination of a Kantata answer."""
+
+    count: int
+    page_count: int
+    page_number: int
+    page_size: int
+
+
+class ErrorItem(BaseModel):
+    """One error (Kantata's shape), with the index of the bulk item it concerns."""
+
+    type: str
+    message: str
+    field: str | None = None
+    index: int | None = None
+    custom_field_id: int | None = None
+
+
+class ErrorsOut(BaseModel):
+    """Every error answer: ``{"errors": [...]}``."""
+
+    errors: list[ErrorItem]
+
+
+class OperationOut(BaseModel):
+    """``GET /api/v1/operations/{id}``."""
+
+    id: str
+    status: Literal["pending", "succeeded", "failed"]
+    result: dict[str, Any] | None = None
+    errors: list[ErrorItem] | None = None

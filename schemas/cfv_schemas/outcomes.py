@@ -1,0 +1,51 @@
+"""Operation outcomes: what became of a command, as stored and as sent back to a waiting gateway."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ErrorOut(BaseModel):
+    """One reason a command was refused (Kantata's error shape, plus where)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["validation", "not_found", "conflict", "internal"]
+    message: str
+    field: str | None = None
+    index: int | None = None
+    custom_field_id: int | None = None
+
+
+class ValueOut(BaseModel):
+    """A value as stored, face-neutral; each face renders it its own way."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    subject_type: str
+    subject_id: str
+    custom_field_id: int
+    custom_field_name: str
+    value_type: str
+    value: Any
+    sequence: int
+    setter: str
+    operation_id: UUID
+    created_at: datetime
+
+
+class Outcome(BaseModel):
+    """The end state of an operation: its values on success, its errors on failure."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    status: Literal["succeeded", "failed"]
+    values: list[ValueOut] = []
+    errors: list[ErrorOut] = []
+    replayed_from: UUID | None = None

@@ -1,0 +1,71 @@
+"""Field definitions as the domain sees them: what a value must look like to be written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class SubjectType(StrEnum):
+    """The kinds of record a custom field can be attached to."""
+
+    ESTIMATE = "Estimate"
+    STORY = "Story"
+    USER = "User"
+    WORKSPACE = "Workspace"
+    WORKSPACE_GROUP = "WorkspaceGroup"
+    RESOURCE = "Resource"
+    WORK_ITEM = "WorkItem"
+
+
+#: Subjects identified by a positive integer (Kantata's records); the rest use UUIDs.
+INTEGER_ID_SUBJECTS = frozenset(SubjectType) - {SubjectType.WORK_ITEM}
+
+
+class ValueType(StrEnum):
+    """The value types a custom field can hold."""
+
+    STRING = "string"
+    URL = "url"
+    EMAIL = "email"
+    FILE = "file"
+    DATE = "date"
+    DATETIME = "datetime"
+    NUMBER = "number"
+    CURRENCY = "currency"
+    BOOLEAN = "boolean"
+    SINGLE = "single"
+    MULTI = "multi"
+    RELATION = "relation"
+
+
+CHOICE_TYPES = frozenset({ValueType.SINGLE, ValueType.MULTI})
+
+
+class RelationTarget(StrEnum):
+    """What a relation field points at."""
+
+    USER = "user"
+    WORK_ITEM = "work_item"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDefinition:
+    """A custom field, with what validation needs to know of it."""
+
+    id: int
+    workspace_id: int
+    name: str
+    subject_type: SubjectType
+    value_type: ValueType
+    choice_ids: frozenset[int] = frozenset()
+    relation_target: RelationTarget | None = None
+    relation_multi: bool = False
+    deleted: bool = False
+
+    @property
+    def is_multi(self) -> bool:
+        """Whether the field holds a set of items rather than one."""
+        return self.value_type is ValueType.MULTI or (
+            self.value_type is ValueType.RELATION and self.relation_multi
+        )
