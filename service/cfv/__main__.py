@@ -1,0 +1,5 @@
+"""``python -m cfv``."""
+
+from cfv.cli import main
+
+main()

@@ -1,0 +1,102 @@
+"""cfv's RabbitMQ topology, declared by every process at start and rendered for operators.
+
+Commands enter ``cfv.commands``, a consistent-hash exchange keyed by workspace id, which spreads
+workspaces over ``cfv.commands.<n>`` quorum queues. Each queue has a single active consumer, so one
+workspace's commands are applied strictly in the order they were published, while different shards are
+applied in parallel. A command that keeps failing is dead-lettered to ``cfv.commands.dead`` after
+``delivery_limit`` deliveries. Change events leave through the ``cfv.events`` topic exchange.
+
+``deploy/rabbitmq-definitions.json`` is :func:`definitions` rendered for the default settings; a test keeps
+the two equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+COMMANDS_EXCHANGE = "cfv.commands"
+DEAD_LETTER_EXCHANGE = "cfv.commands.dlx"
+DEAD_LETTER_QUEUE = "cfv.commands.dead"
+EVENTS_EXCHANGE = "cfv.events"
+CONSISTENT_HASH = "x-consistent-hash"
+REQUIRED_PLUGIN = "rabbitmq_consistent_hash_exchange"
+
+
+def shard_queue(n: int) -> str:
+    """The name of command queue ``n``."""
+    return f"{COMMANDS_EXCHANGE}.{n}"
+
+
+def shard_queue_arguments(delivery_limit: int) -> dict[str, Any]:
+    """Arguments of every command queue."""
+    return {
+        "x-queue-type": "quorum",
+        "x-single-active-consumer": True,
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+    }
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The declared objects a process works with."""
+
+    commands: AbstractExchange
+    events: AbstractExchange
+    shard_queues: list[AbstractQueue]
+
+
+async def declare(channel: AbstractChannel, *, shards: int, delivery_limit: int) -> Topology:
+    """Declare (idempotently) every exchange, queue and binding of cfv."""
+    commands = await channel.declare_exchange(COMMANDS_EXCHANGE, CONSISTENT_HASH, durable=True)
+    dead = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
+    events = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    dead_queue = await channel.declare_queue(
+        DEAD_LETTER_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await dead_queue.bind(dead, routing_key="")
+    queues = []
+    for n in range(shards):
+        queue = await channel.declare_queue(
+            shard_queue(n), durable=True, arguments=shard_queue_arguments(delivery_limit)
+        )
+        # With a consistent-hash exchange the binding key is the queue's weight on the hash ring.
+        await queue.bind(commands, routing_key="1")
+        queues.append(queue)
+    return Topology(commands=commands, events=events, shard_queues=queues)
+
+
+def definitions(*, shards: int, delivery_limit: int, vhost: str = "/") -> dict[str, Any]:
+    """The same topology as a RabbitMQ definitions document (for ``load_definitions``)."""
+    exchanges = [
+        (COMMANDS_EXCHANGE, CONSISTENT_HASH),
+        (DEAD_LETTER_EXCHANGE, "fanout"),
+        (EVENTS_EXCHANGE, "topic"),
+    ]
+    queues = [(DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"})] + [
+        (shard_queue(n), shard_queue_arguments(delivery_limit)) for n in range(shards)
+    ]
+    bindings = [(DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, "")] + [
+        (COMMANDS_EXCHANGE, shard_queue(n), "1") for n in range(shards)
+    ]
+    return {
+        "vhosts": [{"name": vhost}],
+        "exchanges": [
+            {"name": name, "vhost": vhost, "type": kind, "durable": True, "auto_delete": False,
+             "internal": False, "arguments": {}}
+            for name, kind in exchanges
+        ],
+        "queues": [
+            {"name": name, "vhost": vhost, "durable": True, "auto_delete": False, "arguments": arguments}
+            for name, arguments in queues
+        ],
+        "bindings": [
+            {"source": source, "vhost": vhost, "destination": destination, "destination_type": "queue",
+             "routing_key": key, "arguments": {}}
+            for source, destination, key in bindings
+        ],
+    }

@@ -1,0 +1,1 @@
+"""The HTTP gateway (aiohttp): authenticates, checks shapes, publishes commands, answers."""

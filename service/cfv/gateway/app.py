@@ -1,0 +1,31 @@
+"""The gateway's aiohttp application, assembled from its parts (constructor injection)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from cfv.gateway import kantata
+from cfv.gateway.auth import Authenticator, auth_middleware
+from cfv.gateway.errors import error_middleware, json_response
+from cfv.gateway.submit import Submitter
+from cfv.settings import Settings
+
+
+def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter) -> web.Application:
+    """The gateway's routes and middlewares over the given pool and submitter."""
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[error_middleware, auth_middleware])
+    app["settings"] = settings
+    app["pool"] = pool
+    app["submitter"] = submitter
+    app["authenticator"] = Authenticator(pool)
+    app.add_routes(kantata.routes)
+    app.router.add_get("/healthz", _health)
+    return app
+
+
+async def _health(_: web.Request) -> web.Response:
+    return json_response({"status": "ok"})

@@ -1,0 +1,83 @@
+"""Error answers in Kantata's shape, ``{"errors": [{"type", "message", "field", ...}]}``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from cfv.faults import TRANSIENT_ERRORS
+
+log = structlog.get_logger("cfv.gateway")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """An error answer: an HTTP status and one or more error objects."""
+
+    def __init__(self, status: int, errors: Iterable[dict[str, Any]], headers: dict[str, str] | None = None):
+        super().__init__(status)
+        self.status = status
+        self.errors = list(errors)
+        self.headers = headers or {}
+
+    @classmethod
+    def one(cls, status: int, type_: str, message: str, field: str | None = None,
+            headers: dict[str, str] | None = None) -> ApiError:
+        """An error answer with a single error object."""
+        return cls(status, [{"type": type_, "message": message, "field": field}], headers)
+
+
+def not_found(what: str) -> ApiError:
+    """404: unknown, or another workspace's (never 403, so ids cannot be probed)."""
+    return ApiError.one(404, "not_found", f"{what} not found")
+
+
+def unavailable(what: str) -> ApiError:
+    """503: a dependency is unreachable; nothing was applied."""
+    return ApiError.one(503, "unavailable", f"{what} is unreachable; nothing was applied, retry later",
+                        headers={"Retry-After": "5"})
+
+
+def from_validation(error: ValidationError, prefix: str = "") -> ApiError:
+    """400 listing every problem pydantic found in a request body."""
+    errors = []
+    for problem in error.errors(include_url=False):
+        location = [str(part) for part in problem["loc"]]
+        errors.append({"type": "validation", "message": problem["msg"],
+                       "field": ".".join([prefix, *location] if prefix else location) or None})
+    return ApiError(400, errors)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer, encoded with orjson."""
+    return web.Response(body=orjson.dumps(body), status=status, headers=headers,
+                        content_type="application/json")
+
+
+_HTTP_ERROR_TYPES = {400: "validation", 401: "authentication", 404: "not_found", 405: "method_not_allowed",
+                     413: "request_too_large"}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a structured JSON error; dependencies being down is a 503, never a 500."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return json_response({"errors": error.errors}, error.status, error.headers)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        message = {413: f"the request body is larger than {request.app['settings'].max_body_bytes} bytes"
+                   }.get(error.status, error.reason)
+        return json_response({"errors": [{"type": _HTTP_ERROR_TYPES.get(error.status, "http"),
+                                          "message": message, "field": None}]}, error.status)
+    except TRANSIENT_ERRORS as error:
+        log.warning("dependency unreachable", error=repr(error), path=request.path)
+        error_ = unavailable("the database")
+        return json_response({"errors": error_.errors}, 503, error_.headers)

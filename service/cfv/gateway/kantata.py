@@ -1,0 +1,259 @@
+"""The Kantata OX face: ``/api/v1/custom_fields``, ``/api/v1/custom_field_values``, ``/api/v1/operations``.
+
+Answers follow Kantata's format: ``count``, ``meta``, ``results: [{key, id}]`` and the objects under their
+key, indexed by id (ids are strings).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+from aiohttp import web
+from cfv_schemas.commands import CommandItem
+from cfv_schemas.kantata import CustomFieldCreate, CustomFieldUpdate, WriteValuesIn
+from pydantic import BaseModel, ValidationError
+
+from cfv.domain.access import default_access
+from cfv.domain.fields import SubjectType
+from cfv.domain.values import render_subject_id
+from cfv.gateway.auth import Principal
+from cfv.gateway.errors import ApiError, from_validation, json_response, not_found
+from cfv.gateway.submit import Submitter
+from cfv.store.queries import query
+from cfv.worker.apply import Outcome
+
+routes = web.RouteTableDef()
+M = TypeVar("M", bound=BaseModel)
+VALUES = "custom_field_values"
+FIELDS = "custom_fields"
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """The request body parsed as ``model``, or a 400 naming what is wrong."""
+    body = await request.read()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ApiError.one(400, "validation", f"the body is not valid JSON: {error}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise from_validation(error) from None
+
+
+def listing(key: str, objects: list[dict[str, Any]], *, total: int | None = None, page: int = 1,
+            per_page: int | None = None) -> dict[str, Any]:
+    """A Kantata answer holding ``objects`` under ``key``."""
+    count = len(objects) if total is None else total
+    size = per_page or max(len(objects), 1)
+    return {
+        "count": count,
+        "meta": {"count": count, "page_count": max(math.ceil(count / size), 1), "page_number": page,
+                 "page_size": size},
+        "results": [{"key": key, "id": o["id"]} for o in objects],
+        key: {o["id"]: o for o in objects},
+    }
+
+
+def _principal(request: web.Request) -> Principal:
+    principal: Principal = request["principal"]
+    return principal
+
+
+def _int_id(request: web.Request, name: str, what: str) -> int:
+    raw = request.match_info[name]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise not_found(what)
+    return int(raw)
+
+
+# --- values -------------------------------------------------------------------------------------------
+
+
+@routes.post("/api/v1/custom_field_values")
+async def write_values(request: web.Request) -> web.Response:
+    """Write one value, or up to 100 (all or nothing)."""
+    body = await read_json(request, WriteValuesIn)
+    items = [CommandItem(subject_type=i.subject_type, subject_id=i.subject_id,
+                         custom_field_id=i.custom_field_id, value=i.value) for i in body.items()]
+    respond_async = "respond-async" in request.headers.get("Prefer", "").lower()
+    submitter: Submitter = request.app["submitter"]
+    submitted = await submitter.submit(_principal(request), items,
+                                       idempotency_key=request.headers.get("Idempotency-Key"),
+                                       wait=not respond_async)
+    if submitted.outcome is None:
+        location = f"/api/v1/operations/{submitted.operation_id}"
+        headers = {"Location": location}
+        if respond_async:
+            headers["Preference-Applied"] = "respond-async"
+        return json_response({"operation": {"id": str(submitted.operation_id), "status": "pending",
+                                            "location": location}}, 202, headers)
+    return render_outcome(submitted.outcome)
+
+
+def render_outcome(outcome: Outcome) -> web.Response:
+    """A write's outcome as Kantata answers it: 200 with the values, or the errors with their status."""
+    if outcome["status"] == "failed":
+        raise ApiError(failure_status(outcome), outcome["errors"])
+    return json_response(listing(VALUES, [render_value(v) for v in outcome["values"]]))
+
+
+def failure_status(outcome: Outcome) -> int:
+    """404 when everything refused was unknown, 500 for an internal failure, else 422."""
+    errors = outcome["errors"]
+    if errors and all(e["type"] == "not_found" for e in errors):
+        return 404
+    if any(e["type"] == "internal" for e in errors):
+        return 500
+    return 422
+
+
+def render_value(value: dict[str, Any]) -> dict[str, Any]:
+    """A stored value in Kantata's form."""
+    return {
+        "id": str(value["id"]),
+        "subject_type": value["subject_type"],
+        "subject_id": render_subject_id(SubjectType(value["subject_type"]), value["subject_id"]),
+        "custom_field_id": str(value["custom_field_id"]),
+        "custom_field_name": value["custom_field_name"],
+        "value_type": value["value_type"],
+        "value": value["value"],
+        "sequence": value["sequence"],
+        "setter": value["setter"],
+        "operation_id": value["operation_id"],
+        "created_at": value["created_at"],
+        "updated_at": value["created_at"],
+    }
+
+
+@routes.get("/api/v1/operations/{operation_id}")
+async def get_operation(request: web.Request) -> web.Response:
+    """Where an accepted write stands: pending, succeeded (with its result) or failed (with its errors)."""
+    try:
+        operation_id = uuid.UUID(request.match_info["operation_id"])
+    except ValueError:
+        raise not_found("operation") from None
+    pool: asyncpg.Pool[Any] = request.app["pool"]
+    row = await pool.fetchrow(query("operation"), operation_id, _principal(request).workspace_id)
+    if row is None:
+        raise not_found("operation")
+    body: dict[str, Any] = {"id": str(operation_id), "status": row["status"]}
+    outcome = row["outcome"]
+    if row["status"] == "succeeded":
+        body["result"] = listing(VALUES, [render_value(v) for v in outcome["values"]])
+    elif row["status"] == "failed":
+        body["errors"] = outcome["errors"]
+        body["http_status"] = failure_status(outcome)
+    return json_response(body)
+
+
+# --- fields -------------------------------------------------------------------------------------------
+
+
+async def _fields(pool: asyncpg.Pool[Any], rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    choices: dict[int, list[dict[str, Any]]] = {}
+    for c in await pool.fetch(query("field_choices"), [r["id"] for r in rows]):
+        choices.setdefault(c["custom_field_id"], []).append(
+            {"id": str(c["id"]), "label": c["label"], "position": c["position"]})
+    return [
+        {
+            "id": str(r["id"]), "name": r["name"], "description": r["description"],
+            "subject_type": r["subject_type"], "value_type": r["value_type"],
+            "relation_target": r["relation_target"], "relation_multi": r["relation_multi"],
+            "write_access": r["write_access"], "read_access": r["read_access"],
+            "choices": choices.get(r["id"], []),
+            "created_at": r["created_at"].isoformat(), "updated_at": r["updated_at"].isoformat(),
+        }
+        for r in rows
+    ]
+
+
+async def _field_answer(pool: asyncpg.Pool[Any], field_id: int, workspace_id: int) -> web.Response:
+    row = await pool.fetchrow(query("get_field"), field_id, workspace_id)
+    if row is None:
+        raise not_found("custom field")
+    return json_response(listing(FIELDS, await _fields(pool, [row])))
+
+
+@routes.post("/api/v1/custom_fields")
+async def create_field(request: web.Request) -> web.Response:
+    """Define a custom field (with its choices, for choice fields)."""
+    spec = (await read_json(request, CustomFieldCreate)).custom_field
+    workspace_id = _principal(request).workspace_id
+    write_default, read_default = default_access(SubjectType(spec.subject_type))
+    pool: asyncpg.Pool[Any] = request.app["pool"]
+    async with pool.acquire() as connection, connection.transaction():
+        field_id = await connection.fetchval(
+            query("insert_field"), workspace_id, spec.name, spec.description, spec.subject_type,
+            spec.value_type, spec.relation_target, spec.relation_multi,
+            spec.write_access or write_default, spec.read_access or read_default)
+        if spec.choices:
+            await connection.execute(query("insert_choices"), field_id, spec.choice_labels(), 0)
+    answer = await _field_answer(pool, field_id, workspace_id)
+    answer.set_status(201)
+    return answer
+
+
+@routes.get("/api/v1/custom_fields")
+async def list_fields(request: web.Request) -> web.Response:
+    """The workspace's custom fields, paginated (``page``, ``per_page`` up to 200)."""
+    page, per_page = _pagination(request)
+    workspace_id = _principal(request).workspace_id
+    pool: asyncpg.Pool[Any] = request.app["pool"]
+    rows = await pool.fetch(query("list_fields"), workspace_id, per_page, (page - 1) * per_page)
+    total = await pool.fetchval(query("count_fields"), workspace_id)
+    return json_response(listing(FIELDS, await _fields(pool, rows), total=total, page=page, per_page=per_page))
+
+
+def _pagination(request: web.Request) -> tuple[int, int]:
+    try:
+        page = int(request.query.get("page", "1"))
+        per_page = int(request.query.get("per_page", "20"))
+    except ValueError:
+        raise ApiError.one(400, "validation", "page and per_page are integers") from None
+    if page < 1 or not 1 <= per_page <= 200:
+        raise ApiError.one(400, "validation", "page starts at 1; per_page is 1 to 200")
+    return page, per_page
+
+
+@routes.get("/api/v1/custom_fields/{field_id}")
+async def get_field(request: web.Request) -> web.Response:
+    """One custom field."""
+    return await _field_answer(request.app["pool"], _int_id(request, "field_id", "custom field"),
+                               _principal(request).workspace_id)
+
+
+@routes.patch("/api/v1/custom_fields/{field_id}")
+async def update_field(request: web.Request) -> web.Response:
+    """Rename, redescribe, change access levels, or add choices; type and subject are fixed."""
+    field_id = _int_id(request, "field_id", "custom field")
+    changes = (await read_json(request, CustomFieldUpdate)).custom_field
+    workspace_id = _principal(request).workspace_id
+    pool: asyncpg.Pool[Any] = request.app["pool"]
+    async with pool.acquire() as connection, connection.transaction():
+        row = await connection.fetchrow(query("get_field"), field_id, workspace_id)
+        if row is None:
+            raise not_found("custom field")
+        if changes.add_choices and row["value_type"] not in ("single", "multi"):
+            raise ApiError.one(422, "validation", "only single and multi fields have choices", "add_choices")
+        await connection.execute(query("update_field"), field_id, workspace_id, changes.name,
+                                 changes.description, changes.write_access, changes.read_access)
+        if changes.add_choices:
+            labels = [c if isinstance(c, str) else c.label for c in changes.add_choices]
+            start = await connection.fetchval(query("next_choice_position"), field_id)
+            await connection.execute(query("insert_choices"), field_id, labels, start)
+    return await _field_answer(pool, field_id, workspace_id)
+
+
+@routes.delete("/api/v1/custom_fields/{field_id}")
+async def delete_field(request: web.Request) -> web.Response:
+    """Delete a field: it no longer accepts values."""
+    field_id = _int_id(request, "field_id", "custom field")
+    pool: asyncpg.Pool[Any] = request.app["pool"]
+    if await pool.fetchval(query("delete_field"), field_id, _principal(request).workspace_id) is None:
+        raise not_found("custom field")
+    return web.Response(status=204)

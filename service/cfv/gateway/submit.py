@@ -1,0 +1,92 @@
+"""Submitting a write, face-neutral: build the core command, publish it, wait for its outcome (or not).
+
+Both API faces translate their request into :class:`CommandItem` s and call :meth:`Submitter.submit`; they
+differ only in how they render the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from cfv_schemas.commands import CommandItem, WriteValues
+
+from cfv.broker.publisher import CommandPublisher, PublishFailed
+from cfv.faults import TRANSIENT_ERRORS
+from cfv.gateway.auth import Principal
+from cfv.gateway.errors import ApiError, unavailable
+from cfv.gateway.replies import ReplyWaiter
+from cfv.store.queries import query
+from cfv.worker.apply import Outcome
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What became of a submitted write: its outcome, or only its operation id if still pending."""
+
+    operation_id: uuid.UUID
+    outcome: Outcome | None
+
+
+class Submitter:
+    """Turns validated requests into commands on the broker."""
+
+    def __init__(self, publisher: CommandPublisher, waiter: ReplyWaiter, pool: asyncpg.Pool[Any],
+                 timeout: float) -> None:
+        self._publisher = publisher
+        self._waiter = waiter
+        self._pool = pool
+        self._timeout = timeout
+
+    async def submit(self, principal: Principal, items: list[CommandItem], *, idempotency_key: str | None,
+                     wait: bool) -> Submitted:
+        """Publish a write of ``items``; with ``wait``, return its outcome unless the wait times out."""
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise ApiError.one(400, "validation", f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+                               "Idempotency-Key")
+        command = WriteValues(
+            id=uuid.uuid4(),
+            workspace_id=principal.workspace_id,
+            actor=principal.actor,
+            accepted_at=datetime.now(UTC),
+            items=items,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash(items) if idempotency_key is not None else None,
+            reply_to=self._waiter.gateway_id if wait else None,
+        )
+        future = self._waiter.expect(command.id) if wait else None
+        try:
+            await self._publisher.submit(command)
+        except PublishFailed:
+            if future is not None:
+                self._waiter.forget(command.id, future)
+            raise unavailable("the message broker") from None
+        if future is not None:
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(future), self._timeout)
+                return Submitted(command.id, outcome)
+            except TimeoutError:
+                self._waiter.forget(command.id, future)
+        await self._mark_pending(command)
+        return Submitted(command.id, None)
+
+    async def _mark_pending(self, command: WriteValues) -> None:
+        """Record that the operation exists, so polling it finds it even before a worker took it."""
+        # If the database is down, the command is still safe on the broker: the operation appears once applied.
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await self._pool.execute(query("mark_operation_pending"), command.id, command.workspace_id)
+
+
+def request_hash(items: list[CommandItem]) -> str:
+    """A digest of a request's content, to tell an idempotent retry from a different request."""
+    canonical = orjson.dumps([item.model_dump(mode="json") for item in items], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()

@@ -1,0 +1,96 @@
+"""The long-running processes: gateway, worker and relay, each started from settings alone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import structlog
+from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
+
+from cfv.broker import connection as broker
+from cfv.broker import topology
+from cfv.broker.publisher import CommandPublisher
+from cfv.faults import TRANSIENT_ERRORS
+from cfv.gateway.app import create_app
+from cfv.gateway.replies import ReplyWaiter
+from cfv.gateway.submit import Submitter
+from cfv.relay import Relay
+from cfv.settings import Settings
+from cfv.store.database import create_pool
+from cfv.worker.service import Worker
+
+log = structlog.get_logger("cfv")
+T = TypeVar("T")
+
+
+async def until_reachable(what: str, connect: Callable[[], Awaitable[T]]) -> T:
+    """Connect, retrying with backoff while the dependency is down (it may be starting too)."""
+    delay = 0.5
+    while True:
+        try:
+            return await connect()
+        except TRANSIENT_ERRORS + (ConnectionError,) as error:
+            log.warning(f"{what} unreachable, retrying", error=repr(error), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _dependencies(settings: Settings, name: str) -> tuple[asyncpg.Pool[Any], AbstractRobustConnection]:
+    pool = await until_reachable("PostgreSQL", lambda: create_pool(settings.database_url,
+                                                                  size=settings.db_pool_size))
+    amqp = await until_reachable("RabbitMQ", lambda: broker.connect(settings.amqp_url, name=name))
+    return pool, amqp
+
+
+async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Serve HTTP until cancelled."""
+    pool, amqp = await _dependencies(settings, "cfv-gateway")
+    channel = await amqp.channel(publisher_confirms=True)
+    declared = await topology.declare(channel, shards=settings.command_shards,
+                                      delivery_limit=settings.delivery_limit)
+    waiter = ReplyWaiter(settings.database_url, pool)
+    await waiter.start()
+    submitter = Submitter(CommandPublisher(declared.commands), waiter, pool, settings.write_timeout)
+    runner = web.AppRunner(create_app(settings, pool, submitter), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        log.info("gateway listening", host=settings.http_host, port=settings.http_port)
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await waiter.close()
+        await _close(pool, amqp)
+
+
+async def run_worker(settings: Settings) -> None:
+    """Apply commands until cancelled."""
+    pool, amqp = await _dependencies(settings, "cfv-worker")
+    try:
+        await Worker(settings, pool, amqp).run()
+    finally:
+        await _close(pool, amqp)
+
+
+async def run_relay(settings: Settings) -> None:
+    """Publish change events until cancelled."""
+    _, amqp = await _dependencies(settings, "cfv-relay")
+    try:
+        await Relay(settings, amqp).run()
+    finally:
+        with contextlib.suppress(Exception):
+            await amqp.close()
+
+
+async def _close(pool: asyncpg.Pool[Any], amqp: AbstractRobustConnection) -> None:
+    with contextlib.suppress(Exception):
+        await amqp.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(pool.close(), 5)

@@ -1,0 +1,1 @@
+"""The Postgres store: connections, migrations and named queries (kept in ``sql/*.sql``)."""

@@ -1,0 +1,99 @@
+-- Queries of the worker's apply transaction, in the order it runs them.
+
+-- name: lock_workspaces
+-- One workspace's commands are applied by one transaction at a time, in stream order, even if two workers
+-- briefly both hold deliveries of it (a consumer hand-over after a broker restart). Returns the time of
+-- the transaction, stamped on everything it writes.
+SELECT now() AS now, count(pg_advisory_xact_lock(ws)) AS locked
+FROM (SELECT DISTINCT unnest($1::bigint[]) AS ws ORDER BY 1) AS sorted;
+
+-- name: completed_operations
+SELECT id, outcome FROM operations WHERE id = ANY($1::uuid[]) AND status <> 'pending';
+
+-- name: field_definitions
+SELECT f.id, f.workspace_id, f.name, f.subject_type, f.value_type, f.relation_target, f.relation_multi,
+       f.deleted_at IS NOT NULL AS deleted,
+       coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL AND c.deleted_at IS NULL), '{}')
+           AS choice_ids
+FROM custom_fields f
+LEFT JOIN custom_field_choices c ON c.custom_field_id = f.id
+WHERE f.id = ANY($1::bigint[])
+GROUP BY f.id;
+
+-- name: workspace_slugs
+SELECT id, slug FROM workspaces WHERE id = ANY($1::bigint[]);
+
+-- name: idempotency_records
+SELECT i.workspace_id, i.key, i.request_hash, o.outcome
+FROM idempotency_keys i
+JOIN operations o ON o.id = i.operation_id
+JOIN unnest($1::bigint[], $2::text[]) AS k (workspace_id, key)
+    ON (i.workspace_id, i.key) = (k.workspace_id, k.key);
+
+-- name: current_states
+SELECT c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id, c.seq, c.value_id, c.value
+FROM current_values c
+JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS k (workspace_id, subject_type, subject_id,
+                                                                       custom_field_id)
+    ON (c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id)
+     = (k.workspace_id, k.subject_type, k.subject_id, k.custom_field_id);
+
+-- name: allocate_value_ids
+SELECT nextval('value_ids') AS id FROM generate_series(1, $1::integer) ORDER BY 1;
+
+-- JSON columns arrive as text[] (asyncpg would read lists inside a jsonb[] as extra array dimensions).
+
+-- name: insert_versions
+INSERT INTO value_versions (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value, setter,
+                            operation_id, created_at)
+SELECT id, workspace_id, subject_type, subject_id, custom_field_id, seq, value::jsonb, setter, operation_id, $10
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
+            $8::text[], $9::uuid[])
+    AS v (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value, setter, operation_id);
+
+-- name: upsert_current
+-- Called with each key once: its state after the whole batch.
+INSERT INTO current_values AS c (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id,
+                                 value, setter, operation_id, created_at, updated_at)
+SELECT workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value::jsonb, setter, operation_id,
+       $10, $10
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[],
+            $8::text[], $9::uuid[])
+    AS v (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value, setter, operation_id)
+ON CONFLICT (workspace_id, subject_type, subject_id, custom_field_id) DO UPDATE
+    SET seq = excluded.seq, value_id = excluded.value_id, value = excluded.value, setter = excluded.setter,
+        operation_id = excluded.operation_id, updated_at = excluded.updated_at;
+
+-- name: insert_events
+INSERT INTO outbox (event_id, workspace_id, routing_key, event, created_at)
+SELECT event_id, workspace_id, routing_key, event::jsonb, $5
+FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
+    AS e (event_id, workspace_id, routing_key, event, n)
+ORDER BY n;
+
+-- name: complete_operations
+INSERT INTO operations AS o (id, workspace_id, status, outcome, created_at, completed_at)
+SELECT id, workspace_id, status, outcome::jsonb, $5, $5
+FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[]) AS v (id, workspace_id, status, outcome)
+ON CONFLICT (id) DO UPDATE
+    SET status = excluded.status, outcome = excluded.outcome, completed_at = excluded.completed_at
+    WHERE o.status = 'pending';
+
+-- name: record_idempotency_keys
+INSERT INTO idempotency_keys (workspace_id, key, request_hash, operation_id, created_at)
+SELECT workspace_id, key, request_hash, operation_id, $5
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::uuid[]) AS v (workspace_id, key, request_hash, operation_id);
+
+-- name: notify
+SELECT count(pg_notify(channel, payload)) FROM unnest($1::text[], $2::text[]) AS n (channel, payload);
+
+-- name: fail_operations
+-- Operations named by a message that can never be applied. Unknown workspaces are skipped: nobody could
+-- read such an operation anyway.
+INSERT INTO operations AS o (id, workspace_id, status, outcome, completed_at)
+SELECT v.id, v.workspace_id, 'failed', v.outcome::jsonb, now()
+FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS v (id, workspace_id, outcome)
+JOIN workspaces w ON w.id = v.workspace_id
+ON CONFLICT (id) DO UPDATE
+    SET status = 'failed', outcome = excluded.outcome, completed_at = excluded.completed_at
+    WHERE o.status = 'pending';

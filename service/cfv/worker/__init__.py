@@ -1,0 +1,1 @@
+"""Workers: consume commands from RabbitMQ and apply them to Postgres in batches."""

@@ -1,0 +1,359 @@
+"""Applying a batch of commands in one Postgres transaction (group commit).
+
+Each command is all-or-nothing: a command with any invalid item writes nothing and fails, and the rest of
+the batch goes on. Commands are applied in the order given, which is the order their workspace's stream
+delivered them. In the same transaction go the value history, the current values, the change events (in
+the outbox), the operations' outcomes (which also record that each command was processed, so a redelivered
+command is answered from its record and never applied twice), idempotency keys, and the notifications that
+wake waiting gateways.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from cfv_schemas.commands import Command
+from cfv_schemas.events import EVENT_TYPES
+
+from cfv.domain.changes import Change, KeyState, StoredValue, fold_writes
+from cfv.domain.fields import FieldDefinition, RelationTarget, SubjectType, ValueType
+from cfv.domain.writes import ErrorType, ItemError, ValidWrite, ValueKey, WriteItem, validate_items
+from cfv.store.database import Connection
+from cfv.store.queries import query
+
+Outcome = dict[str, Any]  # the JSON form of cfv_schemas.outcomes.Outcome, built directly on the hot path
+REPLY_CHANNEL_PREFIX = "cfv_reply_"
+OUTBOX_CHANNEL = "cfv_outbox"
+_NOTIFY_LIMIT = 7_800  # Postgres refuses payloads of 8000 bytes or more
+
+
+def reply_channel(gateway_id: str) -> str:
+    """The LISTEN channel on which a gateway hears the outcomes of its commands."""
+    return REPLY_CHANNEL_PREFIX + gateway_id
+
+
+@dataclass
+class _Prepared:
+    command: Command
+    writes: list[ValidWrite] = field(default_factory=list)
+    outcome: Outcome | None = None  # set when the command is settled without writing
+
+
+async def apply_batch(connection: Connection, commands: Sequence[Command]) -> list[Outcome]:
+    """Apply ``commands`` in one transaction; return each one's outcome, in order."""
+    async with connection.transaction():
+        return await _apply(connection, commands)
+
+
+async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Outcome]:
+    row = await connection.fetchrow(query("lock_workspaces"), sorted({c.workspace_id for c in commands}))
+    assert row is not None
+    now: datetime = row["now"]
+
+    done = {r["id"]: r["outcome"] for r in await connection.fetch(
+        query("completed_operations"), [c.id for c in commands])}
+    fresh: list[Command] = []
+    seen: set[uuid.UUID] = set()
+    for command in commands:
+        if command.id not in done and command.id not in seen:
+            seen.add(command.id)
+            fresh.append(command)
+
+    definitions = await _definitions(connection, fresh)
+    prepared = [_validate(command, definitions) for command in fresh]
+    idempotency = await _idempotency_records(connection, fresh)
+
+    writes = [w for p in prepared for w in p.writes]
+    states = await _current_states(connection, [(p.command.workspace_id, w.key) for p in prepared
+                                                for w in p.writes])
+    ids = iter(await _allocate_ids(connection, len(writes)))
+    slugs = {r["id"]: r["slug"] for r in await connection.fetch(
+        query("workspace_slugs"), list({c.workspace_id for c in fresh}))}
+
+    batch = _BatchWrites(now)
+    for p in prepared:
+        command = p.command
+        idem = (command.workspace_id, command.idempotency_key) if command.idempotency_key else None
+        if idem is not None and idem in idempotency:
+            p.outcome = _replay(command, *idempotency[idem])
+            continue
+        if p.outcome is None:
+            changes = fold_writes(states.setdefault(command.workspace_id, {}), p.writes, ids)
+            p.outcome = batch.add(command, p.writes, changes, slugs[command.workspace_id])
+            if idem is not None:  # only successes are remembered: a refused request may be corrected
+                idempotency[idem] = (command.request_hash or "", p.outcome)
+                batch.idempotency.append(command)
+    await batch.write(connection, states)
+
+    outcomes: dict[uuid.UUID, Outcome] = {}
+    for p in prepared:
+        assert p.outcome is not None
+        outcomes[p.command.id] = p.outcome
+    await _complete_operations(connection, fresh, outcomes, now)
+    if batch.idempotency:  # after the operations they point at
+        await connection.execute(query("record_idempotency_keys"), *_columns(
+            (c.workspace_id, c.idempotency_key, c.request_hash or "", c.id) for c in batch.idempotency), now)
+    outcomes.update(done)
+    await _notify(connection, commands, outcomes, wake_relay=bool(batch.events))
+    return [outcomes[c.id] for c in commands]
+
+
+async def _definitions(
+    connection: Connection, commands: Iterable[Command]
+) -> dict[int, FieldDefinition]:
+    field_ids = list({item.custom_field_id for c in commands for item in c.items})
+    if not field_ids:
+        return {}
+    return {
+        r["id"]: FieldDefinition(
+            id=r["id"],
+            workspace_id=r["workspace_id"],
+            name=r["name"],
+            subject_type=SubjectType(r["subject_type"]),
+            value_type=ValueType(r["value_type"]),
+            choice_ids=frozenset(r["choice_ids"]),
+            relation_target=RelationTarget(r["relation_target"]) if r["relation_target"] else None,
+            relation_multi=r["relation_multi"],
+            deleted=r["deleted"],
+        )
+        for r in await connection.fetch(query("field_definitions"), field_ids)
+    }
+
+
+def _validate(command: Command, definitions: dict[int, FieldDefinition]) -> _Prepared:
+    items = [WriteItem(i.subject_type, i.subject_id, i.custom_field_id, i.value) for i in command.items]
+    valid, errors = validate_items(command.workspace_id, items, definitions)
+    if errors:
+        return _Prepared(command, outcome=_failed(command.id, errors))
+    return _Prepared(command, writes=valid)
+
+
+async def _idempotency_records(
+    connection: Connection, commands: Sequence[Command]
+) -> dict[tuple[int, str], tuple[str, Outcome]]:
+    keyed = [c for c in commands if c.idempotency_key is not None]
+    if not keyed:
+        return {}
+    rows = await connection.fetch(query("idempotency_records"), [c.workspace_id for c in keyed],
+                                  [c.idempotency_key for c in keyed])
+    return {(r["workspace_id"], r["key"]): (r["request_hash"], r["outcome"]) for r in rows}
+
+
+def _replay(command: Command, request_hash: str, original: Outcome) -> Outcome:
+    if request_hash != (command.request_hash or ""):
+        return _failed(command.id, [ItemError(
+            ErrorType.CONFLICT,
+            "this Idempotency-Key was already used with a different request; use a new key for a new request",
+            "Idempotency-Key")])
+    return {**original, "id": str(command.id), "replayed_from": original.get("replayed_from") or original["id"]}
+
+
+async def _current_states(
+    connection: Connection, keys: list[tuple[int, ValueKey]]
+) -> dict[int, dict[ValueKey, KeyState]]:
+    states: dict[int, dict[ValueKey, KeyState]] = {}
+    if not keys:
+        return states
+    unique = list(dict.fromkeys(keys))
+    rows = await connection.fetch(
+        query("current_states"),
+        [ws for ws, _ in unique], [k.subject_type.value for _, k in unique],
+        [k.subject_id for _, k in unique], [k.custom_field_id for _, k in unique],
+    )
+    for r in rows:
+        key = ValueKey(SubjectType(r["subject_type"]), r["subject_id"], r["custom_field_id"])
+        current = StoredValue(r["value_id"], r["value"]) if r["value_id"] is not None else None
+        states.setdefault(r["workspace_id"], {})[key] = KeyState(current, r["seq"])
+    return states
+
+
+async def _allocate_ids(connection: Connection, count: int) -> list[int]:
+    if count == 0:
+        return []
+    return [r["id"] for r in await connection.fetch(query("allocate_value_ids"), count)]
+
+
+class _BatchWrites:
+    """The rows a batch will write, gathered as commands are folded, then written set-wise."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.versions: list[tuple[Command, Change]] = []
+        self.events: list[tuple[uuid.UUID, int, str, dict[str, Any]]] = []
+        self.idempotency: list[Command] = []
+        self.last_writer: dict[tuple[int, ValueKey], Command] = {}
+
+    def add(self, command: Command, writes: list[ValidWrite], changes: list[Change], slug: str) -> Outcome:
+        values = []
+        for write, change in zip(writes, changes, strict=True):
+            assert change.after is not None
+            self.versions.append((command, change))
+            self.last_writer[(command.workspace_id, change.key)] = command
+            self.events.append(_event(command, write.definition, change, slug, self.now))
+            values.append(_value_out(command, write.definition, change, self.now))
+        return {"id": str(command.id), "status": "succeeded", "values": values, "errors": []}
+
+    async def write(self, connection: Connection, states: dict[int, dict[ValueKey, KeyState]]) -> None:
+        if self.versions:
+            await connection.execute(query("insert_versions"), *_columns(
+                (change.after.id, command.workspace_id, change.key.subject_type.value, change.key.subject_id,
+                 change.key.custom_field_id, change.seq, _json(change.after.value), command.actor, command.id)
+                for command, change in self.versions if change.after is not None), self.now)
+            finals = []
+            for (workspace_id, key), command in self.last_writer.items():
+                state = states[workspace_id][key]
+                assert state.current is not None
+                finals.append((workspace_id, key.subject_type.value, key.subject_id, key.custom_field_id,
+                               state.seq, state.current.id, _json(state.current.value), command.actor, command.id))
+            await connection.execute(query("upsert_current"), *_columns(finals, width=9), self.now)
+        if self.events:
+            await connection.execute(query("insert_events"), *_columns(
+                (event_id, workspace_id, routing_key, _json(event))
+                for event_id, workspace_id, routing_key, event in self.events), self.now)
+
+
+async def _complete_operations(
+    connection: Connection, commands: Sequence[Command], outcomes: dict[uuid.UUID, Outcome],
+    now: datetime,
+) -> None:
+    if commands:
+        await connection.execute(query("complete_operations"), *_columns(
+            (c.id, c.workspace_id, outcomes[c.id]["status"], _json(outcomes[c.id])) for c in commands), now)
+
+
+async def _notify(
+    connection: Connection, commands: Sequence[Command], outcomes: dict[uuid.UUID, Outcome],
+    *, wake_relay: bool,
+) -> None:
+    """Tell waiting gateways their commands' outcomes, and the relay that events wait; both at commit."""
+    by_channel: dict[str, list[Outcome]] = {}
+    for command in commands:
+        if command.reply_to:
+            by_channel.setdefault(reply_channel(command.reply_to), []).append(outcomes[command.id])
+    channels: list[str] = []
+    payloads: list[str] = []
+    for channel, channel_outcomes in by_channel.items():
+        for payload in reply_payloads(channel_outcomes):
+            channels.append(channel)
+            payloads.append(payload)
+    if wake_relay:
+        channels.append(OUTBOX_CHANNEL)
+        payloads.append("")
+    if channels:
+        await connection.fetchval(query("notify"), channels, payloads)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedOperation:
+    """An operation named by a message that cannot be applied, and who may be waiting for it."""
+
+    id: uuid.UUID
+    workspace_id: int
+    reply_to: str | None
+
+
+async def fail_operations(
+    connection: Connection, operations: Sequence[NamedOperation], reason: str, *, internal: bool = False
+) -> None:
+    """Mark ``operations`` failed with ``reason`` and tell their waiting gateways, in one transaction."""
+    if not operations:
+        return
+    kind = ErrorType.INTERNAL if internal else ErrorType.VALIDATION
+    outcomes = {op.id: _failed(op.id, [ItemError(kind, reason, "command")]) for op in operations}
+    async with connection.transaction():
+        await connection.execute(query("fail_operations"), *_columns(
+            (op.id, op.workspace_id, _json(outcomes[op.id])) for op in operations))
+        channels, payloads = [], []
+        for op in operations:
+            if op.reply_to:
+                for payload in reply_payloads([outcomes[op.id]]):
+                    channels.append(reply_channel(op.reply_to))
+                    payloads.append(payload)
+        if channels:
+            await connection.fetchval(query("notify"), channels, payloads)
+
+
+def reply_payloads(outcomes: Iterable[Outcome]) -> list[str]:
+    """Pack outcomes into NOTIFY payloads (JSON arrays) under Postgres's size limit.
+
+    An outcome too large for one payload travels as ``{"id": …, "fetch": true}``: the gateway reads it from
+    the operations table instead.
+    """
+    payloads: list[str] = []
+    parts: list[str] = []
+    size = 2
+    for outcome in outcomes:
+        text = orjson.dumps(outcome).decode()
+        if len(text.encode()) > _NOTIFY_LIMIT - 2:
+            text = orjson.dumps({"id": outcome["id"], "fetch": True}).decode()
+        if parts and size + len(text.encode()) + 1 > _NOTIFY_LIMIT:
+            payloads.append("[" + ",".join(parts) + "]")
+            parts, size = [], 2
+        parts.append(text)
+        size += len(text.encode()) + 1
+    if parts:
+        payloads.append("[" + ",".join(parts) + "]")
+    return payloads
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _columns(rows: Iterable[tuple[Any, ...]], width: int | None = None) -> list[list[Any]]:
+    """Rows to columns, the shape ``unnest`` takes."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    if not columns and width is not None:
+        return [[] for _ in range(width)]
+    return columns
+
+
+def _failed(command_id: uuid.UUID, errors: Iterable[ItemError]) -> Outcome:
+    return {"id": str(command_id), "status": "failed", "values": [], "errors": [
+        {"type": e.type.value, "message": e.message, "field": e.field, "index": e.index,
+         "custom_field_id": e.custom_field_id}
+        for e in errors]}
+
+
+def _value_out(command: Command, definition: FieldDefinition, change: Change, now: datetime) -> dict[str, Any]:
+    assert change.after is not None
+    return {
+        "id": change.after.id, "subject_type": change.key.subject_type.value,
+        "subject_id": change.key.subject_id, "custom_field_id": definition.id,
+        "custom_field_name": definition.name, "value_type": definition.value_type.value,
+        "value": change.after.value, "sequence": change.seq, "setter": command.actor,
+        "operation_id": str(command.id), "created_at": now.isoformat(),
+    }
+
+
+def _event(
+    command: Command, definition: FieldDefinition, change: Change, slug: str, now: datetime
+) -> tuple[uuid.UUID, int, str, dict[str, Any]]:
+    key = change.key
+    event_id = uuid.uuid4()
+    routing_key = f"{slug}.{key.subject_type.value}.{key.custom_field_id}.{change.kind.value}"
+    event = {
+        "specversion": "1.0",
+        "id": str(event_id),
+        "source": f"/workspaces/{slug}",
+        "type": EVENT_TYPES[change.kind.value],
+        "subject": f"{key.subject_type.value}/{key.subject_id}/custom_fields/{key.custom_field_id}",
+        "time": now.isoformat(),
+        "datacontenttype": "application/json",
+        "data": {
+            "workspace_id": command.workspace_id, "workspace": slug,
+            "subject_type": key.subject_type.value, "subject_id": key.subject_id,
+            "custom_field_id": key.custom_field_id, "value_type": definition.value_type.value,
+            "sequence": change.seq,
+            "before": {"id": change.before.id, "value": change.before.value} if change.before else None,
+            "after": {"id": change.after.id, "value": change.after.value} if change.after else None,
+            "setter": command.actor, "operation_id": str(command.id),
+        },
+    }
+    return event_id, command.workspace_id, routing_key, event
+
