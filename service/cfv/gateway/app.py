@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from cfv.gateway import kantata
+from cfv.gateway import kantata, keys
 from cfv.gateway.auth import Authenticator, auth_middleware
 from cfv.gateway.errors import error_middleware, json_response
 from cfv.gateway.submit import Submitter
@@ -18,10 +18,10 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     """The gateway's routes and middlewares over the given pool and submitter."""
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[error_middleware, auth_middleware])
-    app["settings"] = settings
-    app["pool"] = pool
-    app["submitter"] = submitter
-    app["authenticator"] = Authenticator(pool)
+    app[keys.SETTINGS] = settings
+    app[keys.POOL] = pool
+    app[keys.SUBMITTER] = submitter
+    app[keys.AUTHENTICATOR] = Authenticator(pool)
     app.add_routes(kantata.routes)
     app.router.add_get("/healthz", _health)
     return app

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from cfv.gateway import keys
 from cfv.gateway.errors import ApiError, Handler
 from cfv.store.queries import query
 
@@ -85,6 +86,5 @@ def _presented_key(request: web.Request) -> str | None:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authenticate every request under ``/api/``; the principal is ``request["principal"]``."""
     if request.path.startswith("/api/"):
-        authenticator: Authenticator = request.app["authenticator"]
-        request["principal"] = await authenticator.principal(request)
+        request[keys.PRINCIPAL] = await request.app[keys.AUTHENTICATOR].principal(request)
     return await handler(request)

@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from cfv.faults import TRANSIENT_ERRORS
+from cfv.gateway import keys
 
 log = structlog.get_logger("cfv.gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -73,7 +74,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        message = {413: f"the request body is larger than {request.app['settings'].max_body_bytes} bytes"
+        message = {413: f"the request body is larger than {request.app[keys.SETTINGS].max_body_bytes} bytes"
                    }.get(error.status, error.reason)
         return json_response({"errors": [{"type": _HTTP_ERROR_TYPES.get(error.status, "http"),
                                           "message": message, "field": None}]}, error.status)

@@ -20,9 +20,9 @@ from pydantic import BaseModel, ValidationError
 from cfv.domain.access import default_access
 from cfv.domain.fields import SubjectType
 from cfv.domain.values import render_subject_id
+from cfv.gateway import keys
 from cfv.gateway.auth import Principal
 from cfv.gateway.errors import ApiError, from_validation, json_response, not_found
-from cfv.gateway.submit import Submitter
 from cfv.store.queries import query
 from cfv.worker.apply import Outcome
 
@@ -60,8 +60,7 @@ def listing(key: str, objects: list[dict[str, Any]], *, total: int | None = None
 
 
 def _principal(request: web.Request) -> Principal:
-    principal: Principal = request["principal"]
-    return principal
+    return request[keys.PRINCIPAL]
 
 
 def _int_id(request: web.Request, name: str, what: str) -> int:
@@ -81,8 +80,7 @@ async def write_values(request: web.Request) -> web.Response:
     items = [CommandItem(subject_type=i.subject_type, subject_id=i.subject_id,
                          custom_field_id=i.custom_field_id, value=i.value) for i in body.items()]
     respond_async = "respond-async" in request.headers.get("Prefer", "").lower()
-    submitter: Submitter = request.app["submitter"]
-    submitted = await submitter.submit(_principal(request), items,
+    submitted = await request.app[keys.SUBMITTER].submit(_principal(request), items,
                                        idempotency_key=request.headers.get("Idempotency-Key"),
                                        wait=not respond_async)
     if submitted.outcome is None:
@@ -137,7 +135,7 @@ async def get_operation(request: web.Request) -> web.Response:
         operation_id = uuid.UUID(request.match_info["operation_id"])
     except ValueError:
         raise not_found("operation") from None
-    pool: asyncpg.Pool[Any] = request.app["pool"]
+    pool = request.app[keys.POOL]
     row = await pool.fetchrow(query("operation"), operation_id, _principal(request).workspace_id)
     if row is None:
         raise not_found("operation")
@@ -185,7 +183,7 @@ async def create_field(request: web.Request) -> web.Response:
     spec = (await read_json(request, CustomFieldCreate)).custom_field
     workspace_id = _principal(request).workspace_id
     write_default, read_default = default_access(SubjectType(spec.subject_type))
-    pool: asyncpg.Pool[Any] = request.app["pool"]
+    pool = request.app[keys.POOL]
     async with pool.acquire() as connection, connection.transaction():
         field_id = await connection.fetchval(
             query("insert_field"), workspace_id, spec.name, spec.description, spec.subject_type,
@@ -203,7 +201,7 @@ async def list_fields(request: web.Request) -> web.Response:
     """The workspace's custom fields, paginated (``page``, ``per_page`` up to 200)."""
     page, per_page = _pagination(request)
     workspace_id = _principal(request).workspace_id
-    pool: asyncpg.Pool[Any] = request.app["pool"]
+    pool = request.app[keys.POOL]
     rows = await pool.fetch(query("list_fields"), workspace_id, per_page, (page - 1) * per_page)
     total = await pool.fetchval(query("count_fields"), workspace_id)
     return json_response(listing(FIELDS, await _fields(pool, rows), total=total, page=page, per_page=per_page))
@@ -223,7 +221,7 @@ def _pagination(request: web.Request) -> tuple[int, int]:
 @routes.get("/api/v1/custom_fields/{field_id}")
 async def get_field(request: web.Request) -> web.Response:
     """One custom field."""
-    return await _field_answer(request.app["pool"], _int_id(request, "field_id", "custom field"),
+    return await _field_answer(request.app[keys.POOL], _int_id(request, "field_id", "custom field"),
                                _principal(request).workspace_id)
 
 
@@ -233,7 +231,7 @@ async def update_field(request: web.Request) -> web.Response:
     field_id = _int_id(request, "field_id", "custom field")
     changes = (await read_json(request, CustomFieldUpdate)).custom_field
     workspace_id = _principal(request).workspace_id
-    pool: asyncpg.Pool[Any] = request.app["pool"]
+    pool = request.app[keys.POOL]
     async with pool.acquire() as connection, connection.transaction():
         row = await connection.fetchrow(query("get_field"), field_id, workspace_id)
         if row is None:
@@ -253,7 +251,7 @@ async def update_field(request: web.Request) -> web.Response:
 async def delete_field(request: web.Request) -> web.Response:
     """Delete a field: it no longer accepts values."""
     field_id = _int_id(request, "field_id", "custom field")
-    pool: asyncpg.Pool[Any] = request.app["pool"]
+    pool = request.app[keys.POOL]
     if await pool.fetchval(query("delete_field"), field_id, _principal(request).workspace_id) is None:
         raise not_found("custom field")
     return web.Response(status=204)

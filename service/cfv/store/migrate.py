@@ -14,11 +14,14 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 def apply_migrations(dsn: str) -> int:
     """Apply every pending migration; return how many were applied."""
     backend = get_backend(_yoyo_url(dsn))
-    migrations = read_migrations(str(MIGRATIONS))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
-    return len(pending)
+    try:
+        migrations = read_migrations(str(MIGRATIONS))
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        return len(pending)
+    finally:
+        backend.connection.close()
 
 
 async def ensure_database(dsn: str) -> bool:

@@ -1,0 +1,20 @@
+"""Typed keys of what the gateway's application and requests carry."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+
+from cfv.settings import Settings
+
+if TYPE_CHECKING:
+    from cfv.gateway.auth import Authenticator, Principal
+    from cfv.gateway.submit import Submitter
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+SUBMITTER: web.AppKey[Submitter] = web.AppKey("submitter")
+AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
