@@ -1,0 +1,70 @@
+# Shared by bin/dev and bin/test: a virtualenv with cfv installed, and PostgreSQL and RabbitMQ answering.
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv"
+PG_HOST=${CFV_PG_HOST:-127.0.0.1}
+PG_PORT=${CFV_PG_PORT:-5432}
+AMQP_HOST=${CFV_AMQP_HOST:-127.0.0.1}
+AMQP_PORT=${CFV_AMQP_PORT:-5672}
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+ensure_venv() {
+  local stamp="$VENV/.installed"
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating $VENV"
+    python3 -m venv "$VENV" || die "python3 -m venv failed (Python 3.11+ with venv is required)"
+  fi
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    say "installing cfv and its development tools"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet -e "$ROOT[dev]"
+    touch "$stamp"
+  fi
+}
+
+answers() { # host port
+  "$VENV/bin/python" - "$1" "$2" <<'PY'
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()
+except OSError:
+    sys.exit(1)
+PY
+}
+
+is_local() { case "$1" in 127.*|localhost) return 0 ;; *) return 1 ;; esac; }
+
+ensure_postgres() {
+  answers "$PG_HOST" "$PG_PORT" && return 0
+  if is_local "$PG_HOST" && command -v pg_ctlcluster >/dev/null; then
+    say "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+    for _ in $(seq 1 30); do answers "$PG_HOST" "$PG_PORT" && return 0; sleep 1; done
+  fi
+  die "PostgreSQL does not answer on $PG_HOST:$PG_PORT. Start it, e.g.: docker compose up -d postgres rabbitmq"
+}
+
+ensure_rabbitmq() {
+  if ! answers "$AMQP_HOST" "$AMQP_PORT"; then
+    if is_local "$AMQP_HOST" && command -v rabbitmq-server >/dev/null; then
+      say "starting RabbitMQ"
+      rabbitmq-server -detached
+      rabbitmqctl await_startup >/dev/null
+    else
+      die "RabbitMQ does not answer on $AMQP_HOST:$AMQP_PORT. Start it, e.g.: docker compose up -d postgres rabbitmq"
+    fi
+  fi
+  # cfv routes commands through a consistent-hash exchange; the tests use the management API for vhosts.
+  if is_local "$AMQP_HOST" && command -v rabbitmq-plugins >/dev/null; then
+    rabbitmq-plugins enable --quiet rabbitmq_consistent_hash_exchange rabbitmq_management >/dev/null \
+      || die "could not enable the RabbitMQ plugins rabbitmq_consistent_hash_exchange and rabbitmq_management"
+  fi
+}
+
+ensure_services() {
+  ensure_postgres
+  ensure_rabbitmq
+}
