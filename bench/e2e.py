@@ -97,12 +97,59 @@ async def load(total: int, concurrency: int, send: Callable[[int], Awaitable[Non
     return time.perf_counter() - began, latencies
 
 
-def report(name: str, values: int, seconds: float, latencies: list[float]) -> None:
+class CpuMeter:
+    """CPU seconds used by each party: cfv's processes, PostgreSQL, RabbitMQ and this client."""
+
+    def __init__(self, procs: dict[str, int]) -> None:
+        self.procs = procs
+
+    def _pids(self) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {name: [pid] for name, pid in self.procs.items()}
+        found["postgres"], found["rabbitmq"] = [], []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm == "postgres":
+                found["postgres"].append(int(entry.name))
+            elif comm.startswith("beam"):
+                found["rabbitmq"].append(int(entry.name))
+        found["client"] = [os.getpid()]
+        return found
+
+    def sample(self) -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        usage: dict[str, float] = {}
+        for name, pids in self._pids().items():
+            total = 0.0
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                total += (int(fields[11]) + int(fields[12])) / tick
+            usage[name] = total
+        return usage
+
+
+METER: CpuMeter | None = None
+
+
+def report(name: str, values: int, seconds: float, latencies: list[float],
+           cpu_before: dict[str, float] | None = None) -> None:
     ordered = sorted(latencies)
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
     print(f"{name:<44} {values / seconds:>10,.0f} values/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms"
           f"   ({len(latencies)} requests, {values} values, {seconds:.1f} s)")
+    if METER is not None and cpu_before is not None:
+        after = METER.sample()
+        parts = [f"{who} {(after[who] - cpu_before.get(who, 0.0)) / values * 1e6:,.0f}"
+                 for who in after if after[who] - cpu_before.get(who, 0.0) > 0.005]
+        print(f"{'':<44} CPU µs per value: " + ", ".join(parts))
 
 
 async def http_phase(name: str, url: str, headers: dict[str, str], field_id: int, requests: int, per_request: int,
@@ -117,8 +164,9 @@ async def http_phase(name: str, url: str, headers: dict[str, str], field_id: int
                     raise RuntimeError(f"{name}: {answer.status} {await answer.text()}")
                 await answer.read()
 
+        before = METER.sample() if METER else None
         seconds, latencies = await load(requests, concurrency, send)
-    report(name, requests * per_request, seconds, latencies)
+    report(name, requests * per_request, seconds, latencies, before)
 
 
 async def ceiling(name: str, requests: int, per_request: int, concurrency: int) -> None:
@@ -133,9 +181,10 @@ async def ceiling(name: str, requests: int, per_request: int, concurrency: int) 
         async with pool.acquire() as connection:
             await connection.execute(sql, ids, [1] * per_request, [str(i)] * per_request)
 
+    before = METER.sample() if METER else None
     seconds, latencies = await load(requests, concurrency, send)
+    report(name, requests * per_request, seconds, latencies, before)
     await pool.close()
-    report(name, requests * per_request, seconds, latencies)
 
 
 async def main() -> None:
@@ -148,6 +197,9 @@ async def main() -> None:
     key = await prepare()
     procs = [start("-m", "cfv", "gateway"), start("-m", "cfv", "worker"), start("-m", "cfv", "relay"),
              start(str(ROOT / "bench" / "baseline_server.py"), DSN, str(BASELINE_PORT))]
+    global METER
+    METER = CpuMeter({"gateway": procs[0].pid, "worker": procs[1].pid, "relay": procs[2].pid,
+                      "baseline": procs[3].pid})
     try:
         cfv_url = f"http://127.0.0.1:{PORT}/api/v1/custom_field_values"
         base_url = f"http://127.0.0.1:{BASELINE_PORT}/api/v1/custom_field_values"
