@@ -37,12 +37,21 @@ PY
 
 is_local() { case "$1" in 127.*|localhost) return 0 ;; *) return 1 ;; esac; }
 
+# Services just started (say by `docker compose up -d`) take a few seconds to listen.
+wait_for() { # host port seconds
+  local i
+  for i in $(seq 1 "$3"); do answers "$1" "$2" && return 0; sleep 1; done
+  return 1
+}
+
 ensure_postgres() {
   answers "$PG_HOST" "$PG_PORT" && return 0
   if is_local "$PG_HOST" && command -v pg_ctlcluster >/dev/null; then
     say "starting PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
-    for _ in $(seq 1 30); do answers "$PG_HOST" "$PG_PORT" && return 0; sleep 1; done
+    wait_for "$PG_HOST" "$PG_PORT" 30 && return 0
+  elif wait_for "$PG_HOST" "$PG_PORT" 60; then
+    return 0
   fi
   die "PostgreSQL does not answer on $PG_HOST:$PG_PORT. Start it, e.g.: docker compose up -d postgres rabbitmq"
 }
@@ -53,7 +62,7 @@ ensure_rabbitmq() {
       say "starting RabbitMQ"
       rabbitmq-server -detached
       rabbitmqctl await_startup >/dev/null
-    else
+    elif ! wait_for "$AMQP_HOST" "$AMQP_PORT" 60; then
       die "RabbitMQ does not answer on $AMQP_HOST:$AMQP_PORT. Start it, e.g.: docker compose up -d postgres rabbitmq"
     fi
   fi

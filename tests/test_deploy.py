@@ -1,0 +1,246 @@
+"""The deployment files agree with the code: compose file, RabbitMQ definitions, env example, Dockerfile, schemas.
+
+No services are needed; nothing here starts Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from cfv.broker.topology import REQUIRED_PLUGIN, definitions
+from cfv.settings import Settings
+from cfv.store.queries import all_names, query
+from cfv_schemas.export import rendered
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / "deploy" / "cfv.env.example"
+DEFINITIONS = ROOT / "deploy" / "rabbitmq-definitions.json"
+RABBITMQ_DIR = ROOT / "deploy" / "rabbitmq"
+DOCKERFILE = ROOT / "Dockerfile"
+
+CFV_SERVICES = ("migrate", "gateway", "worker", "relay")
+
+
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines, as Compose reads an env_file (comments and blank lines skipped)."""
+    found: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"{path.name}:{number} is not KEY=value"
+        assert key not in found, f"{path.name}:{number} sets {key} twice"
+        assert not value.startswith(("'", '"')) and " #" not in value, f"{path.name}:{number}: keep values plain"
+        found[key] = value
+    return found
+
+
+def env_files(service: dict[str, Any]) -> list[str]:
+    entries = service.get("env_file", [])
+    entries = [entries] if isinstance(entries, str) else entries
+    return [entry if isinstance(entry, str) else entry["path"] for entry in entries]
+
+
+def service_environment(service: dict[str, Any]) -> dict[str, str]:
+    """What a service's container gets from env_file and environment (the latter wins, as in Compose)."""
+    environment: dict[str, str] = {}
+    for path in env_files(service):
+        environment.update(read_env_file(ROOT / path))
+    declared = service.get("environment", {})
+    if isinstance(declared, list):
+        declared = dict(item.split("=", 1) for item in declared)
+    environment.update({key: str(value) for key, value in declared.items()})
+    return environment
+
+
+def setting_default(name: str) -> Any:
+    """A field's default from the code, untouched by CFV_* variables or a .env file."""
+    return Settings.model_fields[name].default
+
+
+def bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host path, container path) of each bind mount; named volumes are left out."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                mounts.append((volume["source"], volume["target"]))
+            continue
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/", "~")):
+            mounts.append((source, target))
+    return mounts
+
+
+def test_compose_has_the_dependencies_and_every_role() -> None:
+    services = compose()["services"]
+    assert {"postgres", "rabbitmq", *CFV_SERVICES} <= set(services)
+    for name in ("postgres", "rabbitmq"):
+        assert "healthcheck" in services[name], name
+        assert not services[name].get("depends_on"), f"{name} must start alone (docker compose up -d {name})"
+
+
+def test_cfv_services_build_this_repository() -> None:
+    services = compose()["services"]
+    for name in CFV_SERVICES:
+        build = services[name]["build"]
+        context = build if isinstance(build, str) else build.get("context", ".")
+        assert context in (".", "./"), name
+        assert services[name]["command"][:2] == ["cfv", name], name
+
+
+def test_gateway_publishes_8080() -> None:
+    ports = [str(port) for port in compose()["services"]["gateway"]["ports"]]
+    assert any(port.split(":")[-2:] == ["8080", "8080"] for port in ports), ports
+
+
+def test_startup_order() -> None:
+    services = compose()["services"]
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("gateway", "worker", "relay"):
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["rabbitmq"]["condition"] == "service_healthy", name
+
+
+def test_cfv_services_point_at_the_compose_services() -> None:
+    document = compose()
+    postgres_password = document["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    for name in CFV_SERVICES:
+        environment = service_environment(document["services"][name])
+        database = urlsplit(environment["CFV_DATABASE_URL"])
+        assert database.scheme in ("postgres", "postgresql") and database.hostname == "postgres", name
+        assert database.password == postgres_password, name
+        amqp = urlsplit(environment["CFV_AMQP_URL"])
+        assert amqp.scheme == "amqp" and amqp.hostname == "rabbitmq", name
+        assert environment.get("CFV_HTTP_HOST", "0.0.0.0") == "0.0.0.0", name  # noqa: S104
+
+
+def test_every_file_the_compose_file_uses_exists() -> None:
+    document = compose()
+    for name, service in document["services"].items():
+        for path in env_files(service):
+            assert (ROOT / path).is_file(), f"{name}: env_file {path}"
+        for source, _ in bind_mounts(service):
+            assert (ROOT / source).exists(), f"{name}: mount {source}"
+        for volume in service.get("volumes", []):
+            if isinstance(volume, str) and not volume.startswith((".", "/", "~")):
+                assert volume.split(":")[0] in document.get("volumes", {}), f"{name}: undeclared volume {volume}"
+        if "build" in service:
+            assert (ROOT / "Dockerfile").is_file()
+
+
+def rabbitmq_conf() -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for line in (RABBITMQ_DIR / "rabbitmq.conf").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def test_rabbitmq_loads_the_definitions_the_compose_file_mounts() -> None:
+    mounts = {target: (ROOT / source).resolve() for source, target in bind_mounts(compose()["services"]["rabbitmq"])}
+    assert mounts["/etc/rabbitmq/rabbitmq.conf"] == RABBITMQ_DIR / "rabbitmq.conf"
+    assert mounts["/etc/rabbitmq/enabled_plugins"] == RABBITMQ_DIR / "enabled_plugins"
+    # load_definitions names a directory; its files are imported in name order: the users, then the topology.
+    directory = rabbitmq_conf()["load_definitions"].rstrip("/") + "/"
+    imported = [source for target, source in sorted(mounts.items()) if target.startswith(directory)]
+    assert imported == [RABBITMQ_DIR / "users.json", DEFINITIONS]
+
+
+def test_rabbitmq_plugins() -> None:
+    text = (RABBITMQ_DIR / "enabled_plugins").read_text().strip()
+    assert re.fullmatch(r"\[[a-z_,\s]*\]\.", text), text
+    plugins = {name.strip() for name in text[1:-2].split(",")}
+    assert {REQUIRED_PLUGIN, "rabbitmq_management"} <= plugins
+
+
+def test_rabbitmq_users_match_the_urls() -> None:
+    """The AMQP user of the env example, and bin/test's guest, exist with rights on their virtual host."""
+    users = json.loads((RABBITMQ_DIR / "users.json").read_text())
+    amqp = urlsplit(read_env_file(ENV_EXAMPLE)["CFV_AMQP_URL"])
+    vhost = unquote(amqp.path[1:]) or "/"
+    for name, password in ((amqp.username, amqp.password), ("guest", "guest")):
+        [user] = [u for u in users["users"] if u["name"] == name]
+        assert user["password"] == password
+        assert "administrator" in user["tags"]
+        [permission] = [p for p in users["permissions"] if p["user"] == name and p["vhost"] == vhost]
+        assert permission["configure"] == permission["write"] == permission["read"] == ".*"
+    assert {"name": vhost} in users["vhosts"]
+
+
+def test_definitions_file_is_the_generated_topology() -> None:
+    expected = definitions(shards=setting_default("command_shards"), delivery_limit=setting_default("delivery_limit"))
+    assert DEFINITIONS.read_text() == json.dumps(expected, indent=2) + "\n", (
+        "deploy/rabbitmq-definitions.json is stale: run `cfv topology > deploy/rabbitmq-definitions.json`"
+        " (with no CFV_COMMAND_SHARDS or CFV_DELIVERY_LIMIT set)"
+    )
+
+
+def test_env_example_matches_the_definitions_file() -> None:
+    environment = read_env_file(ENV_EXAMPLE)
+    assert int(environment["CFV_COMMAND_SHARDS"]) == setting_default("command_shards")
+    assert int(environment["CFV_DELIVERY_LIMIT"]) == setting_default("delivery_limit")
+
+
+def test_env_example_lists_every_setting() -> None:
+    environment = read_env_file(ENV_EXAMPLE)
+    expected = {f"CFV_{name.upper()}" for name in Settings.model_fields}
+    assert set(environment) == expected
+    # Every value is one the settings accept.
+    parsed = Settings.model_validate({key.removeprefix("CFV_").lower(): value for key, value in environment.items()})
+    assert parsed.http_port == 8080
+
+
+def test_env_example_documents_each_setting() -> None:
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("CFV_"):
+            assert number > 0 and lines[number - 1].startswith("#"), f"{line.split('=')[0]} has no comment"
+
+
+def test_json_schemas_are_current() -> None:
+    directory = ROOT / "schemas" / "json"
+    on_disk = {path.name: path.read_text() for path in directory.glob("*.schema.json")}
+    expected = rendered()
+    assert set(on_disk) == set(expected), "run: .venv/bin/python -m cfv_schemas.export"
+    for name, text in expected.items():
+        assert on_disk[name] == text, f"schemas/json/{name} is stale: run .venv/bin/python -m cfv_schemas.export"
+
+
+def test_every_named_query_has_sql() -> None:
+    names = all_names()
+    assert names
+    for name in names:
+        assert query(name).strip(), name
+
+
+def test_dockerfile() -> None:
+    text = DOCKERFILE.read_text()
+    instructions = [line.strip() for line in text.replace("\\\n", " ").splitlines()
+                    if line.strip() and not line.strip().startswith("#")]
+    assert instructions[0].startswith("FROM python:3.11-slim")
+    runs = [line for line in instructions if line.startswith("RUN ")]
+    assert any(re.search(r"\bpip install (?:--?\S+ )*\.(?:\s|$)", line) for line in runs), runs
+    assert "[dev]" not in text
+    users = [line.split()[1] for line in instructions if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    [cmd] = [line for line in instructions if line.startswith("CMD ")]
+    assert json.loads(cmd.removeprefix("CMD ")) == ["cfv", "run"]
+    assert "EXPOSE 8080" in instructions
+    assert re.search(r"\bCFV_HTTP_HOST=0\.0\.0\.0\b", text)
