@@ -34,8 +34,8 @@ MAX_STRING_LENGTH = 10_000
 MAX_ITEMS = 100
 
 _CURRENCY_CODES = frozenset(c.alpha_3 for c in pycountry.currencies)
-_URL = re.compile(r"^https?://[^\s/?#@]+(:\d{1,5})?([/?#]\S*)?$", re.IGNORECASE)
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_URL = re.compile(r"https?://[^\s/?#@]+(:\d{1,5})?([/?#]\S*)?", re.IGNORECASE)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 class InvalidValue(ValueError):
@@ -47,7 +47,7 @@ def canonical_subject_id(subject_type: SubjectType, raw: JSON) -> str:
     if subject_type in INTEGER_ID_SUBJECTS:
         if isinstance(raw, bool):
             raise InvalidValue(f"{subject_type} ids are positive integers")
-        if isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19:  # 2**63 has 19 digits
             raw = int(raw)
         if not isinstance(raw, int) or raw <= 0 or raw >= 2**63:
             raise InvalidValue(f"{subject_type} ids are positive integers")
@@ -72,6 +72,8 @@ def _text(_: FieldDefinition, raw: JSON) -> str:
         raise InvalidValue("must be a string")
     if len(raw) > MAX_STRING_LENGTH:
         raise InvalidValue(f"must be at most {MAX_STRING_LENGTH} characters")
+    if "\x00" in raw:  # Postgres cannot store it in jsonb: it would fail the whole transaction
+        raise InvalidValue("must not contain NUL characters")
     return raw
 
 
@@ -84,7 +86,7 @@ def _file(definition: FieldDefinition, raw: JSON) -> str:
 
 def _url(definition: FieldDefinition, raw: JSON) -> str:
     text = _text(definition, raw)
-    if not _URL.match(text):
+    if not _URL.fullmatch(text):
         raise InvalidValue("must be an http or https URL")
     return text
 
@@ -98,7 +100,7 @@ def _email(definition: FieldDefinition, raw: JSON) -> str:
 
 
 def _date(_: FieldDefinition, raw: JSON) -> str:
-    if not isinstance(raw, str) or not _DATE.match(raw):
+    if not isinstance(raw, str) or not _DATE.fullmatch(raw):
         raise InvalidValue("must be a date as YYYY-MM-DD")
     try:
         return date.fromisoformat(raw).isoformat()
@@ -107,7 +109,7 @@ def _date(_: FieldDefinition, raw: JSON) -> str:
 
 
 def _datetime(_: FieldDefinition, raw: JSON) -> str:
-    if not isinstance(raw, str) or not _DATE.match(raw[:10]):
+    if not isinstance(raw, str) or not _DATE.fullmatch(raw[:10]):
         raise InvalidValue("must be an ISO 8601 date and time")
     try:
         return datetime.fromisoformat(raw).isoformat()
@@ -180,7 +182,7 @@ def _relation(definition: FieldDefinition, raw: JSON) -> list[JSON]:
 
 
 def _user_id(raw: JSON) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw < 2**63:
         raise InvalidValue("users are given by their positive integer ids")
     return raw
 

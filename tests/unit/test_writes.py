@@ -1,0 +1,216 @@
+"""Validating a write command's items: every error collected, valid writes in canonical form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cfv.domain.fields import FieldDefinition, RelationTarget, SubjectType, ValueType
+from cfv.domain.writes import ErrorType, ItemError, ValidWrite, ValueKey, WriteItem, validate_items
+
+WORKSPACE = 10
+OTHER_WORKSPACE = 99
+UUID_LOWER = "12345678-9abc-4def-8123-456789abcdef"
+
+BUDGET = FieldDefinition(1, WORKSPACE, "Budget", SubjectType.STORY, ValueType.NUMBER)
+COLOUR = FieldDefinition(2, WORKSPACE, "Colour", SubjectType.STORY, ValueType.SINGLE, choice_ids=frozenset({1, 2}))
+OLD = FieldDefinition(3, WORKSPACE, "Old", SubjectType.STORY, ValueType.STRING, deleted=True)
+THEIRS = FieldDefinition(4, OTHER_WORKSPACE, "Theirs", SubjectType.STORY, ValueType.STRING)
+OWNER = FieldDefinition(5, WORKSPACE, "Owner", SubjectType.WORK_ITEM, ValueType.RELATION,
+                        relation_target=RelationTarget.USER)
+TAGS = FieldDefinition(6, WORKSPACE, "Tags", SubjectType.USER, ValueType.MULTI, choice_ids=frozenset({1, 2, 3}))
+DUE = FieldDefinition(7, WORKSPACE, "Due", SubjectType.STORY, ValueType.DATE)
+
+DEFINITIONS: dict[int, FieldDefinition] = {d.id: d for d in (BUDGET, COLOUR, OLD, THEIRS, OWNER, TAGS, DUE)}
+MISSING_ID = 777
+
+KNOWN_SUBJECT_TYPES = "Estimate, Story, User, Workspace, WorkspaceGroup, Resource, WorkItem"
+
+
+def validate(*items: WriteItem) -> tuple[list[ValidWrite], list[ItemError]]:
+    return validate_items(WORKSPACE, list(items), DEFINITIONS)
+
+
+def test_no_items_is_no_writes_and_no_errors() -> None:
+    assert validate() == ([], [])
+
+
+def test_valid_items_come_back_in_order_with_canonical_values_and_keys() -> None:
+    valid, errors = validate(
+        WriteItem("Story", "42", BUDGET.id, 13.5),
+        WriteItem("WorkItem", UUID_LOWER.upper(), OWNER.id, 7),
+        WriteItem("User", 9, TAGS.id, [3, 1, 3]),
+        WriteItem("Story", 42, COLOUR.id, 2),
+        WriteItem("Story", "0042", DUE.id, "2014-02-25"),
+    )
+    assert errors == []
+    assert valid == [
+        ValidWrite(0, ValueKey(SubjectType.STORY, "42", BUDGET.id), 13.5, BUDGET),
+        ValidWrite(1, ValueKey(SubjectType.WORK_ITEM, UUID_LOWER, OWNER.id), [7], OWNER),
+        ValidWrite(2, ValueKey(SubjectType.USER, "9", TAGS.id), [3, 1], TAGS),
+        ValidWrite(3, ValueKey(SubjectType.STORY, "42", COLOUR.id), [2], COLOUR),
+        ValidWrite(4, ValueKey(SubjectType.STORY, "42", DUE.id), "2014-02-25", DUE),
+    ]
+    assert all(type(w.key.subject_id) is str for w in valid)
+    assert valid[0].key.subject_type is SubjectType.STORY
+
+
+def test_same_subject_as_int_or_text_gives_the_same_key() -> None:
+    valid, errors = validate(WriteItem("Story", 42, BUDGET.id, 1), WriteItem("Story", "42", BUDGET.id, 2))
+    assert errors == []
+    assert valid[0].key == valid[1].key
+    assert hash(valid[0].key) == hash(valid[1].key)
+
+
+def test_every_error_is_collected_with_its_index_field_and_type() -> None:
+    valid, errors = validate(
+        WriteItem("Story", 1, BUDGET.id, 5),  # 0: valid
+        WriteItem("Story", 1, MISSING_ID, 5),  # 1: unknown field
+        WriteItem("Project", 1, BUDGET.id, 5),  # 2: unknown subject type
+        WriteItem("User", 1, BUDGET.id, 5),  # 3: subject type of another field
+        WriteItem("Story", "abc", BUDGET.id, 5),  # 4: bad subject id
+        WriteItem("Story", 1, BUDGET.id, "13"),  # 5: bad value
+        WriteItem("Story", 2, COLOUR.id, [1]),  # 6: valid
+        WriteItem("Story", 1, COLOUR.id, [9]),  # 7: bad value
+        WriteItem("Story", 1, OLD.id, "x"),  # 8: deleted field
+    )
+    assert errors == [
+        ItemError(ErrorType.NOT_FOUND, f"custom field {MISSING_ID} not found", "custom_field_id", 1, MISSING_ID),
+        ItemError(ErrorType.VALIDATION, f"subject_type must be one of {KNOWN_SUBJECT_TYPES}", "subject_type", 2,
+                  BUDGET.id),
+        ItemError(ErrorType.VALIDATION, "custom field 1 applies to Story, not User", "subject_type", 3, BUDGET.id),
+        ItemError(ErrorType.VALIDATION, "Story ids are positive integers", "subject_id", 4, BUDGET.id),
+        ItemError(ErrorType.VALIDATION, "Budget: must be a number", "value", 5, BUDGET.id),
+        ItemError(ErrorType.VALIDATION, "Colour: not a choice of this field: 9", "value", 7, COLOUR.id),
+        ItemError(ErrorType.NOT_FOUND, f"custom field {OLD.id} not found", "custom_field_id", 8, OLD.id),
+    ]
+    # The valid items are still reported, with their own indexes (all-or-nothing is the caller's call).
+    assert [(w.index, w.key, w.value) for w in valid] == [
+        (0, ValueKey(SubjectType.STORY, "1", BUDGET.id), 5),
+        (6, ValueKey(SubjectType.STORY, "2", COLOUR.id), [1]),
+    ]
+
+
+def test_several_errors_on_the_same_field_are_each_reported() -> None:
+    _, errors = validate(*(WriteItem("Story", 1, BUDGET.id, bad) for bad in ("1", True, None, float("nan"))))
+    assert [e.index for e in errors] == [0, 1, 2, 3]
+    assert all(e.field == "value" and e.custom_field_id == BUDGET.id for e in errors)
+    assert [e.message for e in errors] == [
+        "Budget: must be a number",
+        "Budget: must be a number",
+        "Budget: a value is required; delete the value to clear it",
+        "Budget: must be a finite number",
+    ]
+
+
+@pytest.mark.parametrize("field_id", [MISSING_ID, OLD.id, THEIRS.id], ids=["unknown", "deleted", "other-workspace"])
+def test_unknown_deleted_and_foreign_fields_are_all_not_found(field_id: int) -> None:
+    valid, errors = validate(WriteItem("Story", 1, field_id, "x"))
+    assert valid == []
+    assert errors == [
+        ItemError(ErrorType.NOT_FOUND, f"custom field {field_id} not found", "custom_field_id", 0, field_id),
+    ]
+
+
+@pytest.mark.parametrize("subject_type", ["Story", "User", "Project"])
+@pytest.mark.parametrize("subject_id", [1, "abc"])
+@pytest.mark.parametrize("value", ["x", 5, None])
+def test_not_found_fields_cannot_be_probed(subject_type: str, subject_id: Any, value: Any) -> None:
+    # Whatever else is wrong with the item, a missing, deleted or foreign field answers the same way,
+    # so nothing about another workspace's field (its subject type, its value type) leaks out.
+    ids = (MISSING_ID, OLD.id, THEIRS.id)
+    _, errors = validate(*(WriteItem(subject_type, subject_id, i, value) for i in ids))
+    assert [(e.type, e.field, e.index, e.custom_field_id) for e in errors] == [
+        (ErrorType.NOT_FOUND, "custom_field_id", index, i) for index, i in enumerate(ids)
+    ]
+    shapes = {e.message.replace(str(e.custom_field_id), "<id>") for e in errors}
+    assert shapes == {"custom field <id> not found"}
+
+
+def test_a_field_is_found_in_its_own_workspace() -> None:
+    valid, errors = validate_items(OTHER_WORKSPACE, [WriteItem("Story", 1, THEIRS.id, "x")], DEFINITIONS)
+    assert errors == []
+    assert valid == [ValidWrite(0, ValueKey(SubjectType.STORY, "1", THEIRS.id), "x", THEIRS)]
+
+
+def test_fields_of_this_workspace_are_not_found_from_another() -> None:
+    valid, errors = validate_items(OTHER_WORKSPACE, [WriteItem("Story", 1, BUDGET.id, 5)], DEFINITIONS)
+    assert valid == []
+    assert errors == [ItemError(ErrorType.NOT_FOUND, "custom field 1 not found", "custom_field_id", 0, 1)]
+
+
+@pytest.mark.parametrize("subject_type", ["Project", "story", "STORY", "", "Work Item", "work_item"])
+def test_unknown_subject_type_is_refused(subject_type: str) -> None:
+    valid, errors = validate(WriteItem(subject_type, 1, BUDGET.id, 5))
+    assert valid == []
+    assert errors == [
+        ItemError(ErrorType.VALIDATION, f"subject_type must be one of {KNOWN_SUBJECT_TYPES}", "subject_type", 0,
+                  BUDGET.id),
+    ]
+
+
+@pytest.mark.parametrize(("subject_type", "subject_id"), [
+    ("User", 1), ("Estimate", 1), ("Workspace", 1), ("WorkspaceGroup", 1), ("Resource", 1), ("WorkItem", UUID_LOWER),
+])
+def test_subject_type_must_match_the_field(subject_type: str, subject_id: Any) -> None:
+    valid, errors = validate(WriteItem(subject_type, subject_id, BUDGET.id, 5))
+    assert valid == []
+    assert errors == [
+        ItemError(ErrorType.VALIDATION, f"custom field 1 applies to Story, not {subject_type}", "subject_type", 0,
+                  BUDGET.id),
+    ]
+
+
+@pytest.mark.parametrize(("field", "subject_type", "subject_id", "message"), [
+    (BUDGET, "Story", "abc", "Story ids are positive integers"),
+    (BUDGET, "Story", 0, "Story ids are positive integers"),
+    (BUDGET, "Story", -3, "Story ids are positive integers"),
+    (BUDGET, "Story", True, "Story ids are positive integers"),
+    (BUDGET, "Story", 2**63, "Story ids are positive integers"),
+    (BUDGET, "Story", UUID_LOWER, "Story ids are positive integers"),
+    (TAGS, "User", "1.5", "User ids are positive integers"),
+    (OWNER, "WorkItem", 42, "WorkItem ids are UUIDs"),
+    (OWNER, "WorkItem", "not-a-uuid", "WorkItem ids are UUIDs"),
+], ids=repr)
+def test_bad_subject_id_is_refused(field: FieldDefinition, subject_type: str, subject_id: Any, message: str) -> None:
+    value = {BUDGET.id: 5, TAGS.id: [1], OWNER.id: 7}[field.id]
+    valid, errors = validate(WriteItem(subject_type, subject_id, field.id, value))
+    assert valid == []
+    assert errors == [ItemError(ErrorType.VALIDATION, message, "subject_id", 0, field.id)]
+
+
+def test_subject_id_is_checked_before_the_value() -> None:
+    _, errors = validate(WriteItem("Story", "abc", BUDGET.id, "not a number"))
+    assert [(e.field, e.message) for e in errors] == [("subject_id", "Story ids are positive integers")]
+
+
+def test_overlong_digit_subject_id_is_an_item_error_not_an_exception() -> None:
+    # One bad item must not stop the others being checked, nor escape as an exception.
+    valid, errors = validate(WriteItem("Story", "9" * 5000, BUDGET.id, 5), WriteItem("Story", 1, BUDGET.id, 5))
+    assert errors == [ItemError(ErrorType.VALIDATION, "Story ids are positive integers", "subject_id", 0, BUDGET.id)]
+    assert [w.index for w in valid] == [1]
+
+
+@pytest.mark.parametrize(("field", "subject_type", "subject_id", "value", "message"), [
+    (BUDGET, "Story", 1, "13", "Budget: must be a number"),
+    (BUDGET, "Story", 1, None, "Budget: a value is required; delete the value to clear it"),
+    (COLOUR, "Story", 1, [1, 2], "Colour: a single choice field takes exactly one choice"),
+    (COLOUR, "Story", 1, [9], "Colour: not a choice of this field: 9"),
+    (TAGS, "User", 1, [], "Tags: must list at least one choice; delete the value to clear it"),
+    (OWNER, "WorkItem", UUID_LOWER, 0, "Owner: users are given by their positive integer ids"),
+    (DUE, "Story", 1, "2014-02-30", "Due: must be a real calendar date"),
+])
+def test_bad_value_message_is_prefixed_with_the_field_name(
+    field: FieldDefinition, subject_type: str, subject_id: Any, value: Any, message: str
+) -> None:
+    valid, errors = validate(WriteItem(subject_type, subject_id, field.id, value))
+    assert valid == []
+    assert errors == [ItemError(ErrorType.VALIDATION, message, "value", 0, field.id)]
+
+
+def test_definitions_of_other_ids_do_not_matter() -> None:
+    valid, errors = validate_items(WORKSPACE, [WriteItem("Story", 1, BUDGET.id, 5)], {BUDGET.id: BUDGET})
+    assert errors == []
+    assert valid == [ValidWrite(0, ValueKey(SubjectType.STORY, "1", BUDGET.id), 5, BUDGET)]
+    _, errors = validate_items(WORKSPACE, [WriteItem("Story", 1, BUDGET.id, 5)], {})
+    assert errors == [ItemError(ErrorType.NOT_FOUND, "custom field 1 not found", "custom_field_id", 0, 1)]
