@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
 
 MAX_BULK = 100
 
@@ -22,8 +22,8 @@ class CommandItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     subject_type: str
-    subject_id: int | str
-    custom_field_id: int
+    subject_id: StrictInt | StrictStr = Field(description="strict: true/false are not ids")
+    custom_field_id: StrictInt
     value: Any = Field(json_schema_extra={"description": "the value, in the format of the field's type"})
 
 

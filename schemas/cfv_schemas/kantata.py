@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from cfv_schemas.commands import MAX_BULK
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+NO_NUL = r"^[^\x00]*$"  # Postgres text cannot hold NUL characters
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=NO_NUL)]
+Description = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
 SubjectTypeName = Literal["Estimate", "Story", "User", "Workspace", "WorkspaceGroup", "Resource", "WorkItem"]
 ValueTypeName = Literal[
     "string", "url", "email", "file", "date", "datetime", "number", "currency", "boolean",
@@ -21,14 +23,21 @@ AccessLevel = Literal[
 ]
 
 
+def _not_a_boolean(value: Any) -> Any:
+    """Refuse JSON ``true``/``false`` where an id belongs (pydantic would otherwise read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be an id, not true or false")
+    return value
+
+
 class CustomFieldValueIn(BaseModel):
     """One value to write (Kantata's contract)."""
 
     model_config = ConfigDict(extra="forbid")
 
     subject_type: str
-    subject_id: int | str
-    custom_field_id: int
+    subject_id: Annotated[int | str, BeforeValidator(_not_a_boolean)]
+    custom_field_id: Annotated[int, BeforeValidator(_not_a_boolean)]
     value: Any = Field(description="required; its format depends on the field's value_type")
 
     @model_validator(mode="before")
@@ -76,7 +85,7 @@ class CustomFieldIn(BaseModel):
     name: Name
     subject_type: SubjectTypeName
     value_type: ValueTypeName
-    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    description: Description | None = None
     choices: Annotated[list[ChoiceIn | Name], Field(max_length=500)] = []
     relation_target: Literal["user", "work_item"] | None = None
     relation_multi: bool = False
@@ -115,7 +124,7 @@ class CustomFieldChanges(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
-    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    description: Description | None = None
     write_access: AccessLevel | None = None
     read_access: AccessLevel | None = None
     add_choices: Annotated[list[ChoiceIn | Name], Field(max_length=500)] = []

@@ -92,5 +92,9 @@ class CommandPublisher:
 
 
 def encode_envelope(commands: list[Command]) -> bytes:
-    """The JSON body of a command message."""
-    return orjson.dumps({"v": 1, "commands": [c.model_dump(mode="json", exclude_none=True) for c in commands]})
+    """The JSON body of a command message.
+
+    Not ``exclude_none``: that would also drop an item's ``"value": null``, making the whole envelope (and so
+    every command coalesced into it) invalid, instead of refusing that one item.
+    """
+    return orjson.dumps({"v": 1, "commands": [c.model_dump(mode="json") for c in commands]})

@@ -57,7 +57,10 @@ class Authenticator:
         key = _presented_key(request)
         if key is None:
             raise ApiError.one(401, "authentication", "send an API key in X-API-Key or Authorization: Bearer")
-        digest = hash_key(key)
+        try:
+            digest = hash_key(key)
+        except UnicodeEncodeError:  # header bytes that are not UTF-8 (aiohttp keeps them as surrogates)
+            raise ApiError.one(401, "authentication", "the API key is not valid") from None
         hit = self._cache.get(digest)
         now = time.monotonic()
         if hit is not None and hit[0] > now:

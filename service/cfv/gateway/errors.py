@@ -82,3 +82,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.warning("dependency unreachable", error=repr(error), path=request.path)
         error_ = unavailable("the database")
         return json_response({"errors": error_.errors}, 503, error_.headers)
+    except Exception:
+        log.exception("unexpected error", path=request.path, method=request.method)
+        return json_response({"errors": [{"type": "internal", "message": "an internal error occurred; it was logged",
+                                          "field": None}]}, 500)

@@ -50,8 +50,9 @@ class Submitter:
     async def submit(self, principal: Principal, items: list[CommandItem], *, idempotency_key: str | None,
                      wait: bool) -> Submitted:
         """Publish a write of ``items``; with ``wait``, return its outcome unless the wait times out."""
-        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-            raise ApiError.one(400, "validation", f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+        if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
+            raise ApiError.one(400, "validation",
+                               f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters of UTF-8 text",
                                "Idempotency-Key")
         command = WriteValues(
             id=uuid.uuid4(),
@@ -84,6 +85,14 @@ class Submitter:
         # If the database is down, the command is still safe on the broker: the operation appears once applied.
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self._pool.execute(query("mark_operation_pending"), command.id, command.workspace_id)
+
+
+def _valid_idempotency_key(key: str) -> bool:
+    try:
+        key.encode()
+    except UnicodeEncodeError:  # header bytes that are not UTF-8 (aiohttp keeps them as surrogates)
+        return False
+    return 0 < len(key) <= MAX_IDEMPOTENCY_KEY
 
 
 def request_hash(items: list[CommandItem]) -> str:

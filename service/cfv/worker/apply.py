@@ -106,7 +106,9 @@ async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Ou
 async def _definitions(
     connection: Connection, commands: Iterable[Command]
 ) -> dict[int, FieldDefinition]:
-    field_ids = list({item.custom_field_id for c in commands for item in c.items})
+    # An id beyond bigint names no field (it is answered not_found); sent to Postgres it would fail the batch.
+    field_ids = list({item.custom_field_id for c in commands for item in c.items
+                      if -(2**63) <= item.custom_field_id < 2**63})
     if not field_ids:
         return {}
     return {
