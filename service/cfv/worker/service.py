@@ -21,6 +21,7 @@ import asyncpg
 import orjson
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.exceptions import ChannelInvalidStateError
 from cfv_schemas.commands import Command, CommandEnvelope
 from pydantic import ValidationError
 
@@ -92,7 +93,7 @@ class Worker:
                 log.warning("apply failed, retrying", error=repr(error), retry_in=delay, commands=len(commands))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-            except asyncpg.PostgresError as error:
+            except Exception as error:  # refused by Postgres, or breaking our code (e.g. a number orjson cannot encode)
                 if len(messages) == 1:
                     log.error("command failed in the database", error=repr(error))
                     await self._refuse(messages[0], "the command could not be applied because of an internal error;"
@@ -126,6 +127,14 @@ class Worker:
             except TRANSIENT_ERRORS:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+            except asyncpg.PostgresError as error:
+                # Postgres refuses what the message names (e.g. a reply channel it cannot notify). Raising here
+                # would stop the worker, at every redelivery: mark without notifying, or give up; the message
+                # still goes to the dead-letter queue, for the operator.
+                log.error("cannot mark the refused message's operations failed", error=repr(error))
+                if not any(op.reply_to for op in named):
+                    return
+                named = [NamedOperation(op.id, op.workspace_id, None) for op in named]
 
 
 def decode(message: AbstractIncomingMessage) -> list[Command]:
@@ -158,7 +167,8 @@ def _named_operations(body: bytes) -> list[NamedOperation]:
         found = []
         for command in data.get("commands", []):
             op, ws, reply_to = command.get("id"), command.get("workspace_id"), command.get("reply_to")
-            if isinstance(op, str) and _UUID.match(op) and isinstance(ws, int) and not isinstance(ws, bool):
+            if (isinstance(op, str) and _UUID.match(op) and isinstance(ws, int) and not isinstance(ws, bool)
+                    and 0 < ws < 2**63):  # beyond bigint it names no workspace, and Postgres would refuse it
                 found.append(NamedOperation(uuid.UUID(op), ws, reply_to if isinstance(reply_to, str) else None))
         return found
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
@@ -169,7 +179,11 @@ async def _ack(messages: Sequence[AbstractIncomingMessage]) -> None:
     """Ack every message: per channel, one ack with ``multiple`` on the last delivery tag."""
     last: dict[int, AbstractIncomingMessage] = {}
     for message in messages:
-        last[id(message.channel)] = message
+        try:
+            channel = message.channel
+        except ChannelInvalidStateError:  # closed (a lost connection): the broker redelivers it, and dedupe answers
+            continue
+        last[id(channel)] = message
     for message in last.values():
         try:
             await message.ack(multiple=True)
