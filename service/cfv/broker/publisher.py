@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractExchange
+from aio_pika.exceptions import ChannelInvalidStateError, DeliveryError
 from cfv_schemas.commands import Command
 
 CONTENT_TYPE = "application/json"
@@ -20,7 +21,16 @@ MAX_COMMANDS_PER_MESSAGE = 100
 
 
 class PublishFailed(Exception):
-    """The broker did not confirm a command: it was not accepted and must not count as written."""
+    """The broker did not confirm a command, so it does not count as accepted.
+
+    ``uncertain`` says the command may have reached the queue all the same (the confirm was lost or late),
+    so a worker may still apply it; otherwise it certainly never left (the channel was closed, or the broker
+    refused it).
+    """
+
+    def __init__(self, message: str, *, uncertain: bool) -> None:
+        super().__init__(message)
+        self.uncertain = uncertain
 
 
 @dataclass
@@ -85,8 +95,10 @@ class CommandPublisher:
             await self._exchange.publish(
                 message, routing_key=str(workspace_id), mandatory=True, timeout=self._timeout
             )
-        except Exception as error:  # any failure means: not confirmed
-            return PublishFailed(f"the broker did not confirm the command: {error!r}")
+        except (ChannelInvalidStateError, DeliveryError) as error:  # never sent, or refused by the broker
+            return PublishFailed(f"the broker did not take the command: {error!r}", uncertain=False)
+        except Exception as error:  # sent, perhaps, but not confirmed
+            return PublishFailed(f"the broker did not confirm the command: {error!r}", uncertain=True)
         self.messages_published += 1
         return None
 

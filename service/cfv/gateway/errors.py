@@ -44,6 +44,15 @@ def unavailable(what: str) -> ApiError:
                         headers={"Retry-After": "5"})
 
 
+def unconfirmed(operation_id: object) -> ApiError:
+    """503 for a write the broker may hold after all: say so, and how to retry safely."""
+    return ApiError.one(
+        503, "unavailable",
+        f"the message broker did not confirm the write (operation {operation_id}); it may still be applied. "
+        "Retry with the same Idempotency-Key to have it applied at most once",
+        headers={"Retry-After": "5"})
+
+
 def from_validation(error: ValidationError, prefix: str = "") -> ApiError:
     """400 listing every problem pydantic found in a request body."""
     errors = []

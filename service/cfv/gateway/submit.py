@@ -21,7 +21,7 @@ from cfv_schemas.commands import CommandItem, WriteValues
 from cfv.broker.publisher import CommandPublisher, PublishFailed
 from cfv.faults import TRANSIENT_ERRORS
 from cfv.gateway.auth import Principal
-from cfv.gateway.errors import ApiError, unavailable
+from cfv.gateway.errors import ApiError, unavailable, unconfirmed
 from cfv.gateway.replies import ReplyWaiter
 from cfv.store.queries import query
 from cfv.worker.apply import Outcome
@@ -67,9 +67,11 @@ class Submitter:
         future = self._waiter.expect(command.id) if wait else None
         try:
             await self._publisher.submit(command)
-        except PublishFailed:
+        except PublishFailed as error:
             if future is not None:
                 self._waiter.forget(command.id, future)
+            if error.uncertain:
+                raise unconfirmed(command.id) from None
             raise unavailable("the message broker") from None
         if future is not None:
             try:

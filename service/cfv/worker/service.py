@@ -21,7 +21,7 @@ import asyncpg
 import orjson
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-from aio_pika.exceptions import ChannelInvalidStateError
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from cfv_schemas.commands import Command, CommandEnvelope
 from pydantic import ValidationError
 
@@ -48,19 +48,37 @@ class Worker:
 
     async def run(self) -> None:
         """Consume and apply until cancelled."""
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=self._settings.worker_prefetch)
-        declared = await topology.declare(
-            channel, shards=self._settings.command_shards, delivery_limit=self._settings.delivery_limit
-        )
-        for queue in declared.shard_queues:
-            await queue.consume(self._receive)
-        log.info("worker started", shards=len(declared.shard_queues))
+        await self._subscribe()
         while True:
             batch = [await self._inbox.get()]
             while len(batch) < self._settings.worker_batch_max and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
             await self._process(batch)
+
+    async def _subscribe(self) -> None:
+        """Declare the topology and consume every shard queue, retrying while the broker is not ready.
+
+        A quorum queue declared a moment ago may refuse consumers until its leader is elected.
+        """
+        delay = 0.2
+        while True:
+            channel = await self._connection.channel()
+            try:
+                await channel.set_qos(prefetch_count=self._settings.worker_prefetch)
+                declared = await topology.declare(
+                    channel, shards=self._settings.command_shards, delivery_limit=self._settings.delivery_limit
+                )
+                for queue in declared.shard_queues:
+                    await queue.consume(self._receive)
+            except TRANSIENT_ERRORS + (AMQPError,) as error:
+                log.warning("cannot subscribe yet, retrying", error=repr(error), retry_in=delay)
+                with contextlib.suppress(Exception):
+                    await channel.close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            log.info("worker started", shards=len(declared.shard_queues))
+            return
 
     async def _receive(self, message: AbstractIncomingMessage) -> None:
         # Synchronous up to the put, so the inbox keeps the order of delivery.
