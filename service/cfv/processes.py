@@ -15,7 +15,7 @@ from aiohttp import web
 from cfv.broker import connection as broker
 from cfv.broker import topology
 from cfv.broker.publisher import CommandPublisher
-from cfv.faults import TRANSIENT_ERRORS
+from cfv.faults import TRANSIENT_ERRORS, Backoff
 from cfv.gateway.app import create_app
 from cfv.gateway.replies import ReplyWaiter
 from cfv.gateway.submit import Submitter
@@ -30,14 +30,13 @@ T = TypeVar("T")
 
 async def until_reachable(what: str, connect: Callable[[], Awaitable[T]]) -> T:
     """Connect, retrying with backoff while the dependency is down (it may be starting too)."""
-    delay = 0.5
+    backoff = Backoff(first=0.5, ceiling=10.0)
     while True:
         try:
             return await connect()
         except TRANSIENT_ERRORS + (ConnectionError,) as error:
-            log.warning(f"{what} unreachable, retrying", error=repr(error), retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            log.warning(f"{what} unreachable, retrying", error=repr(error), retry_in=backoff.delay)
+            await backoff.pause()
 
 
 async def _dependencies(settings: Settings, name: str) -> tuple[asyncpg.Pool[Any], AbstractRobustConnection]:

@@ -26,7 +26,7 @@ from cfv_schemas.commands import Command, CommandEnvelope
 from pydantic import ValidationError
 
 from cfv.broker import topology
-from cfv.faults import TRANSIENT_ERRORS
+from cfv.faults import TRANSIENT_ERRORS, Backoff
 from cfv.settings import Settings
 from cfv.worker.apply import NamedOperation, apply_batch, fail_operations
 
@@ -60,7 +60,7 @@ class Worker:
 
         A quorum queue declared a moment ago may refuse consumers until its leader is elected.
         """
-        delay = 0.2
+        backoff = Backoff(first=0.2)
         while True:
             channel = await self._connection.channel()
             try:
@@ -71,11 +71,10 @@ class Worker:
                 for queue in declared.shard_queues:
                     await queue.consume(self._receive)
             except TRANSIENT_ERRORS + (AMQPError,) as error:
-                log.warning("cannot subscribe yet, retrying", error=repr(error), retry_in=delay)
+                log.warning("cannot subscribe yet, retrying", error=repr(error), retry_in=backoff.delay)
                 with contextlib.suppress(Exception):
                     await channel.close()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.pause()
                 continue
             log.info("worker started", shards=len(declared.shard_queues))
             return
@@ -100,7 +99,7 @@ class Worker:
         await _ack(accepted)
 
     async def _apply(self, messages: list[AbstractIncomingMessage], commands: list[Command]) -> None:
-        delay = 0.1
+        backoff = Backoff()
         while True:
             try:
                 async with self._pool.acquire() as connection:
@@ -108,9 +107,9 @@ class Worker:
                 self.applied_commands += len(commands)
                 return
             except TRANSIENT_ERRORS as error:
-                log.warning("apply failed, retrying", error=repr(error), retry_in=delay, commands=len(commands))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                log.warning("apply failed, retrying", error=repr(error), retry_in=backoff.delay,
+                            commands=len(commands))
+                await backoff.pause()
             except Exception as error:  # refused by Postgres, or breaking our code (e.g. a number orjson cannot encode)
                 if len(messages) == 1:
                     log.error("command failed in the database", error=repr(error))
@@ -136,15 +135,14 @@ class Worker:
 
     async def _fail_operations(self, body: bytes, reason: str, internal: bool) -> None:
         named = _named_operations(body)
-        delay = 0.1
+        backoff = Backoff()
         while True:
             try:
                 async with self._pool.acquire() as connection:
                     await fail_operations(connection, named, reason, internal=internal)
                 return
             except TRANSIENT_ERRORS:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.pause()
             except asyncpg.PostgresError as error:
                 # Postgres refuses what the message names (e.g. a reply channel it cannot notify). Raising here
                 # would stop the worker, at every redelivery: mark without notifying, or give up; the message
