@@ -25,7 +25,10 @@ async def main(dsn: str, port: int) -> None:
 
     async def write(request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
-        items = body.get("custom_field_values") or [body["custom_field_value"]]
+        one = body.get("custom_field_value")
+        items = body.get("custom_field_values") or ([one] if one else [])
+        if not items:
+            return web.Response(status=400)
         async with pool.acquire() as connection, connection.transaction():
             seqs = [await connection.fetchval(UPSERT, str(i["subject_id"]), i["custom_field_id"],
                                               orjson.dumps(i["value"]).decode()) for i in items]
