@@ -180,14 +180,19 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(settings: Settings, *, worker: bool = True, relay: bool = True) -> AsyncIterator[Stack]:
-    """Run the gateway (and, unless told otherwise, a worker and the relay) until the block ends."""
+async def running_stack(settings: Settings, *, worker: bool = True, relay: bool = True,
+                        backend: Settings | None = None) -> AsyncIterator[Stack]:
+    """Run the gateway (and, unless told otherwise, a worker and the relay) until the block ends.
+
+    ``backend`` gives the worker and relay other settings than the gateway's (say, when only the gateway
+    goes through a proxy).
+    """
     ready = asyncio.Event()
     tasks = [asyncio.create_task(run_gateway(settings, ready))]
     if worker:
-        tasks.append(asyncio.create_task(run_worker(settings)))
+        tasks.append(asyncio.create_task(run_worker(backend or settings)))
     if relay:
-        tasks.append(asyncio.create_task(run_relay(settings)))
+        tasks.append(asyncio.create_task(run_relay(backend or settings)))
     try:
         await asyncio.wait_for(ready.wait(), 20)
         async with aiohttp.ClientSession() as http:

@@ -10,11 +10,10 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
-from cfv.processes import run_gateway, run_relay
+from cfv.processes import run_relay
 from cfv.settings import Settings
-from conftest import EventCollector, Stack, Workspace, running_stack, wait_for
+from conftest import EventCollector, Workspace, running_stack, wait_for
 from pipeline_support import (
     VALUES,
     WorkerProcess,
@@ -71,53 +70,42 @@ async def test_the_gateway_without_its_broker_answers_503_applies_nothing_and_re
         settings: Settings, workspace: Workspace, db: asyncpg.Connection[Any]) -> None:
     async with proxy_to(settings.amqp_url) as proxy:
         gateway_settings = settings.model_copy(update={"amqp_url": proxy.url(settings.amqp_url)})
-        ready = asyncio.Event()
-        tasks = [asyncio.create_task(run_gateway(gateway_settings, ready)), asyncio.create_task(run_relay(settings))]
-        try:
-            async with worker_task(settings), aiohttp.ClientSession() as http:
-                await asyncio.wait_for(ready.wait(), 20)
-                stack = Stack(gateway_settings, http, f"http://{settings.http_host}:{settings.http_port}")
-                field_id = await number_field(stack, workspace)
-                values = iter(range(1000))
-                applied: list[int] = []
+        async with running_stack(gateway_settings, backend=settings) as stack:
+            field_id = await number_field(stack, workspace)
+            values = iter(range(1000))
+            applied: list[int] = []
 
-                async def write(**headers: str) -> tuple[int, Any, dict[str, str]]:
-                    value = next(values)
-                    answer = await stack.request("POST", VALUES, workspace, headers=headers, json={
-                        "custom_field_value": {"subject_type": "Story", "subject_id": 1,
-                                               "custom_field_id": field_id, "value": value}})
-                    assert answer[0] in (200, 503), answer
-                    if answer[0] == 200:
-                        applied.append(value)
-                    return answer
+            async def write(**headers: str) -> tuple[int, Any, dict[str, str]]:
+                value = next(values)
+                answer = await stack.request("POST", VALUES, workspace, headers=headers, json={
+                    "custom_field_value": {"subject_type": "Story", "subject_id": 1,
+                                           "custom_field_id": field_id, "value": value}})
+                assert answer[0] in (200, 503), answer
+                if answer[0] == 200:
+                    applied.append(value)
+                return answer
 
+            assert (await write())[0] == 200
+            await proxy.cut()
+            for headers in ({}, {"Prefer": "respond-async"}):
+                status, body, answer_headers = await asyncio.wait_for(write(**headers), 15)
+                assert status == 503, body
+                assert int(answer_headers["Retry-After"]) > 0
+                assert [e["type"] for e in body["errors"]] == ["unavailable"]
+                assert all(e["message"] for e in body["errors"])
+                assert answer_headers["Content-Type"].startswith("application/json")
+            await asyncio.sleep(1.0)
+            await proxy.restore()
+
+            async def recovered() -> bool:
+                return (await write())[0] == 200
+            await wait_for(recovered, 30, "the gateway to reach the broker again")
+            for _ in range(3):
                 assert (await write())[0] == 200
-                await proxy.cut()
-                for headers in ({}, {"Prefer": "respond-async"}):
-                    status, body, answer_headers = await asyncio.wait_for(write(**headers), 15)
-                    assert status == 503, body
-                    assert int(answer_headers["Retry-After"]) > 0
-                    assert [e["type"] for e in body["errors"]] == ["unavailable"]
-                    assert all(e["message"] for e in body["errors"])
-                    assert answer_headers["Content-Type"].startswith("application/json")
-                await asyncio.sleep(1.0)
-                await proxy.restore()
 
-                async def recovered() -> bool:
-                    return (await write())[0] == 200
-                await wait_for(recovered, 30, "the gateway to reach the broker again")
-                for _ in range(3):
-                    assert (await write())[0] == 200
-
-            versions = await db.fetch("SELECT value FROM value_versions ORDER BY seq")
-            assert [r["value"] for r in versions] == applied  # nothing answered 503 was applied, ever
-            assert proxy.accepted >= 2  # the gateway did reconnect through the proxy
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, 10)
+        versions = await db.fetch("SELECT value FROM value_versions ORDER BY seq")
+        assert [r["value"] for r in versions] == applied  # nothing answered 503 was applied, ever
+        assert proxy.accepted >= 2  # the gateway did reconnect through the proxy
 
 
 async def test_the_worker_rides_out_a_database_outage(settings: Settings, workspace: Workspace,
@@ -219,42 +207,31 @@ async def test_a_503_for_a_lost_confirm_is_safe_to_retry_with_an_idempotency_key
         settings: Settings, workspace: Workspace, db: asyncpg.Connection[Any]) -> None:
     async with proxy_to(settings.amqp_url) as proxy:
         gateway_settings = settings.model_copy(update={"amqp_url": proxy.url(settings.amqp_url)})
-        ready = asyncio.Event()
-        tasks = [asyncio.create_task(run_gateway(gateway_settings, ready)), asyncio.create_task(run_relay(settings))]
-        try:
-            async with worker_task(settings), aiohttp.ClientSession() as http:
-                await asyncio.wait_for(ready.wait(), 20)
-                stack = Stack(gateway_settings, http, f"http://{settings.http_host}:{settings.http_port}")
-                field_id = await number_field(stack, workspace)
+        async with running_stack(gateway_settings, backend=settings) as stack:
+            field_id = await number_field(stack, workspace)
 
-                async def write(value: int, key: str) -> tuple[int, Any, dict[str, str]]:
-                    return await stack.request("POST", VALUES, workspace, headers={"Idempotency-Key": key}, json={
-                        "custom_field_value": {"subject_type": "Story", "subject_id": 1,
-                                               "custom_field_id": field_id, "value": value}})
+            async def write(value: int, key: str) -> tuple[int, Any, dict[str, str]]:
+                return await stack.request("POST", VALUES, workspace, headers={"Idempotency-Key": key}, json={
+                    "custom_field_value": {"subject_type": "Story", "subject_id": 1,
+                                           "custom_field_id": field_id, "value": value}})
 
-                assert (await write(1, "first"))[0] == 200
-                # The command reaches the broker (and the worker), but the broker's confirm never comes back.
-                proxy.stall()
-                status, body, headers = await asyncio.wait_for(write(2, "second"), 15)
-                assert status == 503, body
-                assert "Retry-After" in headers
-                await proxy.cut()
-                await proxy.restore()
-                answers: list[tuple[int, Any, dict[str, str]]] = []
+            assert (await write(1, "first"))[0] == 200
+            # The command reaches the broker (and the worker), but the broker's confirm never comes back.
+            proxy.stall()
+            status, body, headers = await asyncio.wait_for(write(2, "second"), 15)
+            assert status == 503, body
+            assert "Retry-After" in headers
+            await proxy.cut()
+            await proxy.restore()
+            answers: list[tuple[int, Any, dict[str, str]]] = []
 
-                async def retried() -> bool:
-                    answers.append(await write(2, "second"))
-                    assert answers[-1][0] in (200, 503), answers[-1]
-                    return answers[-1][0] == 200
-                await wait_for(retried, 30, "the retry to go through")
-                [value] = answers[-1][1]["custom_field_values"].values()
-                assert (value["value"], value["sequence"]) == (2, 2)
+            async def retried() -> bool:
+                answers.append(await write(2, "second"))
+                assert answers[-1][0] in (200, 503), answers[-1]
+                return answers[-1][0] == 200
+            await wait_for(retried, 30, "the retry to go through")
+            [value] = answers[-1][1]["custom_field_values"].values()
+            assert (value["value"], value["sequence"]) == (2, 2)
 
-            versions = await db.fetch("SELECT seq, value FROM value_versions ORDER BY seq")
-            assert [tuple(r) for r in versions] == [(1, 1), (2, 2)]  # the retried write, once
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, 10)
+        versions = await db.fetch("SELECT seq, value FROM value_versions ORDER BY seq")
+        assert [tuple(r) for r in versions] == [(1, 1), (2, 2)]  # the retried write, once
