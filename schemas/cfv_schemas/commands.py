@@ -16,19 +16,32 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringC
 MAX_BULK = 100
 
 
+ExternalText = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
+
+
 class CommandItem(BaseModel):
-    """One value to write, as the client sent it; the worker validates its content."""
+    """One change of one value, as the client sent it; the worker validates its content.
+
+    ``op`` is ``write`` (the default: the value overrides the current one) or ``delete`` (the current value is
+    removed; there must be one). ``must_exist`` makes a write an update: refused when there is no value yet.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     subject_type: str
     subject_id: StrictInt | StrictStr = Field(description="strict: true/false are not ids")
     custom_field_id: StrictInt
-    value: Any = Field(json_schema_extra={"description": "the value, in the format of the field's type"})
+    op: Literal["write", "delete"] = "write"
+    value: Any = Field(default=None, json_schema_extra={
+        "description": "the value, in the format of the field's type; required to write, absent to delete"})
+    must_exist: bool = Field(default=False, description="refuse the write if there is no value to replace")
+    external_id: ExternalText | None = Field(default=None, description="the value's id in another system")
+    external_source: ExternalText | None = Field(default=None, description="which system, e.g. 'jira'")
 
 
 class WriteValues(BaseModel):
-    """Write values, all or nothing: each overrides the current value of its field on its subject."""
+    """Write or delete values, all or nothing: each write overrides the current value of its field on its
+    subject, each delete removes it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -26,6 +26,8 @@ class ValueRef(BaseModel):
 
     id: int
     value: Any
+    external_id: str | None = None
+    external_source: str | None = None
 
 
 class ValueChange(BaseModel):

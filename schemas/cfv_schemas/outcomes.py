@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorOut(BaseModel):
@@ -22,17 +22,20 @@ class ErrorOut(BaseModel):
 
 
 class ValueOut(BaseModel):
-    """A value as stored, face-neutral; each face renders it its own way."""
+    """A value as stored (or, for a delete, as it was), face-neutral; each face renders it its own way."""
 
     model_config = ConfigDict(frozen=True)
 
+    change: Literal["created", "replaced", "deleted"]
     id: int
     subject_type: str
     subject_id: str
     custom_field_id: int
     custom_field_name: str
     value_type: str
-    value: Any
+    value: Any = Field(description="null for a delete")
+    external_id: str | None = None
+    external_source: str | None = None
     sequence: int
     setter: str
     operation_id: UUID

@@ -45,9 +45,9 @@ async def test_create_then_replace_events(stack: Stack, workspace: Workspace, db
 
     assert created["data"]["sequence"] == 1 and replaced["data"]["sequence"] == 2
     assert created["data"]["before"] is None
-    assert created["data"]["after"] == {"id": int(first["id"]), "value": [red, green]}
-    assert replaced["data"]["before"] == {"id": int(first["id"]), "value": [red, green]}
-    assert replaced["data"]["after"] == {"id": int(second["id"]), "value": [blue]}
+    assert created["data"]["after"] == {"id": int(first["id"]), "value": [red, green], "external_id": None, "external_source": None}
+    assert replaced["data"]["before"] == {"id": int(first["id"]), "value": [red, green], "external_id": None, "external_source": None}
+    assert replaced["data"]["after"] == {"id": int(second["id"]), "value": [blue], "external_id": None, "external_source": None}
     assert created["data"]["operation_id"] == first["operation_id"]
     assert replaced["data"]["operation_id"] == second["operation_id"]
     assert created["id"] != replaced["id"]
@@ -72,7 +72,7 @@ async def test_bulk_events_follow_item_order_with_gapless_sequences(stack: Stack
     assert [(e["data"]["subject_id"], e["data"]["sequence"], e["data"]["after"]["value"]) for e in received] == [
         ("7", 1, 1), ("8", 1, 2), ("7", 2, 3)]
     assert [m.routing_key.rsplit(".", 1)[1] for m in events.messages] == ["created", "created", "replaced"]
-    assert received[2]["data"]["before"] == {"id": int(values[0]["id"]), "value": 1}
+    assert received[2]["data"]["before"] == {"id": int(values[0]["id"]), "value": 1, "external_id": None, "external_source": None}
     assert {e["data"]["operation_id"] for e in received} == {values[0]["operation_id"]}
 
 
@@ -83,7 +83,8 @@ async def test_routing_key_names_the_workspace_slug_subject_and_field(stack: Sta
     ours = await stack.create_field(workspace, name="Owner", subject_type="WorkItem", value_type="relation",
                                     relation_target="user")
     theirs = await stack.create_field(other_workspace, name="Cost", subject_type="Estimate", value_type="currency")
-    status, body, _ = await write(stack, workspace, item(ours, 42, subject_id=work_item))
+    user = "0b0e3a52-7c8f-4a63-9a8e-5d5f3f3c2a11"  # around work items, users are named by UUID too
+    status, body, _ = await write(stack, workspace, item(ours, user, subject_id=work_item))
     assert status == 200, body
     status, body, _ = await write(stack, other_workspace, item(theirs, [10, "EUR"], subject_id=3))
     assert status == 200, body
@@ -92,7 +93,7 @@ async def test_routing_key_names_the_workspace_slug_subject_and_field(stack: Sta
     assert set(by_key) == {f"acme.WorkItem.{ours['id']}.created", f"globex.Estimate.{theirs['id']}.created"}
     ours_event = by_key[f"acme.WorkItem.{ours['id']}.created"]
     assert ours_event["subject"] == f"WorkItem/{work_item}/custom_fields/{ours['id']}"
-    assert ours_event["data"]["after"]["value"] == [42]
+    assert ours_event["data"]["after"]["value"] == [user]
     theirs_event = ChangeEvent.model_validate(by_key[f"globex.Estimate.{theirs['id']}.created"])
     assert theirs_event.source == "/workspaces/globex" and theirs_event.data.workspace_id == other_workspace.id
     assert theirs_event.data.after is not None and theirs_event.data.after.value == [10, "EUR"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from cfv.domain.changes import EMPTY, Change, ChangeKind, KeyState, StoredValue, fold_writes, replace
+from cfv.domain.changes import EMPTY, Change, ChangeKind, KeyState, StoredValue, fold_command, replace
 from cfv.domain.fields import FieldDefinition, SubjectType, ValueType
 from cfv.domain.writes import ValidWrite, ValueKey
 
@@ -47,7 +47,7 @@ def test_write_after_a_tombstone_is_created_with_the_next_seq() -> None:
 
 def test_fold_from_a_tombstone_is_created_with_the_next_seq() -> None:
     states: dict[ValueKey, KeyState] = {KEY_A: KeyState(current=None, seq=5)}
-    changes = fold_writes(states, [write(KEY_A, [4])], iter([200]))
+    changes, _ = fold_command(states, [write(KEY_A, [4])], iter([200]))
     assert changes == [Change(KEY_A, ChangeKind.CREATED, 6, None, StoredValue(200, [4]))]
     assert states == {KEY_A: KeyState(StoredValue(200, [4]), 6)}
 
@@ -59,7 +59,7 @@ def test_a_multi_choice_write_replaces_the_whole_set() -> None:
     assert change.before == before
 
     states: dict[ValueKey, KeyState] = {}
-    fold_writes(states, [write(KEY_A, [1, 2]), write(KEY_A, [3])], iter([1, 2]))
+    fold_command(states, [write(KEY_A, [1, 2]), write(KEY_A, [3])], iter([1, 2]))
     current = states[KEY_A].current
     assert current is not None
     assert current.value == [3]  # never [1, 2, 3]
@@ -78,7 +78,7 @@ def test_fold_interleaved_keys_keeps_per_key_gapless_sequences() -> None:
         write(KEY_A, [4, 1], 5),
     ]
     ids = iter(range(101, 200))
-    changes = fold_writes(states, writes, ids)
+    changes, _ = fold_command(states, writes, ids)
 
     a1, a2, a3 = StoredValue(101, [1]), StoredValue(103, [2]), StoredValue(106, [4, 1])
     b1, b2 = StoredValue(102, [1]), StoredValue(105, [1, 3])
@@ -107,7 +107,7 @@ def test_fold_interleaved_keys_keeps_per_key_gapless_sequences() -> None:
 
 def test_two_writes_to_one_key_in_one_fold_chain() -> None:
     states: dict[ValueKey, KeyState] = {}
-    changes = fold_writes(states, [write(KEY_A, [1]), write(KEY_A, [2])], iter([10, 11]))
+    changes, _ = fold_command(states, [write(KEY_A, [1]), write(KEY_A, [2])], iter([10, 11]))
     first, second = changes
     assert first == Change(KEY_A, ChangeKind.CREATED, 1, None, StoredValue(10, [1]))
     assert second == Change(KEY_A, ChangeKind.REPLACED, 2, StoredValue(10, [1]), StoredValue(11, [2]))
@@ -118,8 +118,8 @@ def test_two_writes_to_one_key_in_one_fold_chain() -> None:
 def test_fold_continues_from_the_stored_state_across_calls() -> None:
     states: dict[ValueKey, KeyState] = {}
     ids = itertools.count(1)
-    first = fold_writes(states, [write(KEY_A, [1])], ids)
-    second = fold_writes(states, [write(KEY_A, [2])], ids)
+    first, _ = fold_command(states, [write(KEY_A, [1])], ids)
+    second, _ = fold_command(states, [write(KEY_A, [2])], ids)
     assert [c.seq for c in first + second] == [1, 2]
     assert second[0].before == first[0].after
     assert second[0].after == StoredValue(2, [2])
@@ -129,7 +129,7 @@ def test_fold_of_nothing_changes_nothing() -> None:
     state = KeyState(StoredValue(1, [1]), 4)
     states: dict[ValueKey, KeyState] = {KEY_A: state}
     ids = iter([10])
-    assert fold_writes(states, [], ids) == []
+    assert fold_command(states, [], ids) == ([], [])
     assert states == {KEY_A: state}
     assert next(ids) == 10
 
@@ -137,7 +137,7 @@ def test_fold_of_nothing_changes_nothing() -> None:
 def test_fold_leaves_keys_not_written_alone() -> None:
     untouched = KeyState(StoredValue(1, [1]), 4)
     states: dict[ValueKey, KeyState] = {KEY_B: untouched}
-    fold_writes(states, [write(KEY_A, [2])], iter([10]))
+    fold_command(states, [write(KEY_A, [2])], iter([10]))
     assert states[KEY_B] is untouched
     assert states[KEY_A] == KeyState(StoredValue(10, [2]), 1)
 
@@ -146,7 +146,7 @@ def test_keys_differ_by_subject_type_and_field() -> None:
     same_id_other_type = ValueKey(SubjectType.USER, "1", TAGS.id)
     same_subject_other_field = ValueKey(SubjectType.STORY, "1", TAGS.id + 1)
     states: dict[ValueKey, KeyState] = {}
-    changes = fold_writes(
+    changes, _ = fold_command(
         states,
         [write(KEY_A, [1]), write(same_id_other_type, [1]), write(same_subject_other_field, [1])],
         iter([1, 2, 3]),

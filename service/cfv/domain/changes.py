@@ -1,7 +1,9 @@
-"""Replace semantics: a write overrides the current value of its key with a new value of a new id.
+"""Replace semantics: a write overrides the current value of its key with a new value of a new id; a
+delete removes it.
 
-The fold is pure: given the stored state of each key and the writes in the order they were accepted, it
-says what each key holds afterwards and which changes to announce, each with the key's next sequence number.
+The fold is pure: given the stored state of each key and a command's writes in the order they were
+accepted, it says what each key holds afterwards and which changes to announce, each with the key's next
+sequence number, or why the command cannot apply.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from cfv.domain.values import JSON
-from cfv.domain.writes import ValidWrite, ValueKey
+from cfv.domain.writes import NO_REF, ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey
 
 
 class ChangeKind(StrEnum):
@@ -24,10 +26,11 @@ class ChangeKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class StoredValue:
-    """A value with its id."""
+    """A value with its id, and where it comes from if it was synced from another system."""
 
     id: int
     value: JSON
+    external: ExternalRef = NO_REF
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +46,18 @@ EMPTY = KeyState(current=None, seq=0)
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One change of one key, numbered by the key's gapless sequence."""
+    """One change of one key, numbered by the key's gapless sequence.
+
+    ``version_id`` names the change in the key's history: the new value's id for a write, a fresh id for a
+    delete (whose ``after`` is None).
+    """
 
     key: ValueKey
     kind: ChangeKind
     seq: int
     before: StoredValue | None
     after: StoredValue | None
+    version_id: int
 
 
 def replace(key: ValueKey, state: KeyState, new: StoredValue) -> Change:
@@ -58,22 +66,44 @@ def replace(key: ValueKey, state: KeyState, new: StoredValue) -> Change:
     A write never merges into what is there: a choice write replaces the whole set.
     """
     kind = ChangeKind.CREATED if state.current is None else ChangeKind.REPLACED
-    return Change(key=key, kind=kind, seq=state.seq + 1, before=state.current, after=new)
+    return Change(key=key, kind=kind, seq=state.seq + 1, before=state.current, after=new, version_id=new.id)
 
 
-def fold_writes(
+def delete(key: ValueKey, state: KeyState, version_id: int) -> Change:
+    """Return the change that removes the current value of ``key``, which is in ``state`` and holds one."""
+    assert state.current is not None
+    return Change(key=key, kind=ChangeKind.DELETED, seq=state.seq + 1, before=state.current, after=None,
+                  version_id=version_id)
+
+
+def fold_command(
     states: MutableMapping[ValueKey, KeyState],
     writes: Iterable[ValidWrite],
     new_ids: Iterator[int],
-) -> list[Change]:
-    """Apply ``writes`` in order to ``states`` (updated in place); return their changes in the same order.
+) -> tuple[list[Change], list[ItemError]]:
+    """Apply one command's ``writes`` in order to ``states``; return their changes, in the same order.
 
-    Keys missing from ``states`` have never held a value. Each write takes the next id from ``new_ids``.
+    All or nothing: if a write's precondition fails (an update or a delete with no value to act on), return
+    no changes and every such error, and leave ``states`` as it was. Keys missing from ``states`` have never
+    held a value. Each change takes the next id from ``new_ids``.
     """
+    overlay: dict[ValueKey, KeyState] = {}
     changes: list[Change] = []
+    errors: list[ItemError] = []
     for write in writes:
-        state = states.get(write.key, EMPTY)
-        change = replace(write.key, state, StoredValue(next(new_ids), write.value))
-        states[write.key] = KeyState(change.after, change.seq)
+        state = overlay.get(write.key) or states.get(write.key, EMPTY)
+        if state.current is None and (write.op is Op.DELETE or write.must_exist):
+            action = "delete" if write.op is Op.DELETE else "update"
+            errors.append(ItemError(ErrorType.NOT_FOUND, f"{write.definition.name}: there is no value to {action}",
+                                    "value", write.index, write.key.custom_field_id))
+            continue
+        if write.op is Op.DELETE:
+            change = delete(write.key, state, next(new_ids))
+        else:
+            change = replace(write.key, state, StoredValue(next(new_ids), write.value, write.external))
+        overlay[write.key] = KeyState(change.after, change.seq)
         changes.append(change)
-    return changes
+    if errors:
+        return [], errors
+    states.update(overlay)
+    return changes, []

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cfv.domain.rules import ValueRules
 
 
 class SubjectType(StrEnum):
@@ -51,7 +56,12 @@ class RelationTarget(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class FieldDefinition:
-    """A custom field, with what validation needs to know of it."""
+    """A custom field, with what validation needs to know of it.
+
+    ``choice_ids`` are the choices a write may pick (active, not deleted); ``choice_uuids`` names the same
+    choices by their UUIDs, which a write may use instead. ``required`` fields refuse blank values and
+    deletes; inactive fields refuse writes.
+    """
 
     id: int
     workspace_id: int
@@ -62,6 +72,10 @@ class FieldDefinition:
     relation_target: RelationTarget | None = None
     relation_multi: bool = False
     deleted: bool = False
+    active: bool = True
+    required: bool = False
+    choice_uuids: Mapping[str, int] = field(default_factory=dict)
+    rules: ValueRules | None = None
 
     @property
     def is_multi(self) -> bool:

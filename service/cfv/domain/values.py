@@ -5,14 +5,17 @@ Canonical forms (what is stored and echoed back):
 ======== ==================================================
 string   ``"text"`` (url, email and file likewise)
 date     ``"YYYY-MM-DD"``
-datetime ISO 8601 as given, normalised (``datetime.isoformat``)
+datetime ISO 8601 as given, normalised (``datetime.isoformat``); a date alone stays ``"YYYY-MM-DD"``
 number   an int or a finite float
 currency ``[amount, "ISO 4217 code"]``
 boolean  ``true`` / ``false``
 single   ``[choice_id]``
-multi    ``[choice_id, ...]``: first-seen order, duplicates collapsed
-relation ``[id]`` or ``[id, ...]``: ints, or UUID strings for work items
+multi    ``[choice_id, ...]``: first-seen order, duplicates collapsed (a write may name choices by UUID)
+relation ``[id]`` or ``[id, ...]``: ints, or UUID strings for work items and on work-item fields
 ======== ==================================================
+
+On top of its type, a value must not be blank if its field is required (``false`` and ``0`` are values), and
+must keep its field's validation rules (:mod:`cfv.domain.rules`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 from cfv.domain.fields import INTEGER_ID_SUBJECTS, FieldDefinition, RelationTarget, SubjectType, ValueType
+from cfv.domain.rules import RuleViolation, check_rules
 
 JSON = Any
 MAX_STRING_LENGTH = 10_000
@@ -64,7 +68,15 @@ def validate_value(definition: FieldDefinition, raw: JSON) -> JSON:
     """Return ``raw`` in the canonical form of the field's type, or raise :class:`InvalidValue`."""
     if raw is None:
         raise InvalidValue("a value is required; delete the value to clear it")
-    return _VALIDATORS[definition.value_type](definition, raw)
+    value = _VALIDATORS[definition.value_type](definition, raw)
+    if definition.required and isinstance(value, str) and not value.strip():
+        raise InvalidValue("is required: a blank value is refused")
+    if definition.rules is not None:
+        try:
+            check_rules(definition.rules, definition.value_type, value)
+        except RuleViolation as error:
+            raise InvalidValue(str(error)) from None
+    return value
 
 
 def _text(_: FieldDefinition, raw: JSON) -> str:
@@ -108,9 +120,11 @@ def _date(_: FieldDefinition, raw: JSON) -> str:
         raise InvalidValue("must be a real calendar date") from None
 
 
-def _datetime(_: FieldDefinition, raw: JSON) -> str:
+def _datetime(definition: FieldDefinition, raw: JSON) -> str:
     if not isinstance(raw, str) or not _DATE.fullmatch(raw[:10]):
         raise InvalidValue("must be an ISO 8601 date and time")
+    if len(raw) == 10:
+        return _date(definition, raw)
     try:
         return datetime.fromisoformat(raw).isoformat()
     except ValueError:
@@ -154,25 +168,37 @@ def _items(raw: JSON, parse: Callable[[JSON], JSON], what: str) -> list[JSON]:
     return list(dict.fromkeys(parse(item) for item in items))
 
 
-def _choice_id(raw: JSON) -> int:
+def _choice(raw: JSON) -> int | str:
+    """A choice as named: its integer id, or its UUID (canonical text)."""
+    if isinstance(raw, str):
+        return _uuid(raw, "choices are given by their integer ids or UUIDs")
     if isinstance(raw, bool) or not isinstance(raw, int):
-        raise InvalidValue("choices are given by their integer ids")
+        raise InvalidValue("choices are given by their integer ids or UUIDs")
     return raw
 
 
 def _choices(definition: FieldDefinition, raw: JSON) -> list[JSON]:
-    chosen = _items(raw, _choice_id, "choice")
-    if definition.value_type is ValueType.SINGLE and len(chosen) != 1:
+    named = _items(raw, _choice, "choice")
+    if definition.value_type is ValueType.SINGLE and len(named) != 1:
         raise InvalidValue("a single choice field takes exactly one choice")
-    unknown = [choice for choice in chosen if choice not in definition.choice_ids]
+    chosen: list[JSON] = []
+    unknown: list[str] = []
+    for choice in named:
+        choice_id = definition.choice_uuids.get(choice) if isinstance(choice, str) else choice
+        if choice_id is None or choice_id not in definition.choice_ids:
+            unknown.append(str(choice))
+        else:
+            chosen.append(choice_id)
     if unknown:
-        listed = ", ".join(str(choice) for choice in unknown)
-        raise InvalidValue(f"not a choice of this field: {listed}")
-    return chosen
+        raise InvalidValue(f"not a choice of this field: {', '.join(unknown)}")
+    return list(dict.fromkeys(chosen))  # an id and its UUID are one choice
 
 
 def _relation(definition: FieldDefinition, raw: JSON) -> list[JSON]:
-    if definition.relation_target is RelationTarget.WORK_ITEM:
+    if definition.subject_type is SubjectType.WORK_ITEM and definition.relation_target is RelationTarget.USER:
+        # Around work items (Plane's world) every id is a UUID, users' too.
+        targets = _items(raw, lambda item: _uuid(item, "users are given by their UUIDs"), "user")
+    elif definition.relation_target is RelationTarget.WORK_ITEM:
         targets = _items(raw, lambda item: _uuid(item, "work items are given by their UUIDs"), "work item")
     else:
         targets = _items(raw, _user_id, "user")

@@ -1,4 +1,4 @@
-"""Validating a write command's items against the field definitions, collecting every error."""
+"""Validating a command's items (writes and deletes) against the field definitions, collecting every error."""
 
 from __future__ import annotations
 
@@ -39,24 +39,48 @@ class ValueKey:
     custom_field_id: int
 
 
+class Op(StrEnum):
+    """What an item does to its value."""
+
+    WRITE = "write"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalRef:
+    """Where a value comes from in another system, kept with the value and echoed in its events."""
+
+    id: str | None = None
+    source: str | None = None
+
+
+NO_REF = ExternalRef()
+
+
 @dataclass(frozen=True, slots=True)
 class WriteItem:
-    """One item of a write as a client sent it (shape checked, content not)."""
+    """One item of a command as a client sent it (shape checked, content not)."""
 
     subject_type: str
     subject_id: JSON
     custom_field_id: int
     value: JSON
+    op: Op = Op.WRITE
+    must_exist: bool = False
+    external: ExternalRef = NO_REF
 
 
 @dataclass(frozen=True, slots=True)
 class ValidWrite:
-    """An item that passed validation, with its value in canonical form."""
+    """An item that passed validation, with its value in canonical form (None for a delete)."""
 
     index: int
     key: ValueKey
     value: JSON
     definition: FieldDefinition
+    op: Op = Op.WRITE
+    must_exist: bool = False
+    external: ExternalRef = NO_REF
 
 
 def validate_items(
@@ -98,8 +122,17 @@ def _validate_item(
         subject_id = canonical_subject_id(subject_type, item.subject_id)
     except InvalidValue as error:
         return ItemError(ErrorType.VALIDATION, str(error), "subject_id", index, field_id)
+    key = ValueKey(subject_type, subject_id, field_id)
+    if item.op is Op.DELETE:
+        if definition.required:
+            return ItemError(ErrorType.VALIDATION, f"{definition.name}: is required, its value cannot be deleted",
+                             "value", index, field_id)
+        return ValidWrite(index, key, None, definition, Op.DELETE, external=item.external)
+    if not definition.active:
+        return ItemError(ErrorType.VALIDATION, f"{definition.name}: is not active and takes no values", "value",
+                         index, field_id)
     try:
         value = validate_value(definition, item.value)
     except InvalidValue as error:
         return ItemError(ErrorType.VALIDATION, f"{definition.name}: {error}", "value", index, field_id)
-    return ValidWrite(index, ValueKey(subject_type, subject_id, field_id), value, definition)
+    return ValidWrite(index, key, value, definition, Op.WRITE, item.must_exist, item.external)

@@ -20,9 +20,10 @@ import orjson
 from cfv_schemas.commands import Command
 from cfv_schemas.events import EVENT_TYPES
 
-from cfv.domain.changes import Change, KeyState, StoredValue, fold_writes
+from cfv.domain.changes import Change, KeyState, StoredValue, fold_command
 from cfv.domain.fields import FieldDefinition, RelationTarget, SubjectType, ValueType
-from cfv.domain.writes import ErrorType, ItemError, ValidWrite, ValueKey, WriteItem, validate_items
+from cfv.domain.rules import rules_from_storage
+from cfv.domain.writes import ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey, WriteItem, validate_items
 from cfv.store.database import Connection
 from cfv.store.queries import query
 
@@ -83,7 +84,10 @@ async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Ou
             p.outcome = _replay(command, *idempotency[idem])
             continue
         if p.outcome is None:
-            changes = fold_writes(states.setdefault(command.workspace_id, {}), p.writes, ids)
+            changes, errors = fold_command(states.setdefault(command.workspace_id, {}), p.writes, ids)
+            if errors:
+                p.outcome = _failed(command.id, errors)
+                continue
             p.outcome = batch.add(command, p.writes, changes, slugs[command.workspace_id])
             if idem is not None:  # only successes are remembered: a refused request may be corrected
                 idempotency[idem] = (command.request_hash or "", p.outcome)
@@ -122,13 +126,18 @@ async def _definitions(
             relation_target=RelationTarget(r["relation_target"]) if r["relation_target"] else None,
             relation_multi=r["relation_multi"],
             deleted=r["deleted"],
+            active=r["is_active"],
+            required=r["is_required"],
+            choice_uuids={str(u): i for u, i in zip(r["choice_uuids"], r["choice_ids"], strict=True)},
+            rules=rules_from_storage(r["validation_rules"]),
         )
         for r in await connection.fetch(query("field_definitions"), field_ids)
     }
 
 
 def _validate(command: Command, definitions: dict[int, FieldDefinition]) -> _Prepared:
-    items = [WriteItem(i.subject_type, i.subject_id, i.custom_field_id, i.value) for i in command.items]
+    items = [WriteItem(i.subject_type, i.subject_id, i.custom_field_id, i.value, Op(i.op), i.must_exist,
+                       ExternalRef(i.external_id, i.external_source)) for i in command.items]
     valid, errors = validate_items(command.workspace_id, items, definitions)
     if errors:
         return _Prepared(command, outcome=_failed(command.id, errors))
@@ -169,7 +178,8 @@ async def _current_states(
     )
     for r in rows:
         key = ValueKey(SubjectType(r["subject_type"]), r["subject_id"], r["custom_field_id"])
-        current = StoredValue(r["value_id"], r["value"]) if r["value_id"] is not None else None
+        current = (StoredValue(r["value_id"], r["value"], ExternalRef(r["external_id"], r["external_source"]))
+                   if r["value_id"] is not None else None)
         states.setdefault(r["workspace_id"], {})[key] = KeyState(current, r["seq"])
     return states
 
@@ -193,7 +203,6 @@ class _BatchWrites:
     def add(self, command: Command, writes: list[ValidWrite], changes: list[Change], slug: str) -> Outcome:
         values = []
         for write, change in zip(writes, changes, strict=True):
-            assert change.after is not None
             self.versions.append((command, change))
             self.last_writer[(command.workspace_id, change.key)] = command
             self.events.append(_event(command, write.definition, change, slug, self.now))
@@ -203,16 +212,17 @@ class _BatchWrites:
     async def write(self, connection: Connection, states: dict[int, dict[ValueKey, KeyState]]) -> None:
         if self.versions:
             await connection.execute(query("insert_versions"), *_columns(
-                (change.after.id, command.workspace_id, change.key.subject_type.value, change.key.subject_id,
-                 change.key.custom_field_id, change.seq, _json(change.after.value), command.actor, command.id)
-                for command, change in self.versions if change.after is not None), self.now)
+                (change.version_id, command.workspace_id, change.key.subject_type.value, change.key.subject_id,
+                 change.key.custom_field_id, change.seq, *_stored_columns(change.after), command.actor,
+                 command.id)
+                for command, change in self.versions), self.now)
             finals = []
             for (workspace_id, key), command in self.last_writer.items():
                 state = states[workspace_id][key]
-                assert state.current is not None
+                value_id = state.current.id if state.current is not None else None
                 finals.append((workspace_id, key.subject_type.value, key.subject_id, key.custom_field_id,
-                               state.seq, state.current.id, _json(state.current.value), command.actor, command.id))
-            await connection.execute(query("upsert_current"), *_columns(finals, width=9), self.now)
+                               state.seq, value_id, *_stored_columns(state.current), command.actor, command.id))
+            await connection.execute(query("upsert_current"), *_columns(finals, width=11), self.now)
         if self.events:
             await connection.execute(query("insert_events"), *_columns(
                 (event_id, workspace_id, routing_key, _json(event))
@@ -303,6 +313,13 @@ def reply_payloads(outcomes: Iterable[Outcome]) -> list[str]:
     return payloads
 
 
+def _stored_columns(stored: StoredValue | None) -> tuple[str | None, str | None, str | None]:
+    """A value's ``value, external_id, external_source`` columns; all null for a deleted one."""
+    if stored is None:
+        return None, None, None
+    return _json(stored.value), stored.external.id, stored.external.source
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -323,14 +340,25 @@ def _failed(command_id: uuid.UUID, errors: Iterable[ItemError]) -> Outcome:
 
 
 def _value_out(command: Command, definition: FieldDefinition, change: Change, now: datetime) -> dict[str, Any]:
-    assert change.after is not None
+    """The value a change left (for a delete: the one it removed, with a null value)."""
+    stored = change.after or change.before
+    assert stored is not None
     return {
-        "id": change.after.id, "subject_type": change.key.subject_type.value,
+        "change": change.kind.value, "id": stored.id, "subject_type": change.key.subject_type.value,
         "subject_id": change.key.subject_id, "custom_field_id": definition.id,
         "custom_field_name": definition.name, "value_type": definition.value_type.value,
-        "value": change.after.value, "sequence": change.seq, "setter": command.actor,
+        "value": change.after.value if change.after else None,
+        "external_id": stored.external.id, "external_source": stored.external.source,
+        "sequence": change.seq, "setter": command.actor,
         "operation_id": str(command.id), "created_at": now.isoformat(),
     }
+
+
+def _ref(stored: StoredValue | None) -> dict[str, Any] | None:
+    if stored is None:
+        return None
+    return {"id": stored.id, "value": stored.value, "external_id": stored.external.id,
+            "external_source": stored.external.source}
 
 
 def _event(
@@ -352,8 +380,8 @@ def _event(
             "subject_type": key.subject_type.value, "subject_id": key.subject_id,
             "custom_field_id": key.custom_field_id, "value_type": definition.value_type.value,
             "sequence": change.seq,
-            "before": {"id": change.before.id, "value": change.before.value} if change.before else None,
-            "after": {"id": change.after.id, "value": change.after.value} if change.after else None,
+            "before": _ref(change.before),
+            "after": _ref(change.after),
             "setter": command.actor, "operation_id": str(command.id),
         },
     }

@@ -11,10 +11,13 @@ FROM (SELECT DISTINCT unnest($1::bigint[]) AS ws ORDER BY 1) AS sorted;
 SELECT id, outcome FROM operations WHERE id = ANY($1::uuid[]) AND status <> 'pending';
 
 -- name: field_definitions
+-- The choices a write may pick: active and not deleted, by id and by UUID.
 SELECT f.id, f.workspace_id, f.name, f.subject_type, f.value_type, f.relation_target, f.relation_multi,
-       f.deleted_at IS NOT NULL AS deleted,
-       coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL AND c.deleted_at IS NULL), '{}')
-           AS choice_ids
+       f.deleted_at IS NOT NULL AS deleted, f.is_active, f.is_required, f.validation_rules,
+       coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.is_active AND c.deleted_at IS NULL), '{}')
+           AS choice_ids,
+       coalesce(array_agg(c.uuid ORDER BY c.id) FILTER (WHERE c.is_active AND c.deleted_at IS NULL), '{}')
+           AS choice_uuids
 FROM custom_fields f
 LEFT JOIN custom_field_choices c ON c.custom_field_id = f.id
 WHERE f.id = ANY($1::bigint[])
@@ -31,7 +34,8 @@ JOIN unnest($1::bigint[], $2::text[]) AS k (workspace_id, key)
     ON (i.workspace_id, i.key) = (k.workspace_id, k.key);
 
 -- name: current_states
-SELECT c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id, c.seq, c.value_id, c.value
+SELECT c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id, c.seq, c.value_id, c.value,
+       c.external_id, c.external_source
 FROM current_values c
 JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS k (workspace_id, subject_type, subject_id,
                                                                        custom_field_id)
@@ -44,25 +48,31 @@ SELECT nextval('value_ids') AS id FROM generate_series(1, $1::integer) ORDER BY 
 -- JSON columns arrive as text[] (asyncpg would read lists inside a jsonb[] as extra array dimensions).
 
 -- name: insert_versions
-INSERT INTO value_versions (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value, setter,
-                            operation_id, created_at)
-SELECT id, workspace_id, subject_type, subject_id, custom_field_id, seq, value::jsonb, setter, operation_id, $10
+-- A delete is a version with a null value.
+INSERT INTO value_versions (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value, external_id,
+                            external_source, setter, operation_id, created_at)
+SELECT id, workspace_id, subject_type, subject_id, custom_field_id, seq, value::jsonb, external_id, external_source,
+       setter, operation_id, $12
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
-            $8::text[], $9::uuid[])
-    AS v (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value, setter, operation_id);
+            $8::text[], $9::text[], $10::text[], $11::uuid[])
+    AS v (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value, external_id, external_source,
+          setter, operation_id);
 
 -- name: upsert_current
--- Called with each key once: its state after the whole batch.
+-- Called with each key once: its state after the whole batch (a deleted value leaves a null value).
 INSERT INTO current_values AS c (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id,
-                                 value, setter, operation_id, created_at, updated_at)
-SELECT workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value::jsonb, setter, operation_id,
-       $10, $10
+                                 value, external_id, external_source, setter, operation_id, created_at,
+                                 updated_at)
+SELECT workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value::jsonb, external_id,
+       external_source, setter, operation_id, $12, $12
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[],
-            $8::text[], $9::uuid[])
-    AS v (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value, setter, operation_id)
+            $8::text[], $9::text[], $10::text[], $11::uuid[])
+    AS v (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value, external_id,
+          external_source, setter, operation_id)
 ON CONFLICT (workspace_id, subject_type, subject_id, custom_field_id) DO UPDATE
     SET seq = excluded.seq, value_id = excluded.value_id, value = excluded.value, setter = excluded.setter,
-        operation_id = excluded.operation_id, updated_at = excluded.updated_at;
+        operation_id = excluded.operation_id, external_id = excluded.external_id,
+        external_source = excluded.external_source, updated_at = excluded.updated_at;
 
 -- name: insert_events
 INSERT INTO outbox (event_id, workspace_id, routing_key, event, created_at)
