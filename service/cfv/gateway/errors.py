@@ -1,4 +1,5 @@
-"""Error answers in Kantata's shape, ``{"errors": [{"type", "message", "field", ...}]}``."""
+"""Error answers: built face-neutral (a status and error objects ``{"type", "message", "field", ...}``), and
+rendered in the shape of the face the request came to: Kantata's ``{"errors": [...]}`` or Plane's."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from cfv.faults import TRANSIENT_ERRORS
 from cfv.gateway import keys
+from cfv.gateway.plane_wire import error_body as plane_error_body
 
 log = structlog.get_logger("cfv.gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -73,25 +75,36 @@ _HTTP_ERROR_TYPES = {400: "validation", 401: "authentication", 404: "not_found",
                      413: "request_too_large"}
 
 
+PLANE_PATHS = "/api/v1/workspaces/"
+
+
+def error_response(request: web.Request, status: int, errors: list[dict[str, Any]],
+                   headers: dict[str, str] | None = None) -> web.Response:
+    """An error answer in the shape of the request's face."""
+    if request.path.startswith(PLANE_PATHS):
+        return json_response(plane_error_body(status, errors), status, headers)
+    return json_response({"errors": errors}, status, headers)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a structured JSON error; dependencies being down is a 503, never a 500."""
     try:
         return await handler(request)
     except ApiError as error:
-        return json_response({"errors": error.errors}, error.status, error.headers)
+        return error_response(request, error.status, error.errors, error.headers)
     except web.HTTPException as error:
         if error.status < 400:
             raise
         message = {413: f"the request body is larger than {request.app[keys.SETTINGS].max_body_bytes} bytes"
                    }.get(error.status, error.reason)
-        return json_response({"errors": [{"type": _HTTP_ERROR_TYPES.get(error.status, "http"),
-                                          "message": message, "field": None}]}, error.status)
+        return error_response(request, error.status, [{"type": _HTTP_ERROR_TYPES.get(error.status, "http"),
+                                                        "message": message, "field": None}])
     except TRANSIENT_ERRORS as error:
         log.warning("dependency unreachable", error=repr(error), path=request.path)
         error_ = unavailable("the database")
-        return json_response({"errors": error_.errors}, 503, error_.headers)
+        return error_response(request, 503, error_.errors, error_.headers)
     except Exception:
         log.exception("unexpected error", path=request.path, method=request.method)
-        return json_response({"errors": [{"type": "internal", "message": "an internal error occurred; it was logged",
-                                          "field": None}]}, 500)
+        return error_response(request, 500, [{"type": "internal", "message": "an internal error occurred; it was "
+                                              "logged", "field": None}])

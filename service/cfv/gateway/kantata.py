@@ -8,41 +8,26 @@ from __future__ import annotations
 
 import math
 import uuid
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
-import orjson
 from aiohttp import web
 from cfv_schemas.commands import CommandItem
 from cfv_schemas.kantata import CustomFieldCreate, CustomFieldUpdate, WriteValuesIn
-from pydantic import BaseModel, ValidationError
 
 from cfv.domain.access import default_access
 from cfv.domain.fields import SubjectType
 from cfv.domain.values import render_subject_id
 from cfv.gateway import keys
 from cfv.gateway.auth import Principal
-from cfv.gateway.errors import ApiError, from_validation, json_response, not_found
+from cfv.gateway.errors import ApiError, json_response, not_found
+from cfv.gateway.http import accepted, read_json, wants_async
 from cfv.store.queries import query
 from cfv.worker.apply import Outcome
 
 routes = web.RouteTableDef()
-M = TypeVar("M", bound=BaseModel)
 VALUES = "custom_field_values"
 FIELDS = "custom_fields"
-
-
-async def read_json(request: web.Request, model: type[M]) -> M:
-    """The request body parsed as ``model``, or a 400 naming what is wrong."""
-    body = await request.read()
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise ApiError.one(400, "validation", f"the body is not valid JSON: {error}") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise from_validation(error) from None
 
 
 def listing(key: str, objects: list[dict[str, Any]], *, total: int | None = None, page: int = 1,
@@ -79,17 +64,12 @@ async def write_values(request: web.Request) -> web.Response:
     body = await read_json(request, WriteValuesIn)
     items = [CommandItem(subject_type=i.subject_type, subject_id=i.subject_id,
                          custom_field_id=i.custom_field_id, value=i.value) for i in body.items()]
-    respond_async = "respond-async" in request.headers.get("Prefer", "").lower()
+    respond_async = wants_async(request)
     submitted = await request.app[keys.SUBMITTER].submit(_principal(request), items,
                                        idempotency_key=request.headers.get("Idempotency-Key"),
                                        wait=not respond_async)
     if submitted.outcome is None:
-        location = f"/api/v1/operations/{submitted.operation_id}"
-        headers = {"Location": location}
-        if respond_async:
-            headers["Preference-Applied"] = "respond-async"
-        return json_response({"operation": {"id": str(submitted.operation_id), "status": "pending",
-                                            "location": location}}, 202, headers)
+        return accepted(submitted, respond_async=respond_async)
     return render_outcome(submitted.outcome)
 
 

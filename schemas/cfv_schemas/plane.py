@@ -1,0 +1,117 @@
+"""HTTP bodies of the Plane face: projects, work-item properties, their options, and property values."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+
+from cfv_schemas.commands import ExternalText
+from cfv_schemas.kantata import Description, Name
+
+PropertyType = Literal["TEXT", "URL", "EMAIL", "FILE", "DATETIME", "DECIMAL", "BOOLEAN", "OPTION", "RELATION"]
+RelationType = Literal["USER", "ISSUE"]
+MULTI_TYPES = frozenset({"OPTION", "RELATION"})
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z0-9]{1,12}$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectIn(_Body):
+    """``POST projects/``: a project, the scope of work-item properties."""
+
+    id: UUID | None = Field(default=None, description="optional; chosen by the client, unique in the workspace")
+    name: Name
+    identifier: Identifier = Field(description="1 to 12 letters or digits, stored upper-case")
+    description: Description = ""
+
+
+class ProjectPatch(_Body):
+    """``PATCH projects/{id}/``: any of name, identifier, description."""
+
+    name: Name | None = None
+    identifier: Identifier | None = None
+    description: Description | None = None
+
+
+class PropertyIn(_Body):
+    """``POST …/work-item-properties/``: define a custom property of the project's work items."""
+
+    display_name: Name
+    description: Description = ""
+    property_type: PropertyType
+    relation_type: RelationType | None = Field(default=None, description="required for RELATION, else absent")
+    is_multi: StrictBool = Field(default=False, description="OPTION and RELATION only: the value is a list")
+    is_required: StrictBool = False
+    default_value: Any = Field(default=None, description="a value of the property's type (not for OPTION)")
+    is_active: StrictBool = True
+    settings: dict[str, Any] = Field(default_factory=dict, description="free-form display settings, kept")
+    validation_rules: dict[str, Any] = Field(default_factory=dict, description="enforced on every write")
+    external_id: ExternalText | None = None
+    external_source: ExternalText | None = None
+
+    @model_validator(mode="after")
+    def _type_attributes_agree(self) -> Self:
+        if (self.property_type == "RELATION") != (self.relation_type is not None):
+            raise ValueError("relation_type (USER or ISSUE) is required for RELATION properties, and only for them")
+        if self.is_multi and self.property_type not in MULTI_TYPES:
+            raise ValueError("only OPTION and RELATION properties can be is_multi")
+        return self
+
+
+class PropertyPatch(_Body):
+    """``PATCH …/work-item-properties/{id}/``: the type (``property_type``, ``relation_type``, ``is_multi``)
+    is fixed; sending it unchanged is allowed."""
+
+    display_name: Name | None = None
+    description: Description | None = None
+    property_type: PropertyType | None = None
+    relation_type: RelationType | None = None
+    is_multi: StrictBool | None = None
+    is_required: StrictBool | None = None
+    default_value: Any = None
+    is_active: StrictBool | None = None
+    settings: dict[str, Any] | None = None
+    validation_rules: dict[str, Any] | None = None
+    external_id: ExternalText | None = None
+    external_source: ExternalText | None = None
+
+
+class OptionIn(_Body):
+    """``POST …/options/``: one choice of an OPTION property."""
+
+    name: Name
+    description: Description = ""
+    is_default: StrictBool = False
+    is_active: StrictBool = True
+    external_id: ExternalText | None = None
+    external_source: ExternalText | None = None
+
+
+class OptionPatch(_Body):
+    """``PATCH …/options/{id}/``."""
+
+    name: Name | None = None
+    description: Description | None = None
+    is_default: StrictBool | None = None
+    is_active: StrictBool | None = None
+    external_id: ExternalText | None = None
+    external_source: ExternalText | None = None
+
+
+class ValueIn(_Body):
+    """``POST``/``PATCH …/values/``: the value (a list of UUIDs, or one, for ``is_multi`` properties)."""
+
+    value: Any = Field(description="required; its format depends on the property's type")
+    external_id: ExternalText | None = None
+    external_source: ExternalText | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _value_is_present(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "value" not in data:
+            raise ValueError("value is required")
+        return data

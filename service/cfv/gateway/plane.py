@@ -1,0 +1,430 @@
+"""The Plane face: ``/api/v1/workspaces/{slug}/projects/…``: projects, work-item properties, their options and
+values.
+
+A property is a custom field of ``WorkItem`` subjects scoped to a project; its values are written through the
+same core command as Kantata's (gateway → broker → worker), and validated by the same domain code. Definitions
+(projects, properties, options) are written by the gateway directly, as on the Kantata face.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from cfv_schemas.commands import CommandItem
+from cfv_schemas.plane import (
+    OptionIn,
+    OptionPatch,
+    ProjectIn,
+    ProjectPatch,
+    PropertyIn,
+    PropertyPatch,
+    ValueIn,
+)
+
+from cfv.domain.access import default_access
+from cfv.domain.fields import FieldDefinition, RelationTarget, SubjectType, ValueType
+from cfv.domain.rules import InvalidRules, ValueRules, parse_rules
+from cfv.domain.values import InvalidValue, validate_value
+from cfv.gateway import keys
+from cfv.gateway.auth import Principal
+from cfv.gateway.errors import ApiError, json_response, not_found
+from cfv.gateway.http import accepted, read_json, wants_async
+from cfv.gateway.plane_wire import (
+    core_type,
+    plane_type,
+    render_option,
+    render_project,
+    render_property,
+    render_values,
+)
+from cfv.store.queries import query
+from cfv.worker.apply import Outcome
+
+PREFIX = "/api/v1/workspaces/{slug}/projects/"
+PROJECT = PREFIX + "{project_id}/"
+PROPERTIES = PROJECT + "work-item-properties/"
+PROPERTY = PROPERTIES + "{property_id}/"
+OPTIONS = PROPERTY + "options/"
+OPTION = OPTIONS + "{option_id}/"
+WORK_ITEM_VALUES = PROJECT + "work-items/{work_item_id}/work-item-properties/values/"
+VALUES = PROJECT + "work-items/{work_item_id}/work-item-properties/{property_id}/values/"
+
+routes = web.RouteTableDef()
+Row = Mapping[str, Any]
+
+
+def _caller(request: web.Request) -> Principal:
+    """The caller, if the path names its workspace; another workspace is not found, whatever it holds."""
+    principal = request[keys.PRINCIPAL]
+    if request.match_info["slug"] != principal.workspace_slug:
+        raise not_found("workspace")
+    return principal
+
+
+def _uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError:
+        raise not_found(what) from None
+
+
+def _pool(request: web.Request) -> asyncpg.Pool[Any]:
+    return request.app[keys.POOL]
+
+
+async def _project(request: web.Request) -> tuple[Principal, Row]:
+    principal = _caller(request)
+    row = await _pool(request).fetchrow(query("get_project"), principal.workspace_id,
+                                        _uuid(request, "project_id", "project"))
+    if row is None:
+        raise not_found("project")
+    return principal, row
+
+
+async def _property(request: web.Request) -> tuple[Principal, Row]:
+    principal = _caller(request)
+    row = await _pool(request).fetchrow(query("get_property"), principal.workspace_id,
+                                        _uuid(request, "project_id", "project"),
+                                        _uuid(request, "property_id", "property"))
+    if row is None:
+        raise not_found("property")  # or its project
+    return principal, row
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    return ApiError.one(400, "validation", message, field)
+
+
+# --- projects -----------------------------------------------------------------------------------------
+
+
+@routes.post(PREFIX)
+async def create_project(request: web.Request) -> web.Response:
+    """Create a project (with a client-chosen id, if given)."""
+    principal = _caller(request)
+    spec = await read_json(request, ProjectIn)
+    row = await _pool(request).fetchrow(query("insert_project"), principal.workspace_id, spec.id, spec.name,
+                                        spec.identifier, spec.description)
+    if row is None:
+        raise ApiError.one(409, "conflict", "a project with this id or identifier already exists", "identifier")
+    return json_response(render_project(row), 201)
+
+
+@routes.get(PREFIX)
+async def list_projects(request: web.Request) -> web.Response:
+    """The workspace's projects."""
+    principal = _caller(request)
+    rows = await _pool(request).fetch(query("list_projects"), principal.workspace_id)
+    projects = [render_project(r) for r in rows]
+    return json_response({"count": len(projects), "total_results": len(projects), "results": projects})
+
+
+@routes.get(PROJECT)
+async def get_project(request: web.Request) -> web.Response:
+    """One project."""
+    _, row = await _project(request)
+    return json_response(render_project(row))
+
+
+@routes.patch(PROJECT)
+async def update_project(request: web.Request) -> web.Response:
+    """Rename a project, change its identifier or description."""
+    principal, row = await _project(request)
+    changes = await read_json(request, ProjectPatch)
+    try:
+        updated = await _pool(request).fetchrow(query("update_project"), principal.workspace_id, row["id"],
+                                                changes.name, changes.identifier, changes.description)
+    except asyncpg.UniqueViolationError:
+        raise ApiError.one(409, "conflict", "another project has this identifier", "identifier") from None
+    if updated is None:
+        raise not_found("project")
+    return json_response(render_project(updated))
+
+
+@routes.delete(PROJECT)
+async def delete_project(request: web.Request) -> web.Response:
+    """Delete a project and its properties (which then take no values)."""
+    principal, row = await _project(request)
+    if await _pool(request).fetchval(query("delete_project"), principal.workspace_id, row["id"]) is None:
+        raise not_found("project")
+    return web.Response(status=204)
+
+
+# --- properties ---------------------------------------------------------------------------------------
+
+
+def _definition(workspace_id: int, name: str, value_type: ValueType, relation_target: str | None,
+                relation_multi: bool, required: bool, rules: ValueRules) -> FieldDefinition:
+    return FieldDefinition(id=0, workspace_id=workspace_id, name=name, subject_type=SubjectType.WORK_ITEM,
+                           value_type=value_type, relation_target=RelationTarget(relation_target)
+                           if relation_target else None, relation_multi=relation_multi, required=required,
+                           rules=rules)
+
+
+def _rules(value_type: ValueType, is_multi: bool, raw: Any) -> ValueRules:
+    try:
+        return parse_rules(value_type, is_multi, raw)
+    except InvalidRules as error:
+        raise ApiError(400, [{"type": "validation", "message": f"{rule}: {problem}", "field": "validation_rules"}
+                             for rule, problem in error.problems.items()]) from None
+
+
+def _default(definition: FieldDefinition, raw: Any) -> Any:
+    """A property's default value in canonical form, checked like any value of it."""
+    if raw is None:
+        return None
+    if definition.value_type in (ValueType.SINGLE, ValueType.MULTI):
+        raise _invalid("default_value", "an OPTION property's default is the option marked is_default")
+    try:
+        return validate_value(definition, raw)
+    except InvalidValue as error:
+        raise _invalid("default_value", str(error)) from None
+
+
+@routes.post(PROPERTIES)
+async def create_property(request: web.Request) -> web.Response:
+    """Define a property of the project's work items; its rules and default are checked now."""
+    principal, project = await _project(request)
+    spec = await read_json(request, PropertyIn)
+    value_type, relation_target, relation_multi = core_type(spec.property_type, spec.relation_type, spec.is_multi)
+    rules = _rules(value_type, spec.is_multi, spec.validation_rules)
+    definition = _definition(principal.workspace_id, spec.display_name, value_type, relation_target,
+                             relation_multi, spec.is_required, rules)
+    default = _default(definition, spec.default_value)
+    write_access, read_access = default_access(SubjectType.WORK_ITEM)
+    row = await _pool(request).fetchrow(
+        query("insert_property"), principal.workspace_id, project["id"], spec.display_name, spec.description,
+        value_type.value, relation_target, relation_multi, write_access, read_access, spec.is_required, default,
+        spec.is_active, spec.settings, rules.as_json(), spec.external_id, spec.external_source)
+    assert row is not None
+    return json_response(render_property(row), 201)
+
+
+@routes.get(PROPERTIES)
+async def list_properties(request: web.Request) -> web.Response:
+    """The project's properties."""
+    principal, project = await _project(request)
+    rows = await _pool(request).fetch(query("list_properties"), principal.workspace_id, project["id"])
+    return json_response([render_property(r) for r in rows])
+
+
+@routes.get(PROPERTY)
+async def get_property(request: web.Request) -> web.Response:
+    """One property."""
+    _, row = await _property(request)
+    return json_response(render_property(row))
+
+
+@routes.patch(PROPERTY)
+async def update_property(request: web.Request) -> web.Response:
+    """Change a property's name, description, flags, settings, rules or default; its type is fixed."""
+    principal, row = await _property(request)
+    changes = await read_json(request, PropertyPatch)
+    property_type, relation_type, is_multi = plane_type(row["value_type"], row["relation_target"],
+                                                        row["relation_multi"])
+    for name, current in (("property_type", property_type), ("relation_type", relation_type),
+                          ("is_multi", is_multi)):
+        sent = getattr(changes, name)
+        if name in changes.model_fields_set and sent != current:
+            raise _invalid(name, f"a property's type cannot change (it is {current}); create another property")
+    value_type = ValueType(row["value_type"])
+    rules_raw = changes.validation_rules if changes.validation_rules is not None else row["validation_rules"]
+    rules = _rules(value_type, is_multi, rules_raw)
+    required = changes.is_required if changes.is_required is not None else row["is_required"]
+    definition = _definition(principal.workspace_id, changes.display_name or row["name"], value_type,
+                             row["relation_target"], row["relation_multi"], required, rules)
+    new_default = "default_value" in changes.model_fields_set
+    # The default must still fit when only the rules change.
+    default = _default(definition, changes.default_value if new_default else row["default_value"])
+    updated = await _pool(request).fetchrow(
+        query("update_property"), row["id"], changes.display_name, changes.description, changes.is_required,
+        changes.is_active, changes.settings, rules.as_json() if changes.validation_rules is not None else None,
+        default, new_default, changes.external_id, changes.external_source)
+    if updated is None:
+        raise not_found("property")
+    return json_response(render_property(updated))
+
+
+@routes.delete(PROPERTY)
+async def delete_property(request: web.Request) -> web.Response:
+    """Delete a property: it takes no more values, and its values are no longer shown."""
+    _, row = await _property(request)
+    if await _pool(request).fetchval(query("delete_property"), row["id"]) is None:
+        raise not_found("property")
+    return web.Response(status=204)
+
+
+# --- options ------------------------------------------------------------------------------------------
+
+
+async def _option_property(request: web.Request) -> Row:
+    _, row = await _property(request)
+    if row["value_type"] not in (ValueType.SINGLE, ValueType.MULTI):
+        raise _invalid("property_id", "only OPTION properties have options")
+    return row
+
+
+async def _option(request: web.Request) -> tuple[Row, Row]:
+    prop = await _option_property(request)
+    row = await _pool(request).fetchrow(query("get_option"), prop["id"], _uuid(request, "option_id", "option"))
+    if row is None:
+        raise not_found("option")
+    return prop, row
+
+
+@routes.post(OPTIONS)
+async def create_option(request: web.Request) -> web.Response:
+    """Add an option to an OPTION property."""
+    prop = await _option_property(request)
+    spec = await read_json(request, OptionIn)
+    async with _pool(request).acquire() as connection, connection.transaction():
+        row = await connection.fetchrow(query("insert_option"), prop["id"], spec.name, spec.description,
+                                        spec.is_default, spec.is_active, spec.external_id, spec.external_source)
+        assert row is not None
+        if spec.is_default and prop["value_type"] == ValueType.SINGLE:
+            await connection.execute(query("clear_other_defaults"), prop["id"], row["id"])
+    return json_response(render_option(row, prop["uuid"]), 201)
+
+
+@routes.get(OPTIONS)
+async def list_options(request: web.Request) -> web.Response:
+    """A property's options, in order."""
+    _, prop = await _property(request)
+    rows = await _pool(request).fetch(query("list_options"), prop["id"])
+    return json_response([render_option(r, prop["uuid"]) for r in rows])
+
+
+@routes.get(OPTION)
+async def get_option(request: web.Request) -> web.Response:
+    """One option."""
+    prop, row = await _option(request)
+    return json_response(render_option(row, prop["uuid"]))
+
+
+@routes.patch(OPTION)
+async def update_option(request: web.Request) -> web.Response:
+    """Rename an option, make it the default, or (de)activate it: inactive options cannot be chosen."""
+    prop, row = await _option(request)
+    changes = await read_json(request, OptionPatch)
+    async with _pool(request).acquire() as connection, connection.transaction():
+        updated = await connection.fetchrow(query("update_option"), row["id"], changes.name, changes.description,
+                                            changes.is_default, changes.is_active, changes.external_id,
+                                            changes.external_source)
+        if updated is None:
+            raise not_found("option")
+        if changes.is_default and prop["value_type"] == ValueType.SINGLE:
+            await connection.execute(query("clear_other_defaults"), prop["id"], row["id"])
+    return json_response(render_option(updated, prop["uuid"]))
+
+
+@routes.delete(OPTION)
+async def delete_option(request: web.Request) -> web.Response:
+    """Delete an option: it can no longer be chosen; values that hold it keep it."""
+    _, row = await _option(request)
+    if await _pool(request).fetchval(query("delete_option"), row["id"]) is None:
+        raise not_found("option")
+    return web.Response(status=204)
+
+
+# --- values -------------------------------------------------------------------------------------------
+
+
+async def _option_uuids(pool: asyncpg.Pool[Any], properties: list[Row]) -> dict[int, str]:
+    ids = [p["id"] for p in properties if p["value_type"] in (ValueType.SINGLE, ValueType.MULTI)]
+    if not ids:
+        return {}
+    return {r["id"]: str(r["uuid"]) for r in await pool.fetch(query("option_uuids"), ids)}
+
+
+async def _submit_value(request: web.Request, *, op: str, must_exist: bool = False) -> web.Response:
+    principal, prop = await _property(request)
+    work_item = str(_uuid(request, "work_item_id", "work item"))
+    fields: dict[str, Any] = {}
+    if op == "write":
+        body = await read_json(request, ValueIn)
+        fields = {"value": body.value, "must_exist": must_exist, "external_id": body.external_id,
+                  "external_source": body.external_source}
+    item = CommandItem(subject_type=SubjectType.WORK_ITEM.value, subject_id=work_item,
+                       custom_field_id=prop["id"], op=op, **fields)
+    respond_async = wants_async(request)
+    submitted = await request.app[keys.SUBMITTER].submit(
+        principal, [item], idempotency_key=request.headers.get("Idempotency-Key"), wait=not respond_async)
+    if submitted.outcome is None:
+        return accepted(submitted, respond_async=respond_async)
+    outcome = submitted.outcome
+    if outcome["status"] == "failed":
+        raise ApiError(_failure_status(outcome), outcome["errors"])
+    if op == "delete":
+        return web.Response(status=204)
+    value = outcome["values"][0]
+    stored = {**value, "set_at": value["created_at"]}
+    body_out = render_values(prop, work_item, stored, await _option_uuids(_pool(request), [prop]))
+    return json_response(body_out, 201 if value["change"] == "created" else 200)
+
+
+def _failure_status(outcome: Outcome) -> int:
+    types = {e["type"] for e in outcome["errors"]}
+    if "internal" in types:
+        return 500
+    if types == {"not_found"}:
+        return 404
+    if "conflict" in types:
+        return 409
+    return 400
+
+
+@routes.post(VALUES)
+async def write_value(request: web.Request) -> web.Response:
+    """Set the value (multi: the whole list), replacing any: 201 if created, 200 if it replaced one."""
+    return await _submit_value(request, op="write")
+
+
+@routes.patch(VALUES)
+async def update_value(request: web.Request) -> web.Response:
+    """Replace the existing value; 404 if there is none."""
+    return await _submit_value(request, op="write", must_exist=True)
+
+
+@routes.delete(VALUES)
+async def delete_value(request: web.Request) -> web.Response:
+    """Remove the value: 204, or 404 if there is none (or 400 if the property is required)."""
+    return await _submit_value(request, op="delete")
+
+
+@routes.get(VALUES)
+async def get_value(request: web.Request) -> web.Response:
+    """The value of one property of a work item (404 if none), or the list of values of a multi property."""
+    principal, prop = await _property(request)
+    work_item = str(_uuid(request, "work_item_id", "work item"))
+    pool = _pool(request)
+    rows = await pool.fetch(query("work_item_values"), principal.workspace_id, work_item, prop["id"],
+                            prop["project_id"])
+    _, _, is_multi = plane_type(prop["value_type"], prop["relation_target"], prop["relation_multi"])
+    if not rows:
+        if is_multi:
+            return json_response([])
+        raise not_found("value")
+    stored = {**rows[0], "set_at": rows[0]["set_at"].isoformat()}
+    return json_response(render_values(prop, work_item, stored, await _option_uuids(pool, [prop])))
+
+
+@routes.get(WORK_ITEM_VALUES)
+async def list_work_item_values(request: web.Request) -> web.Response:
+    """Every value of a work item in the project: one value object per value (per item, for multi ones)."""
+    principal, project = await _project(request)
+    work_item = str(_uuid(request, "work_item_id", "work item"))
+    pool = _pool(request)
+    properties = {r["id"]: r for r in await pool.fetch(query("list_properties"), principal.workspace_id,
+                                                         project["id"])}
+    rows = await pool.fetch(query("work_item_values"), principal.workspace_id, work_item, None, project["id"])
+    option_uuids = await _option_uuids(pool, list(properties.values()))
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        rendered = render_values(properties[row["custom_field_id"]], work_item,
+                                 {**row, "set_at": row["set_at"].isoformat()}, option_uuids)
+        out.extend(rendered if isinstance(rendered, list) else [rendered])
+    return json_response(out)
