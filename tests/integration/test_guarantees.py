@@ -175,7 +175,8 @@ async def test_concurrent_first_writes_to_one_key_serialise(stack: Stack, worksp
     assert [e["type"] for e in announced] == ["cfv.value.created.v1"] + ["cfv.value.replaced.v1"] * 19
     for previous, event in itertools.pairwise(announced):
         assert event["data"]["before"] == previous["data"]["after"]
-    assert announced[-1]["data"]["after"] == {"id": int(by_seq[20]["id"]), "value": by_seq[20]["value"], "external_id": None, "external_source": None}
+    assert announced[-1]["data"]["after"] == {"id": int(by_seq[20]["id"]), "value": by_seq[20]["value"],
+        "external_id": None, "external_source": None}
 
 
 async def test_a_refused_message_naming_what_postgres_cannot_record_does_not_stop_the_worker(

@@ -45,9 +45,12 @@ async def test_create_then_replace_events(stack: Stack, workspace: Workspace, db
 
     assert created["data"]["sequence"] == 1 and replaced["data"]["sequence"] == 2
     assert created["data"]["before"] is None
-    assert created["data"]["after"] == {"id": int(first["id"]), "value": [red, green], "external_id": None, "external_source": None}
-    assert replaced["data"]["before"] == {"id": int(first["id"]), "value": [red, green], "external_id": None, "external_source": None}
-    assert replaced["data"]["after"] == {"id": int(second["id"]), "value": [blue], "external_id": None, "external_source": None}
+    assert created["data"]["after"] == {"id": int(first["id"]), "value": [red, green],
+        "external_id": None, "external_source": None}
+    assert replaced["data"]["before"] == {"id": int(first["id"]), "value": [red, green],
+        "external_id": None, "external_source": None}
+    assert replaced["data"]["after"] == {"id": int(second["id"]), "value": [blue],
+        "external_id": None, "external_source": None}
     assert created["data"]["operation_id"] == first["operation_id"]
     assert replaced["data"]["operation_id"] == second["operation_id"]
     assert created["id"] != replaced["id"]
@@ -72,7 +75,8 @@ async def test_bulk_events_follow_item_order_with_gapless_sequences(stack: Stack
     assert [(e["data"]["subject_id"], e["data"]["sequence"], e["data"]["after"]["value"]) for e in received] == [
         ("7", 1, 1), ("8", 1, 2), ("7", 2, 3)]
     assert [m.routing_key.rsplit(".", 1)[1] for m in events.messages] == ["created", "created", "replaced"]
-    assert received[2]["data"]["before"] == {"id": int(values[0]["id"]), "value": 1, "external_id": None, "external_source": None}
+    assert received[2]["data"]["before"] == {"id": int(values[0]["id"]), "value": 1,
+        "external_id": None, "external_source": None}
     assert {e["data"]["operation_id"] for e in received} == {values[0]["operation_id"]}
 
 

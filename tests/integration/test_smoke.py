@@ -15,4 +15,5 @@ async def test_write_is_applied_and_announced(stack: Stack, workspace: Workspace
     assert value["value"] == 13 and value["sequence"] == 1 and value["subject_id"] == 7
     [event] = await events.wait_for_count(1)
     assert event["type"] == "cfv.value.created.v1"
-    assert event["data"]["after"] == {"id": int(value["id"]), "value": 13, "external_id": None, "external_source": None}
+    assert event["data"]["after"] == {"id": int(value["id"]), "value": 13,
+        "external_id": None, "external_source": None}
