@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from cfv_schemas import commands, events, kantata, outcomes
+from cfv_schemas import commands, events, kantata, outcomes, plane
 
 MODELS: dict[str, type[BaseModel]] = {
     "command-envelope": commands.CommandEnvelope,
@@ -21,6 +21,17 @@ MODELS: dict[str, type[BaseModel]] = {
     "kantata-custom-field-value": kantata.CustomFieldValueOut,
     "kantata-errors": kantata.ErrorsOut,
     "kantata-operation": kantata.OperationOut,
+    "plane-project-create": plane.ProjectIn,
+    "plane-project-update": plane.ProjectPatch,
+    "plane-project": plane.ProjectOut,
+    "plane-property-create": plane.PropertyIn,
+    "plane-property-update": plane.PropertyPatch,
+    "plane-property": plane.PropertyOut,
+    "plane-option-create": plane.OptionIn,
+    "plane-option-update": plane.OptionPatch,
+    "plane-option": plane.OptionOut,
+    "plane-write-value": plane.ValueIn,
+    "plane-value": plane.ValueOut,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "json"

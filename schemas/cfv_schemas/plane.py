@@ -115,3 +115,73 @@ class ValueIn(_Body):
         if isinstance(data, dict) and "value" not in data:
             raise ValueError("value is required")
         return data
+
+
+# --- answers ------------------------------------------------------------------------------------------
+
+
+class ProjectOut(BaseModel):
+    """A project as answered."""
+
+    id: UUID
+    name: str
+    identifier: str
+    description: str
+    created_at: str
+    updated_at: str
+
+
+class PropertyOut(BaseModel):
+    """A work-item property as answered; ``name`` is a slug of ``display_name``."""
+
+    id: UUID
+    name: str
+    display_name: str
+    description: str
+    property_type: PropertyType
+    relation_type: RelationType | None
+    is_multi: bool
+    is_required: bool
+    default_value: Any
+    is_active: bool
+    settings: dict[str, Any]
+    validation_rules: dict[str, Any]
+    external_id: str | None
+    external_source: str | None
+    project: UUID
+    created_at: str
+    updated_at: str
+
+
+class OptionOut(BaseModel):
+    """An option as answered."""
+
+    id: UUID
+    name: str
+    description: str
+    sort_order: int
+    is_default: bool
+    is_active: bool
+    property: UUID
+    external_id: str | None
+    external_source: str | None
+    created_at: str
+    updated_at: str
+
+
+class ValueOut(BaseModel):
+    """One value as answered (a multi property answers a list of these, one per item).
+
+    ``id`` changes with every write: a write makes a new value. ``value`` is text, a number, a boolean, or
+    the UUID of an option, user or work item; DATETIME values read ``YYYY-MM-DD`` or ``YYYY-MM-DD HH:MM:SS``.
+    """
+
+    id: UUID
+    property_id: UUID
+    issue_id: UUID
+    value: Any
+    value_type: PropertyType
+    external_id: str | None
+    external_source: str | None
+    created_at: str
+    updated_at: str
