@@ -5,18 +5,30 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from cfv.domain.changes import EMPTY, Change, ChangeKind, KeyState, StoredValue, fold_command, replace
+import pytest
+from cfv.domain.changes import EMPTY, Change, ChangeKind, KeyState, StoredValue, delete, fold_command, replace
 from cfv.domain.fields import FieldDefinition, SubjectType, ValueType
-from cfv.domain.writes import ValidWrite, ValueKey
+from cfv.domain.writes import NO_REF, ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey
 
 TAGS = FieldDefinition(6, 10, "Tags", SubjectType.STORY, ValueType.MULTI, choice_ids=frozenset({1, 2, 3, 4}))
 KEY_A = ValueKey(SubjectType.STORY, "1", TAGS.id)
 KEY_B = ValueKey(SubjectType.STORY, "2", TAGS.id)
 KEY_C = ValueKey(SubjectType.STORY, "3", TAGS.id)
+KEY_D = ValueKey(SubjectType.STORY, "4", TAGS.id)
+PLANE = ExternalRef("ext-1", "plane")
 
 
-def write(key: ValueKey, value: Any, index: int = 0) -> ValidWrite:
-    return ValidWrite(index, key, value, TAGS)
+def write(key: ValueKey, value: Any, index: int = 0, *, must_exist: bool = False,
+          external: ExternalRef = NO_REF) -> ValidWrite:
+    return ValidWrite(index, key, value, TAGS, Op.WRITE, must_exist, external)
+
+
+def remove(key: ValueKey, index: int = 0) -> ValidWrite:
+    return ValidWrite(index, key, None, TAGS, Op.DELETE)
+
+
+def not_found(action: str, index: int) -> ItemError:
+    return ItemError(ErrorType.NOT_FOUND, f"Tags: there is no value to {action}", "value", index, TAGS.id)
 
 
 def test_empty_is_no_value_at_sequence_zero() -> None:
@@ -27,7 +39,7 @@ def test_empty_is_no_value_at_sequence_zero() -> None:
 def test_first_write_is_created_with_seq_1() -> None:
     new = StoredValue(100, [1, 2])
     change = replace(KEY_A, EMPTY, new)
-    assert change == Change(key=KEY_A, kind=ChangeKind.CREATED, seq=1, before=None, after=new)
+    assert change == Change(key=KEY_A, kind=ChangeKind.CREATED, seq=1, before=None, after=new, version_id=100)
     assert change.kind is ChangeKind.CREATED
 
 
@@ -35,20 +47,22 @@ def test_second_write_replaces_with_seq_2_and_the_previous_value_before() -> Non
     first = StoredValue(100, [1, 2])
     second = StoredValue(101, [3])
     change = replace(KEY_A, KeyState(current=first, seq=1), second)
-    assert change == Change(key=KEY_A, kind=ChangeKind.REPLACED, seq=2, before=first, after=second)
+    assert change == Change(key=KEY_A, kind=ChangeKind.REPLACED, seq=2, before=first, after=second,
+                           version_id=101)
     assert change.kind is ChangeKind.REPLACED
 
 
 def test_write_after_a_tombstone_is_created_with_the_next_seq() -> None:
     new = StoredValue(200, [4])
     change = replace(KEY_A, KeyState(current=None, seq=5), new)
-    assert change == Change(key=KEY_A, kind=ChangeKind.CREATED, seq=6, before=None, after=new)
+    assert change == Change(key=KEY_A, kind=ChangeKind.CREATED, seq=6, before=None, after=new, version_id=200)
 
 
 def test_fold_from_a_tombstone_is_created_with_the_next_seq() -> None:
     states: dict[ValueKey, KeyState] = {KEY_A: KeyState(current=None, seq=5)}
-    changes, _ = fold_command(states, [write(KEY_A, [4])], iter([200]))
-    assert changes == [Change(KEY_A, ChangeKind.CREATED, 6, None, StoredValue(200, [4]))]
+    changes, errors = fold_command(states, [write(KEY_A, [4])], iter([200]))
+    assert errors == []
+    assert changes == [Change(KEY_A, ChangeKind.CREATED, 6, None, StoredValue(200, [4]), 200)]
     assert states == {KEY_A: KeyState(StoredValue(200, [4]), 6)}
 
 
@@ -78,21 +92,23 @@ def test_fold_interleaved_keys_keeps_per_key_gapless_sequences() -> None:
         write(KEY_A, [4, 1], 5),
     ]
     ids = iter(range(101, 200))
-    changes, _ = fold_command(states, writes, ids)
+    changes, errors = fold_command(states, writes, ids)
+    assert errors == []
 
     a1, a2, a3 = StoredValue(101, [1]), StoredValue(103, [2]), StoredValue(106, [4, 1])
     b1, b2 = StoredValue(102, [1]), StoredValue(105, [1, 3])
     c1 = StoredValue(104, [3])
     assert changes == [
-        Change(KEY_A, ChangeKind.CREATED, 1, None, a1),
-        Change(KEY_B, ChangeKind.REPLACED, 8, b0, b1),
-        Change(KEY_A, ChangeKind.REPLACED, 2, a1, a2),
-        Change(KEY_C, ChangeKind.CREATED, 1, None, c1),
-        Change(KEY_B, ChangeKind.REPLACED, 9, b1, b2),
-        Change(KEY_A, ChangeKind.REPLACED, 3, a2, a3),
+        Change(KEY_A, ChangeKind.CREATED, 1, None, a1, 101),
+        Change(KEY_B, ChangeKind.REPLACED, 8, b0, b1, 102),
+        Change(KEY_A, ChangeKind.REPLACED, 2, a1, a2, 103),
+        Change(KEY_C, ChangeKind.CREATED, 1, None, c1, 104),
+        Change(KEY_B, ChangeKind.REPLACED, 9, b1, b2, 105),
+        Change(KEY_A, ChangeKind.REPLACED, 3, a2, a3, 106),
     ]
     # new ids are taken in order, one per write, and no more
     assert [c.after.id for c in changes if c.after is not None] == [101, 102, 103, 104, 105, 106]
+    assert [c.version_id for c in changes] == [101, 102, 103, 104, 105, 106]
     assert next(ids) == 107
     # per key, the sequence is gapless and each change's before is the previous change's after
     for key in (KEY_A, KEY_B, KEY_C):
@@ -109,8 +125,8 @@ def test_two_writes_to_one_key_in_one_fold_chain() -> None:
     states: dict[ValueKey, KeyState] = {}
     changes, _ = fold_command(states, [write(KEY_A, [1]), write(KEY_A, [2])], iter([10, 11]))
     first, second = changes
-    assert first == Change(KEY_A, ChangeKind.CREATED, 1, None, StoredValue(10, [1]))
-    assert second == Change(KEY_A, ChangeKind.REPLACED, 2, StoredValue(10, [1]), StoredValue(11, [2]))
+    assert first == Change(KEY_A, ChangeKind.CREATED, 1, None, StoredValue(10, [1]), 10)
+    assert second == Change(KEY_A, ChangeKind.REPLACED, 2, StoredValue(10, [1]), StoredValue(11, [2]), 11)
     assert second.before == first.after
     assert states == {KEY_A: KeyState(StoredValue(11, [2]), 2)}
 
@@ -153,3 +169,178 @@ def test_keys_differ_by_subject_type_and_field() -> None:
     )
     assert [(c.kind, c.seq) for c in changes] == [(ChangeKind.CREATED, 1)] * 3
     assert len(states) == 3
+
+
+# deletes, update-only writes (must_exist), all or nothing
+
+
+def test_delete_removes_the_value_with_a_fresh_version_id_and_the_next_seq() -> None:
+    before = StoredValue(100, [1, 2])
+    change = delete(KEY_A, KeyState(before, 3), 555)
+    assert change == Change(KEY_A, ChangeKind.DELETED, 4, before, None, 555)
+    assert change.kind is ChangeKind.DELETED
+
+
+def test_fold_of_a_delete_leaves_a_tombstone() -> None:
+    before = StoredValue(100, [1, 2])
+    states: dict[ValueKey, KeyState] = {KEY_A: KeyState(before, 3)}
+    ids = iter([50, 51])
+    changes, errors = fold_command(states, [remove(KEY_A)], ids)
+    assert errors == []
+    assert changes == [Change(KEY_A, ChangeKind.DELETED, 4, before, None, 50)]
+    assert states == {KEY_A: KeyState(None, 4)}
+    assert next(ids) == 51  # one id per change, no more
+
+
+def test_a_deleted_value_keeps_its_external_ref_in_before() -> None:
+    before = StoredValue(100, [1], PLANE)
+    states: dict[ValueKey, KeyState] = {KEY_A: KeyState(before, 1)}
+    changes, errors = fold_command(states, [remove(KEY_A)], iter([7]))
+    assert errors == []
+    assert changes[0].before == before
+    assert changes[0].before is not None and changes[0].before.external == PLANE
+
+
+def test_a_write_keeps_its_external_ref_in_the_new_value() -> None:
+    states: dict[ValueKey, KeyState] = {}
+    changes, errors = fold_command(states, [write(KEY_A, [1], external=PLANE)], iter([9]))
+    assert errors == []
+    assert changes == [Change(KEY_A, ChangeKind.CREATED, 1, None, StoredValue(9, [1], PLANE), 9)]
+    assert states[KEY_A] == KeyState(StoredValue(9, [1], PLANE), 1)
+
+
+@pytest.mark.parametrize("state", [None, KeyState(None, 5)], ids=["never-written", "tombstone"])
+@pytest.mark.parametrize(("item", "action"), [
+    (remove(KEY_A, 3), "delete"),
+    (write(KEY_A, [1], 3, must_exist=True), "update"),
+], ids=["delete", "must-exist-write"])
+def test_delete_or_update_of_no_value_is_not_found_and_changes_nothing(
+    state: KeyState | None, item: ValidWrite, action: str
+) -> None:
+    states: dict[ValueKey, KeyState] = {} if state is None else {KEY_A: state}
+    snapshot = dict(states)
+    ids = iter([10])
+    changes, errors = fold_command(states, [item], ids)
+    assert changes == []
+    assert errors == [not_found(action, 3)]
+    assert states == snapshot
+    assert next(ids) == 10
+
+
+def test_must_exist_write_replaces_a_current_value() -> None:
+    before = StoredValue(100, [1])
+    states: dict[ValueKey, KeyState] = {KEY_A: KeyState(before, 2)}
+    changes, errors = fold_command(states, [write(KEY_A, [2], must_exist=True)], iter([101]))
+    assert errors == []
+    assert changes == [Change(KEY_A, ChangeKind.REPLACED, 3, before, StoredValue(101, [2]), 101)]
+    assert states == {KEY_A: KeyState(StoredValue(101, [2]), 3)}
+
+
+def test_must_exist_write_sees_a_write_earlier_in_the_same_command() -> None:
+    states: dict[ValueKey, KeyState] = {}
+    changes, errors = fold_command(states, [write(KEY_A, [1], 0), write(KEY_A, [2], 1, must_exist=True)],
+                                   iter([1, 2]))
+    assert errors == []
+    assert [(c.kind, c.seq, c.version_id) for c in changes] == [(ChangeKind.CREATED, 1, 1), (ChangeKind.REPLACED, 2, 2)]
+    assert states == {KEY_A: KeyState(StoredValue(2, [2]), 2)}
+
+
+def test_write_after_a_delete_in_the_same_command_creates_again() -> None:
+    before = StoredValue(100, [1])
+    states: dict[ValueKey, KeyState] = {KEY_A: KeyState(before, 3)}
+    changes, errors = fold_command(states, [remove(KEY_A, 0), write(KEY_A, [2], 1)], iter([10, 11]))
+    assert errors == []
+    assert changes == [
+        Change(KEY_A, ChangeKind.DELETED, 4, before, None, 10),
+        Change(KEY_A, ChangeKind.CREATED, 5, None, StoredValue(11, [2]), 11),
+    ]
+    assert states == {KEY_A: KeyState(StoredValue(11, [2]), 5)}
+
+
+def test_delete_after_a_write_in_the_same_command_deletes_the_new_value() -> None:
+    states: dict[ValueKey, KeyState] = {}
+    changes, errors = fold_command(states, [write(KEY_A, [1], 0), remove(KEY_A, 1)], iter([10, 11]))
+    assert errors == []
+    assert changes == [
+        Change(KEY_A, ChangeKind.CREATED, 1, None, StoredValue(10, [1]), 10),
+        Change(KEY_A, ChangeKind.DELETED, 2, StoredValue(10, [1]), None, 11),
+    ]
+    assert states == {KEY_A: KeyState(None, 2)}
+
+
+@pytest.mark.parametrize(("second", "action"), [
+    (remove(KEY_A, 1), "delete"),
+    (write(KEY_A, [2], 1, must_exist=True), "update"),
+], ids=["delete-twice", "delete-then-update"])
+def test_a_delete_earlier_in_the_command_leaves_nothing_to_act_on(second: ValidWrite, action: str) -> None:
+    before = KeyState(StoredValue(100, [1]), 3)
+    states: dict[ValueKey, KeyState] = {KEY_A: before}
+    changes, errors = fold_command(states, [remove(KEY_A, 0), second], iter([10, 11]))
+    assert changes == []
+    assert errors == [not_found(action, 1)]
+    assert states == {KEY_A: before}  # the first delete, which was fine, is not applied either
+    assert states[KEY_A] is before
+
+
+@pytest.mark.parametrize("position", [0, 1, 2, 3], ids=lambda p: f"failing-at-{p}")
+def test_one_failed_precondition_applies_none_of_the_command(position: int) -> None:
+    b0 = KeyState(StoredValue(50, [2]), 7)
+    states: dict[ValueKey, KeyState] = {KEY_B: b0}
+    original = states
+    good = [write(KEY_A, [1]), write(KEY_B, [3], must_exist=True), remove(KEY_B), write(KEY_C, [4])]
+    items = [*good[:position], remove(KEY_D), *good[position:]]
+    items = [ValidWrite(i, w.key, w.value, w.definition, w.op, w.must_exist) for i, w in enumerate(items)]
+    changes, errors = fold_command(states, items, itertools.count(100))
+    assert changes == []
+    assert errors == [not_found("delete", position)]
+    assert states is original
+    assert states == {KEY_B: b0}
+    assert states[KEY_B] is b0
+
+
+def test_every_failed_precondition_of_a_command_is_reported_in_order() -> None:
+    a0 = KeyState(StoredValue(1, [1]), 2)
+    states: dict[ValueKey, KeyState] = {KEY_A: a0, KEY_B: KeyState(None, 4)}
+    snapshot = dict(states)
+    items = [
+        write(KEY_A, [2], 0, must_exist=True),  # fine
+        remove(KEY_B, 1),  # tombstone: nothing to delete
+        write(KEY_C, [3], 2),  # fine
+        write(KEY_D, [4], 3, must_exist=True),  # never written: nothing to update
+        remove(KEY_C, 4),  # fine: written at 2
+    ]
+    changes, errors = fold_command(states, items, itertools.count(100))
+    assert changes == []
+    assert errors == [not_found("delete", 1), not_found("update", 3)]
+    assert states == snapshot
+
+
+def test_a_failed_command_does_not_disturb_the_next_one() -> None:
+    a0 = KeyState(StoredValue(1, [1]), 2)
+    states: dict[ValueKey, KeyState] = {KEY_A: a0}
+    ids = itertools.count(100)
+    _, errors = fold_command(states, [write(KEY_A, [2], 0), remove(KEY_B, 1)], ids)
+    assert errors == [not_found("delete", 1)]
+    changes, errors = fold_command(states, [write(KEY_A, [3], 0)], ids)
+    assert errors == []
+    # the sequence continues from the stored state, not from the refused command's writes
+    assert len(changes) == 1
+    assert (changes[0].kind, changes[0].seq, changes[0].before) == (ChangeKind.REPLACED, 3, a0.current)
+    assert states[KEY_A].seq == 3
+
+
+def test_version_ids_name_each_change_in_order() -> None:
+    states: dict[ValueKey, KeyState] = {KEY_A: KeyState(StoredValue(1, [1]), 1)}
+    items = [write(KEY_A, [2], 0), remove(KEY_A, 1), write(KEY_A, [3], 2), remove(KEY_A, 3)]
+    changes, errors = fold_command(states, items, iter([20, 21, 22, 23]))
+    assert errors == []
+    assert [(c.kind, c.seq, c.version_id) for c in changes] == [
+        (ChangeKind.REPLACED, 2, 20), (ChangeKind.DELETED, 3, 21), (ChangeKind.CREATED, 4, 22),
+        (ChangeKind.DELETED, 5, 23),
+    ]
+    for change in changes:
+        if change.after is not None:
+            assert change.version_id == change.after.id
+        else:
+            assert change.kind is ChangeKind.DELETED
+    assert states == {KEY_A: KeyState(None, 5)}

@@ -13,6 +13,7 @@ from cfv.domain.fields import (
     SubjectType,
     ValueType,
 )
+from cfv.domain.rules import parse_rules
 from cfv.domain.values import (
     MAX_ITEMS,
     MAX_STRING_LENGTH,
@@ -29,22 +30,38 @@ UUID_BARE = UUID_LOWER.replace("-", "")
 UUID_OTHER = "00000000-0000-4000-8000-000000000001"
 
 
+# Choices 1, 2 and 40 by UUID; 5 is a choice that is no longer active (not in CHOICES).
+CHOICE_1 = "a0000000-0000-4000-8000-000000000001"
+CHOICE_2 = "a0000000-0000-4000-8000-000000000002"
+CHOICE_40 = "a0000000-0000-4000-8000-000000000040"
+CHOICE_INACTIVE = "a0000000-0000-4000-8000-000000000005"
+CHOICE_UUIDS = {CHOICE_1: 1, CHOICE_2: 2, CHOICE_40: 40, CHOICE_INACTIVE: 5}
+
+
 def field(
     value_type: ValueType,
     *,
     choice_ids: frozenset[int] = CHOICES,
     relation_target: RelationTarget | None = None,
     relation_multi: bool = False,
+    subject_type: SubjectType = SubjectType.STORY,
+    required: bool = False,
+    rules: dict[str, Any] | None = None,
 ) -> FieldDefinition:
+    is_choice = value_type in (ValueType.SINGLE, ValueType.MULTI)
+    is_multi = value_type is ValueType.MULTI or relation_multi
     return FieldDefinition(
         id=7,
         workspace_id=1,
         name="Field",
-        subject_type=SubjectType.STORY,
+        subject_type=subject_type,
         value_type=value_type,
-        choice_ids=choice_ids if value_type in (ValueType.SINGLE, ValueType.MULTI) else frozenset(),
+        choice_ids=choice_ids if is_choice else frozenset(),
         relation_target=relation_target,
         relation_multi=relation_multi,
+        required=required,
+        choice_uuids=CHOICE_UUIDS if is_choice else {},
+        rules=None if rules is None else parse_rules(value_type, is_multi, rules),
     )
 
 
@@ -52,6 +69,12 @@ USER_SINGLE = field(ValueType.RELATION, relation_target=RelationTarget.USER)
 USER_MULTI = field(ValueType.RELATION, relation_target=RelationTarget.USER, relation_multi=True)
 WORK_ITEM_SINGLE = field(ValueType.RELATION, relation_target=RelationTarget.WORK_ITEM)
 WORK_ITEM_MULTI = field(ValueType.RELATION, relation_target=RelationTarget.WORK_ITEM, relation_multi=True)
+# On work items (Plane's world) users are named by UUIDs too.
+WI_USER_SINGLE = field(ValueType.RELATION, relation_target=RelationTarget.USER, subject_type=SubjectType.WORK_ITEM)
+WI_USER_MULTI = field(ValueType.RELATION, relation_target=RelationTarget.USER, relation_multi=True,
+                      subject_type=SubjectType.WORK_ITEM)
+WI_WORK_ITEM_SINGLE = field(ValueType.RELATION, relation_target=RelationTarget.WORK_ITEM,
+                            subject_type=SubjectType.WORK_ITEM)
 
 
 def definition_for(value_type: ValueType) -> FieldDefinition:
@@ -92,6 +115,10 @@ VALID: list[tuple[FieldDefinition, Any, Any]] = [
     (field(ValueType.DATETIME), "2014-02-25 10:00", "2014-02-25T10:00:00"),
     (field(ValueType.DATETIME), "2014-02-25T10:00:00.5Z", "2014-02-25T10:00:00.500000+00:00"),
     (field(ValueType.DATETIME), "2014-02-25T10:00:00.123456+00:00", "2014-02-25T10:00:00.123456+00:00"),
+    (field(ValueType.DATETIME), "2024-01-02 10:30:00", "2024-01-02T10:30:00"),
+    # datetime: a date alone stays a date
+    (field(ValueType.DATETIME), "2024-01-02", "2024-01-02"),
+    (field(ValueType.DATETIME), "2024-02-29", "2024-02-29"),
     # number
     (field(ValueType.NUMBER), 13, 13),
     (field(ValueType.NUMBER), 0, 0),
@@ -112,12 +139,25 @@ VALID: list[tuple[FieldDefinition, Any, Any]] = [
     (field(ValueType.SINGLE), [2], [2]),
     (field(ValueType.SINGLE), 2, [2]),
     (field(ValueType.SINGLE), [40], [40]),
+    # single by UUID: stored as the integer id, whatever the UUID's spelling
+    (field(ValueType.SINGLE), CHOICE_2, [2]),
+    (field(ValueType.SINGLE), [CHOICE_40], [40]),
+    (field(ValueType.SINGLE), [CHOICE_2.upper()], [2]),
+    (field(ValueType.SINGLE), [CHOICE_2.replace("-", "")], [2]),
+    (field(ValueType.SINGLE), [CHOICE_2, CHOICE_2.upper()], [2]),
+    # an id and its own UUID are one choice
+    (field(ValueType.SINGLE), [2, CHOICE_2], [2]),
     # multi: replace-set, first-seen order, duplicates collapsed
     (field(ValueType.MULTI), [3, 1, 3, 2, 1], [3, 1, 2]),
     (field(ValueType.MULTI), [40, 1], [40, 1]),
     (field(ValueType.MULTI), [2], [2]),
     (field(ValueType.MULTI), 2, [2]),
     (field(ValueType.MULTI, choice_ids=frozenset(range(1, 201))), list(range(1, 101)), list(range(1, 101))),
+    # multi by UUID, or ids and UUIDs mixed: integer ids, first-seen order, an id and its UUID collapsed
+    (field(ValueType.MULTI), [CHOICE_40, CHOICE_1], [40, 1]),
+    (field(ValueType.MULTI), CHOICE_1, [1]),
+    (field(ValueType.MULTI), [2, CHOICE_40, 3], [2, 40, 3]),
+    (field(ValueType.MULTI), [CHOICE_1, 2, 1, CHOICE_2.upper(), 40], [1, 2, 40]),
     # relation to users
     (USER_SINGLE, 7, [7]),
     (USER_SINGLE, [7], [7]),
@@ -130,6 +170,11 @@ VALID: list[tuple[FieldDefinition, Any, Any]] = [
     (WORK_ITEM_SINGLE, [UUID_BARE], [UUID_LOWER]),
     (WORK_ITEM_SINGLE, ["{" + UUID_UPPER + "}"], [UUID_LOWER]),
     (WORK_ITEM_MULTI, [UUID_UPPER, UUID_OTHER, UUID_LOWER, UUID_BARE], [UUID_LOWER, UUID_OTHER]),
+    # relation to users on work items: UUIDs, not ints
+    (WI_USER_SINGLE, UUID_UPPER, [UUID_LOWER]),
+    (WI_USER_SINGLE, [UUID_BARE], [UUID_LOWER]),
+    (WI_USER_MULTI, [UUID_LOWER, UUID_OTHER, UUID_UPPER], [UUID_LOWER, UUID_OTHER]),
+    (WI_WORK_ITEM_SINGLE, [UUID_OTHER], [UUID_OTHER]),
 ]
 
 
@@ -199,6 +244,9 @@ INVALID: list[tuple[FieldDefinition, Any, str]] = [
     (field(ValueType.DATETIME), "25/02/2014 10:00", "ISO 8601 date and time"),
     (field(ValueType.DATETIME), 1393322400, "ISO 8601 date and time"),
     (field(ValueType.DATETIME), True, "ISO 8601 date and time"),
+    (field(ValueType.DATETIME), "2024-02-30", "real calendar date"),
+    (field(ValueType.DATETIME), "2023-02-29", "real calendar date"),
+    (field(ValueType.DATETIME), "2024-1-02", "ISO 8601 date and time"),
     # number
     (field(ValueType.NUMBER), True, "must be a number"),
     (field(ValueType.NUMBER), False, "must be a number"),
@@ -243,12 +291,21 @@ INVALID: list[tuple[FieldDefinition, Any, str]] = [
     (field(ValueType.SINGLE), [2.0], "integer ids"),
     (field(ValueType.SINGLE), [None], "integer ids"),
     (field(ValueType.SINGLE), "2", "integer ids"),
+    (field(ValueType.SINGLE), "not-a-uuid", "integer ids or UUIDs"),
+    (field(ValueType.SINGLE), CHOICE_1 + "0", "integer ids or UUIDs"),
+    (field(ValueType.SINGLE), UUID_OTHER, f"not a choice of this field: {UUID_OTHER}"),
+    (field(ValueType.SINGLE), [CHOICE_INACTIVE], f"not a choice of this field: {CHOICE_INACTIVE}"),
+    (field(ValueType.SINGLE), [5], "not a choice of this field: 5"),  # the inactive choice by id
+    (field(ValueType.SINGLE), [CHOICE_1, CHOICE_2], "exactly one choice"),
+    (field(ValueType.SINGLE, choice_ids=frozenset({2})), [CHOICE_1], f"not a choice of this field: {CHOICE_1}"),
     # multi
     (field(ValueType.MULTI), [], "at least one choice"),
     (field(ValueType.MULTI), [1, 9], "not a choice of this field: 9"),
     (field(ValueType.MULTI), [8, 1, 9], "not a choice of this field: 8, 9"),
     (field(ValueType.MULTI), [1, True], "integer ids"),
     (field(ValueType.MULTI), [1, "2"], "integer ids"),
+    (field(ValueType.MULTI), [CHOICE_1, CHOICE_INACTIVE, 9], f"not a choice of this field: {CHOICE_INACTIVE}, 9"),
+    (field(ValueType.MULTI), [UUID_UPPER], f"not a choice of this field: {UUID_LOWER}"),
     (field(ValueType.MULTI, choice_ids=frozenset(range(1, 201))), list(range(1, 102)), "at most 100 choices"),
     # relation to users
     (USER_SINGLE, [7, 8], "exactly one target"),
@@ -271,6 +328,13 @@ INVALID: list[tuple[FieldDefinition, Any, str]] = [
     (WORK_ITEM_SINGLE, [], "at least one work item"),
     (WORK_ITEM_MULTI, [UUID_LOWER, "nope"], "work items are given by their UUIDs"),
     (WORK_ITEM_MULTI, [], "at least one work item"),
+    # relation to users on work items
+    (WI_USER_SINGLE, 7, "users are given by their UUIDs"),
+    (WI_USER_SINGLE, [7], "users are given by their UUIDs"),
+    (WI_USER_SINGLE, "7", "users are given by their UUIDs"),
+    (WI_USER_SINGLE, [UUID_LOWER, UUID_OTHER], "exactly one target"),
+    (WI_USER_SINGLE, [], "at least one user"),
+    (WI_USER_MULTI, [UUID_LOWER, 7], "users are given by their UUIDs"),
 ]
 
 
@@ -347,6 +411,135 @@ def test_single_unknown_choice_names_only_the_unknown_id() -> None:
 def test_choice_field_with_no_choices_refuses_everything() -> None:
     with pytest.raises(InvalidValue, match="not a choice of this field: 1"):
         validate_value(field(ValueType.MULTI, choice_ids=frozenset()), [1])
+
+
+# required fields: no blank values (but false and 0 are values)
+
+REQUIRED_VALID: list[tuple[FieldDefinition, Any, Any]] = [
+    (field(ValueType.STRING, required=True), "x", "x"),
+    (field(ValueType.STRING, required=True), "  x  ", "  x  "),
+    (field(ValueType.FILE, required=True), "a.pdf", "a.pdf"),
+    (field(ValueType.BOOLEAN, required=True), False, False),
+    (field(ValueType.BOOLEAN, required=True), True, True),
+    (field(ValueType.NUMBER, required=True), 0, 0),
+    (field(ValueType.NUMBER, required=True), 0.0, 0.0),
+    (field(ValueType.CURRENCY, required=True), [0, "USD"], [0, "USD"]),
+    (field(ValueType.DATE, required=True), "2024-01-02", "2024-01-02"),
+    (field(ValueType.DATETIME, required=True), "2024-01-02", "2024-01-02"),
+    (field(ValueType.SINGLE, required=True), [1], [1]),
+    (field(ValueType.MULTI, required=True), [CHOICE_1], [1]),
+]
+
+
+@pytest.mark.parametrize("case", REQUIRED_VALID, ids=[_case_id(c) for c in REQUIRED_VALID])
+def test_required_field_keeps_values_that_are_not_blank(case: tuple[FieldDefinition, Any, Any]) -> None:
+    definition, raw, canonical = case
+    result = validate_value(definition, raw)
+    assert result == canonical
+    assert type(result) is type(canonical)
+
+
+@pytest.mark.parametrize("raw", ["", " ", "\t\n", "\u00a0\u2003"], ids=repr)
+def test_required_string_refuses_blank(raw: str) -> None:
+    with pytest.raises(InvalidValue, match=r"^is required: a blank value is refused$"):
+        validate_value(field(ValueType.STRING, required=True), raw)
+    assert validate_value(field(ValueType.STRING), raw) == raw  # fine when not required
+
+
+@pytest.mark.parametrize("raw", ["", "   "], ids=repr)
+@pytest.mark.parametrize("value_type", [ValueType.URL, ValueType.EMAIL, ValueType.FILE])
+def test_required_textual_fields_refuse_blank(value_type: ValueType, raw: str) -> None:
+    with pytest.raises(InvalidValue):
+        validate_value(field(value_type, required=True), raw)
+
+
+@pytest.mark.parametrize("value_type", sorted(ValueType))
+def test_none_is_refused_for_required_fields_too(value_type: ValueType) -> None:
+    definition = field(value_type, required=True,
+                       relation_target=RelationTarget.USER if value_type is ValueType.RELATION else None)
+    with pytest.raises(InvalidValue, match="a value is required; delete the value to clear it"):
+        validate_value(definition, None)
+
+
+# validation rules on writes
+
+# (definition with rules, raw, canonical or None if refused, part of the message if refused)
+RULED: list[tuple[FieldDefinition, Any, Any, str]] = [
+    (field(ValueType.NUMBER, rules={"min": 0, "max": 10}), 10, 10, ""),
+    (field(ValueType.NUMBER, rules={"min": 0, "max": 10}), 0, 0, ""),
+    (field(ValueType.NUMBER, rules={"min": 0, "max": 10}), 11, None, "must be at most 10"),
+    (field(ValueType.NUMBER, rules={"min": 0, "max": 10}), -0.5, None, "must be at least 0"),
+    (field(ValueType.CURRENCY, rules={"max": 100}), [100, "USD"], [100, "USD"], ""),
+    (field(ValueType.CURRENCY, rules={"max": 100}), [100.5, "USD"], None, "must be at most 100"),
+    (field(ValueType.STRING, rules={"min_length": 2, "max_length": 3}), "abc", "abc", ""),
+    (field(ValueType.STRING, rules={"min_length": 2, "max_length": 3}), "a", None, "at least 2 characters long"),
+    (field(ValueType.STRING, rules={"min_length": 2, "max_length": 3}), "abcd", None, "at most 3 characters long"),
+    (field(ValueType.STRING, rules={"regex": r"[A-Z]{3}-\d+"}), "ABC-12", "ABC-12", ""),
+    (field(ValueType.STRING, rules={"regex": r"[A-Z]{3}-\d+"}), "xABC-12", None,
+     r"must match the pattern [A-Z]{3}-\d+"),
+    # the rule sees the canonical value: the email's domain lowercased
+    (field(ValueType.EMAIL, rules={"regex": r".*@example\.com"}), "Bob@EXAMPLE.COM", "Bob@example.com", ""),
+    (field(ValueType.URL, rules={"max_length": 18}), "https://example.com", None, "at most 18 characters"),
+    (field(ValueType.DATE, rules={"min_date": "2024-01-01"}), "2024-01-01", "2024-01-01", ""),
+    (field(ValueType.DATE, rules={"min_date": "2024-01-01"}), "2023-12-31", None, "on or after 2024-01-01"),
+    (field(ValueType.DATETIME, rules={"max_date": "2024-12-31"}), "2024-12-31 23:59", "2024-12-31T23:59:00", ""),
+    (field(ValueType.DATETIME, rules={"max_date": "2024-12-31"}), "2024-12-31", "2024-12-31", ""),
+    (field(ValueType.DATETIME, rules={"max_date": "2024-12-31"}), "2025-01-01", None, "on or before 2024-12-31"),
+    (field(ValueType.DATETIME, rules={"max_date": "2024-12-31"}), "2025-01-01T00:00:00+05:00", None,
+     "on or before 2024-12-31"),
+    # max_count counts the canonical set, after duplicates (and an id with its UUID) collapse
+    (field(ValueType.MULTI, rules={"max_count": 2}), [1, 2, 1, 2], [1, 2], ""),
+    (field(ValueType.MULTI, rules={"max_count": 2}), [1, CHOICE_1, 40], [1, 40], ""),
+    (field(ValueType.MULTI, rules={"max_count": 2}), [1, 2, 40], None, "must list at most 2 items"),
+    (field(ValueType.RELATION, relation_target=RelationTarget.USER, relation_multi=True, rules={"max_count": 1}),
+     [7, 7], [7], ""),
+    (field(ValueType.RELATION, relation_target=RelationTarget.USER, relation_multi=True, rules={"max_count": 1}),
+     [7, 8], None, "must list at most 1 items"),
+]
+
+
+@pytest.mark.parametrize("case", RULED, ids=[_case_id(c[:3]) + ("" if c[2] is not None else ":refused") for c in RULED])
+def test_field_rules_apply_to_writes(case: tuple[FieldDefinition, Any, Any, str]) -> None:
+    definition, raw, canonical, message = case
+    if canonical is not None:
+        assert validate_value(definition, raw) == canonical
+        return
+    with pytest.raises(InvalidValue, match=re.escape(message)) as raised:
+        validate_value(definition, raw)
+    assert type(raised.value) is InvalidValue  # the rule's violation is the client's InvalidValue
+
+
+def test_type_is_checked_before_rules() -> None:
+    with pytest.raises(InvalidValue, match=r"^must be a number$"):
+        validate_value(field(ValueType.NUMBER, rules={"min": 0}), "5")
+
+
+def test_pattern_timeout_is_an_invalid_value() -> None:
+    with pytest.raises(InvalidValue, match="could not be checked against the pattern"):
+        validate_value(field(ValueType.STRING, rules={"regex": "(a|aa)+b"}), "a" * 60)
+
+
+def test_required_and_rules_together() -> None:
+    definition = field(ValueType.STRING, required=True, rules={"max_length": 3})
+    assert validate_value(definition, "abc") == "abc"
+    with pytest.raises(InvalidValue, match="is required"):
+        validate_value(definition, "  ")
+    with pytest.raises(InvalidValue, match="at most 3 characters"):
+        validate_value(definition, "abcd")
+
+
+def test_choices_by_uuid_store_integer_ids() -> None:
+    result = validate_value(field(ValueType.MULTI), [CHOICE_40.upper(), 2, CHOICE_1])
+    assert result == [40, 2, 1]
+    assert all(type(item) is int for item in result)
+
+
+def test_users_stay_integers_off_work_items() -> None:
+    for subject_type in INTEGER_ID_SUBJECTS:
+        definition = field(ValueType.RELATION, relation_target=RelationTarget.USER, subject_type=subject_type)
+        assert validate_value(definition, 7) == [7]
+        with pytest.raises(InvalidValue, match="positive integer ids"):
+            validate_value(definition, UUID_LOWER)
 
 
 # canonical_subject_id / render_subject_id

@@ -6,11 +6,23 @@ from typing import Any
 
 import pytest
 from cfv.domain.fields import FieldDefinition, RelationTarget, SubjectType, ValueType
-from cfv.domain.writes import ErrorType, ItemError, ValidWrite, ValueKey, WriteItem, validate_items
+from cfv.domain.rules import parse_rules
+from cfv.domain.writes import (
+    NO_REF,
+    ErrorType,
+    ExternalRef,
+    ItemError,
+    Op,
+    ValidWrite,
+    ValueKey,
+    WriteItem,
+    validate_items,
+)
 
 WORKSPACE = 10
 OTHER_WORKSPACE = 99
 UUID_LOWER = "12345678-9abc-4def-8123-456789abcdef"
+USER_UUID = "00000000-0000-4000-8000-0000000000aa"
 
 BUDGET = FieldDefinition(1, WORKSPACE, "Budget", SubjectType.STORY, ValueType.NUMBER)
 COLOUR = FieldDefinition(2, WORKSPACE, "Colour", SubjectType.STORY, ValueType.SINGLE, choice_ids=frozenset({1, 2}))
@@ -20,8 +32,17 @@ OWNER = FieldDefinition(5, WORKSPACE, "Owner", SubjectType.WORK_ITEM, ValueType.
                         relation_target=RelationTarget.USER)
 TAGS = FieldDefinition(6, WORKSPACE, "Tags", SubjectType.USER, ValueType.MULTI, choice_ids=frozenset({1, 2, 3}))
 DUE = FieldDefinition(7, WORKSPACE, "Due", SubjectType.STORY, ValueType.DATE)
+TITLE = FieldDefinition(8, WORKSPACE, "Title", SubjectType.STORY, ValueType.STRING, required=True)
+RETIRED = FieldDefinition(9, WORKSPACE, "Retired", SubjectType.STORY, ValueType.NUMBER, active=False)
+CAPPED = FieldDefinition(10, WORKSPACE, "Capped", SubjectType.STORY, ValueType.NUMBER,
+                         rules=parse_rules(ValueType.NUMBER, False, {"min": 0, "max": 100}))
+RETIRED_REQUIRED = FieldDefinition(11, WORKSPACE, "Legacy", SubjectType.STORY, ValueType.STRING, required=True,
+                                   active=False)
 
-DEFINITIONS: dict[int, FieldDefinition] = {d.id: d for d in (BUDGET, COLOUR, OLD, THEIRS, OWNER, TAGS, DUE)}
+DEFINITIONS: dict[int, FieldDefinition] = {
+    d.id: d for d in (BUDGET, COLOUR, OLD, THEIRS, OWNER, TAGS, DUE, TITLE, RETIRED, CAPPED, RETIRED_REQUIRED)
+}
+PLANE = ExternalRef("issue-42", "plane")
 MISSING_ID = 777
 
 KNOWN_SUBJECT_TYPES = "Estimate, Story, User, Workspace, WorkspaceGroup, Resource, WorkItem"
@@ -38,7 +59,7 @@ def test_no_items_is_no_writes_and_no_errors() -> None:
 def test_valid_items_come_back_in_order_with_canonical_values_and_keys() -> None:
     valid, errors = validate(
         WriteItem("Story", "42", BUDGET.id, 13.5),
-        WriteItem("WorkItem", UUID_LOWER.upper(), OWNER.id, 7),
+        WriteItem("WorkItem", UUID_LOWER.upper(), OWNER.id, USER_UUID.upper()),
         WriteItem("User", 9, TAGS.id, [3, 1, 3]),
         WriteItem("Story", 42, COLOUR.id, 2),
         WriteItem("Story", "0042", DUE.id, "2014-02-25"),
@@ -46,7 +67,7 @@ def test_valid_items_come_back_in_order_with_canonical_values_and_keys() -> None
     assert errors == []
     assert valid == [
         ValidWrite(0, ValueKey(SubjectType.STORY, "42", BUDGET.id), 13.5, BUDGET),
-        ValidWrite(1, ValueKey(SubjectType.WORK_ITEM, UUID_LOWER, OWNER.id), [7], OWNER),
+        ValidWrite(1, ValueKey(SubjectType.WORK_ITEM, UUID_LOWER, OWNER.id), [USER_UUID], OWNER),
         ValidWrite(2, ValueKey(SubjectType.USER, "9", TAGS.id), [3, 1], TAGS),
         ValidWrite(3, ValueKey(SubjectType.STORY, "42", COLOUR.id), [2], COLOUR),
         ValidWrite(4, ValueKey(SubjectType.STORY, "42", DUE.id), "2014-02-25", DUE),
@@ -173,7 +194,7 @@ def test_subject_type_must_match_the_field(subject_type: str, subject_id: Any) -
     (OWNER, "WorkItem", "not-a-uuid", "WorkItem ids are UUIDs"),
 ], ids=repr)
 def test_bad_subject_id_is_refused(field: FieldDefinition, subject_type: str, subject_id: Any, message: str) -> None:
-    value = {BUDGET.id: 5, TAGS.id: [1], OWNER.id: 7}[field.id]
+    value = {BUDGET.id: 5, TAGS.id: [1], OWNER.id: USER_UUID}[field.id]
     valid, errors = validate(WriteItem(subject_type, subject_id, field.id, value))
     assert valid == []
     assert errors == [ItemError(ErrorType.VALIDATION, message, "subject_id", 0, field.id)]
@@ -197,7 +218,11 @@ def test_overlong_digit_subject_id_is_an_item_error_not_an_exception() -> None:
     (COLOUR, "Story", 1, [1, 2], "Colour: a single choice field takes exactly one choice"),
     (COLOUR, "Story", 1, [9], "Colour: not a choice of this field: 9"),
     (TAGS, "User", 1, [], "Tags: must list at least one choice; delete the value to clear it"),
-    (OWNER, "WorkItem", UUID_LOWER, 0, "Owner: users are given by their positive integer ids"),
+    (OWNER, "WorkItem", UUID_LOWER, 7, "Owner: users are given by their UUIDs"),
+    (OWNER, "WorkItem", UUID_LOWER, "7", "Owner: users are given by their UUIDs"),
+    (TITLE, "Story", 1, "   ", "Title: is required: a blank value is refused"),
+    (CAPPED, "Story", 1, 101, "Capped: must be at most 100"),
+    (CAPPED, "Story", 1, -1, "Capped: must be at least 0"),
     (DUE, "Story", 1, "2014-02-30", "Due: must be a real calendar date"),
 ])
 def test_bad_value_message_is_prefixed_with_the_field_name(
@@ -214,3 +239,118 @@ def test_definitions_of_other_ids_do_not_matter() -> None:
     assert valid == [ValidWrite(0, ValueKey(SubjectType.STORY, "1", BUDGET.id), 5, BUDGET)]
     _, errors = validate_items(WORKSPACE, [WriteItem("Story", 1, BUDGET.id, 5)], {})
     assert errors == [ItemError(ErrorType.NOT_FOUND, "custom field 1 not found", "custom_field_id", 0, 1)]
+
+
+
+# op, must_exist, external; deletes; required and inactive fields
+
+
+def test_an_item_is_a_plain_write_by_default() -> None:
+    item = WriteItem("Story", 1, BUDGET.id, 5)
+    assert (item.op, item.must_exist, item.external) == (Op.WRITE, False, NO_REF)
+    valid, errors = validate(item)
+    assert errors == []
+    assert (valid[0].op, valid[0].must_exist, valid[0].external) == (Op.WRITE, False, NO_REF)
+
+
+@pytest.mark.parametrize("must_exist", [False, True])
+@pytest.mark.parametrize("external", [NO_REF, PLANE, ExternalRef(id="x-1")], ids=repr)
+def test_a_write_carries_its_op_must_exist_and_external_ref(must_exist: bool, external: ExternalRef) -> None:
+    valid, errors = validate(WriteItem("Story", "7", CAPPED.id, 100, Op.WRITE, must_exist, external))
+    assert errors == []
+    assert valid == [
+        ValidWrite(0, ValueKey(SubjectType.STORY, "7", CAPPED.id), 100, CAPPED, Op.WRITE, must_exist, external),
+    ]
+
+
+@pytest.mark.parametrize("value", [None, 5, "not a number", [1, 2], {"x": 1}], ids=repr)
+def test_a_delete_skips_value_validation_and_has_no_value(value: Any) -> None:
+    valid, errors = validate(WriteItem("Story", "0042", BUDGET.id, value, Op.DELETE, external=PLANE))
+    assert errors == []
+    assert len(valid) == 1
+    assert valid[0].op is Op.DELETE
+    assert valid[0].value is None
+    assert valid[0].key == ValueKey(SubjectType.STORY, "42", BUDGET.id)
+    assert valid[0].definition is BUDGET
+    assert valid[0].external == PLANE
+
+
+def test_a_delete_ignores_the_rules_a_write_would_break() -> None:
+    valid, errors = validate(WriteItem("Story", 1, CAPPED.id, 1000, Op.DELETE))
+    assert errors == []
+    assert [(w.op, w.value) for w in valid] == [(Op.DELETE, None)]
+
+
+@pytest.mark.parametrize("field", [TITLE, RETIRED_REQUIRED], ids=lambda f: f.name)
+@pytest.mark.parametrize("value", [None, "kept"])
+def test_the_value_of_a_required_field_cannot_be_deleted(field: FieldDefinition, value: Any) -> None:
+    valid, errors = validate(WriteItem("Story", 1, field.id, value, Op.DELETE))
+    assert valid == []
+    assert errors == [
+        ItemError(ErrorType.VALIDATION, f"{field.name}: is required, its value cannot be deleted", "value", 0,
+                  field.id),
+    ]
+
+
+def test_a_required_field_takes_writes() -> None:
+    valid, errors = validate(WriteItem("Story", 1, TITLE.id, "A title"))
+    assert errors == []
+    assert [(w.op, w.value) for w in valid] == [(Op.WRITE, "A title")]
+
+
+@pytest.mark.parametrize("value", [5, "not a number", None], ids=repr)
+@pytest.mark.parametrize("must_exist", [False, True])
+def test_an_inactive_field_takes_no_writes(value: Any, must_exist: bool) -> None:
+    valid, errors = validate(WriteItem("Story", 1, RETIRED.id, value, must_exist=must_exist))
+    assert valid == []
+    assert errors == [
+        ItemError(ErrorType.VALIDATION, "Retired: is not active and takes no values", "value", 0, RETIRED.id),
+    ]
+
+
+def test_the_value_of_an_inactive_field_can_be_deleted() -> None:
+    valid, errors = validate(WriteItem("Story", 3, RETIRED.id, None, Op.DELETE))
+    assert errors == []
+    assert [(w.op, w.key, w.value) for w in valid] == [(Op.DELETE, ValueKey(SubjectType.STORY, "3", RETIRED.id), None)]
+
+
+@pytest.mark.parametrize(("item", "error"), [
+    (WriteItem("Story", 1, MISSING_ID, None, Op.DELETE),
+     ItemError(ErrorType.NOT_FOUND, f"custom field {MISSING_ID} not found", "custom_field_id", 0, MISSING_ID)),
+    (WriteItem("Story", 1, OLD.id, None, Op.DELETE),
+     ItemError(ErrorType.NOT_FOUND, f"custom field {OLD.id} not found", "custom_field_id", 0, OLD.id)),
+    (WriteItem("Story", 1, THEIRS.id, None, Op.DELETE),
+     ItemError(ErrorType.NOT_FOUND, f"custom field {THEIRS.id} not found", "custom_field_id", 0, THEIRS.id)),
+    (WriteItem("User", 1, BUDGET.id, None, Op.DELETE),
+     ItemError(ErrorType.VALIDATION, "custom field 1 applies to Story, not User", "subject_type", 0, BUDGET.id)),
+    (WriteItem("Story", "abc", BUDGET.id, None, Op.DELETE),
+     ItemError(ErrorType.VALIDATION, "Story ids are positive integers", "subject_id", 0, BUDGET.id)),
+    (WriteItem("WorkItem", 42, OWNER.id, None, Op.DELETE),
+     ItemError(ErrorType.VALIDATION, "WorkItem ids are UUIDs", "subject_id", 0, OWNER.id)),
+], ids=["unknown-field", "deleted-field", "foreign-field", "wrong-subject-type", "bad-subject-id",
+        "bad-work-item-id"])
+def test_a_delete_still_checks_its_field_and_subject(item: WriteItem, error: ItemError) -> None:
+    valid, errors = validate(item)
+    assert valid == []
+    assert errors == [error]
+
+
+def test_writes_and_deletes_are_validated_together() -> None:
+    valid, errors = validate(
+        WriteItem("Story", 1, BUDGET.id, 5, must_exist=True),  # 0: valid write
+        WriteItem("Story", 1, TITLE.id, None, Op.DELETE),  # 1: required
+        WriteItem("Story", 1, RETIRED.id, None, Op.DELETE),  # 2: valid delete
+        WriteItem("Story", 1, RETIRED.id, 3),  # 3: inactive
+        WriteItem("Story", 1, CAPPED.id, 500, external=PLANE),  # 4: breaks a rule
+        WriteItem("Story", 2, DUE.id, None, Op.DELETE, external=PLANE),  # 5: valid delete
+    )
+    assert errors == [
+        ItemError(ErrorType.VALIDATION, "Title: is required, its value cannot be deleted", "value", 1, TITLE.id),
+        ItemError(ErrorType.VALIDATION, "Retired: is not active and takes no values", "value", 3, RETIRED.id),
+        ItemError(ErrorType.VALIDATION, "Capped: must be at most 100", "value", 4, CAPPED.id),
+    ]
+    assert [(w.index, w.op, w.value, w.must_exist, w.external) for w in valid] == [
+        (0, Op.WRITE, 5, True, NO_REF),
+        (2, Op.DELETE, None, False, NO_REF),
+        (5, Op.DELETE, None, False, PLANE),
+    ]

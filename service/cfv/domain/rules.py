@@ -19,6 +19,7 @@ rule                applies to                                  meaning
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -33,6 +34,7 @@ MAX_PATTERN_LENGTH = 500
 #: A pattern gets this long to match one value; a pathological one fails the write instead of the worker.
 PATTERN_TIMEOUT_SECONDS = 0.05
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _NUMERIC = frozenset({ValueType.NUMBER, ValueType.CURRENCY})
 _TEXTUAL = frozenset({ValueType.STRING, ValueType.URL, ValueType.EMAIL, ValueType.FILE})
 _DATED = frozenset({ValueType.DATE, ValueType.DATETIME})
@@ -192,7 +194,7 @@ def _pattern(value: JSON) -> str:
 def _day(value: JSON) -> date:
     if isinstance(value, date):
         return value
-    if not isinstance(value, str) or len(value) != 10:
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
         raise ValueError("must be a date as YYYY-MM-DD")
     try:
         return date.fromisoformat(value)

@@ -179,8 +179,6 @@ def _choice(raw: JSON) -> int | str:
 
 def _choices(definition: FieldDefinition, raw: JSON) -> list[JSON]:
     named = _items(raw, _choice, "choice")
-    if definition.value_type is ValueType.SINGLE and len(named) != 1:
-        raise InvalidValue("a single choice field takes exactly one choice")
     chosen: list[JSON] = []
     unknown: list[str] = []
     for choice in named:
@@ -191,7 +189,10 @@ def _choices(definition: FieldDefinition, raw: JSON) -> list[JSON]:
             chosen.append(choice_id)
     if unknown:
         raise InvalidValue(f"not a choice of this field: {', '.join(unknown)}")
-    return list(dict.fromkeys(chosen))  # an id and its UUID are one choice
+    chosen = list(dict.fromkeys(chosen))  # an id and its UUID are one choice
+    if definition.value_type is ValueType.SINGLE and len(chosen) != 1:
+        raise InvalidValue("a single choice field takes exactly one choice")
+    return chosen
 
 
 def _relation(definition: FieldDefinition, raw: JSON) -> list[JSON]:
