@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cfv_schemas.commands import ExternalText
 from cfv_schemas.kantata import Description, Name
@@ -43,7 +52,8 @@ class PropertyIn(_Body):
     display_name: Name
     description: Description = ""
     property_type: PropertyType
-    relation_type: RelationType | None = Field(default=None, description="required for RELATION, else absent")
+    relation_type: RelationType | None = Field(default=None, validate_default=True,
+                                               description="required for RELATION, else absent")
     is_multi: StrictBool = Field(default=False, description="OPTION and RELATION only: the value is a list")
     is_required: StrictBool = False
     default_value: Any = Field(default=None, description="a value of the property's type (not for OPTION)")
@@ -53,13 +63,21 @@ class PropertyIn(_Body):
     external_id: ExternalText | None = None
     external_source: ExternalText | None = None
 
-    @model_validator(mode="after")
-    def _type_attributes_agree(self) -> Self:
-        if (self.property_type == "RELATION") != (self.relation_type is not None):
-            raise ValueError("relation_type (USER or ISSUE) is required for RELATION properties, and only for them")
-        if self.is_multi and self.property_type not in MULTI_TYPES:
+    @field_validator("relation_type")
+    @classmethod
+    def _relation_type_for_relations(cls, value: str | None, info: ValidationInfo) -> str | None:
+        property_type = info.data.get("property_type")
+        if property_type is not None and (property_type == "RELATION") != (value is not None):
+            raise ValueError("is required for RELATION properties (USER or ISSUE), and only for them")
+        return value
+
+    @field_validator("is_multi")
+    @classmethod
+    def _multi_for_options_and_relations(cls, value: bool, info: ValidationInfo) -> bool:
+        property_type = info.data.get("property_type")
+        if value and property_type is not None and property_type not in MULTI_TYPES:
             raise ValueError("only OPTION and RELATION properties can be is_multi")
-        return self
+        return value
 
 
 class PropertyPatch(_Body):

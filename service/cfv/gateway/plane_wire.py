@@ -53,7 +53,8 @@ def render_property(row: Mapping[str, Any]) -> dict[str, Any]:
         "id": str(row["uuid"]), "name": _slug(row["name"]), "display_name": row["name"],
         "description": row["description"] or "", "property_type": property_type,
         "relation_type": relation_type, "is_multi": is_multi, "is_required": row["is_required"],
-        "default_value": row["default_value"], "is_active": row["is_active"], "settings": row["settings"],
+        "default_value": _plane_value(property_type, is_multi, row["default_value"], {}),
+        "is_active": row["is_active"], "settings": row["settings"],
         "validation_rules": row["validation_rules"], "external_id": row["external_id"],
         "external_source": row["external_source"], "project": str(row["project_id"]),
         "created_at": _time(row["created_at"]), "updated_at": _time(row["updated_at"]),
@@ -89,22 +90,29 @@ def render_values(
     ``set_at``; ``option_uuids`` maps the property's choice ids to their UUIDs.
     """
     property_type, _, is_multi = plane_type(prop["value_type"], prop["relation_target"], prop["relation_multi"])
-    value = stored["value"]
+    value = _plane_value(property_type, is_multi, stored["value"], option_uuids)
     base = {
         "property_id": str(prop["uuid"]), "issue_id": work_item_id, "value_type": property_type,
         "external_id": stored["external_id"], "external_source": stored["external_source"],
         "created_at": stored["set_at"], "updated_at": stored["set_at"],
     }
+    if is_multi:
+        return [{"id": str(uuid.uuid5(VALUE_NAMESPACE, f"{stored['id']}/{item}")), "value": item, **base}
+                for item in value]
+    return {"id": str(uuid.uuid5(VALUE_NAMESPACE, str(stored["id"]))), "value": value, **base}
+
+
+def _plane_value(property_type: str, is_multi: bool, value: Any, option_uuids: Mapping[int, str]) -> Any:
+    """A canonical core value in Plane's form: options by UUID, a space before the time, one id unlisted."""
+    if value is None:
+        return None
     if property_type == "OPTION":
         value = [option_uuids.get(choice, str(choice)) for choice in value]
     elif property_type == "DATETIME":
         value = value.replace("T", " ", 1)
-    if is_multi:
-        return [{"id": str(uuid.uuid5(VALUE_NAMESPACE, f"{stored['id']}/{item}")), "value": item, **base}
-                for item in value]
-    if isinstance(value, list):  # single option or relation: the core keeps a list of one
-        value = value[0]
-    return {"id": str(uuid.uuid5(VALUE_NAMESPACE, str(stored["id"]))), "value": value, **base}
+    if isinstance(value, list) and not is_multi:  # single option or relation: the core keeps a list of one
+        return value[0]
+    return value
 
 
 def error_body(status: int, errors: list[dict[str, Any]]) -> dict[str, Any]:
