@@ -1,7 +1,8 @@
 """Fixtures for integration tests: the real PostgreSQL and RabbitMQ, isolated per test.
 
-Each test gets its own database, cloned from a migrated template (fast), and its own RabbitMQ virtual
-host (created through the management API), so tests never see each other's rows, queues or messages.
+Each test gets its own empty database (a clone of a migrated template, reused once emptied) and its own
+RabbitMQ virtual host (created through the management API), so tests never see each other's rows, queues or
+messages.
 """
 
 from __future__ import annotations
@@ -62,17 +63,98 @@ async def template_db() -> AsyncIterator[str]:
     await admin.close()
 
 
+# DELETE rather than TRUNCATE: on tables this small it is 30 times faster (no new files to sync). Replica
+# mode skips the foreign-key triggers, so the order does not matter.
+_RESET = """
+DO $$
+DECLARE r record;
+BEGIN
+    SET LOCAL session_replication_role = replica;
+    FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%' LOOP
+        EXECUTE format('DELETE FROM %I', r.tablename);
+    END LOOP;
+    FOR r IN SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' LOOP
+        EXECUTE format('ALTER SEQUENCE %I RESTART', r.sequencename);
+    END LOOP;
+END $$;
+"""
+
+
+class _Databases:
+    """Databases of the current schema, one per test: a clone of the migrated template at first, then a used
+    one emptied again, which takes ~20 ms where a clone takes ~400 ms of disk syncs.
+
+    A used database is renamed before it is emptied: anything of an earlier test still trying to reach it
+    (a task that outlived its test, say) finds its database gone, as if it had been dropped.
+    """
+
+    def __init__(self, template: str) -> None:
+        self._template = template
+        self._free: list[str] = []
+        self._all: set[str] = set()
+
+    async def take(self) -> str:
+        """The name of an empty database that no session uses."""
+        name = f"cfv_test_{_RUN}_{next(_counter)}"
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            if not self._free:
+                await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}" STRATEGY FILE_COPY')
+                self._all.add(name)
+                return name
+            used = self._free.pop()
+            await admin.execute(f'ALTER DATABASE "{used}" ALLOW_CONNECTIONS false')
+            for attempt in itertools.count():
+                await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                                    used)
+                try:
+                    await admin.execute(f'ALTER DATABASE "{used}" RENAME TO "{name}"')
+                    break
+                except asyncpg.ObjectInUseError:
+                    if attempt == 50:
+                        raise
+                    await asyncio.sleep(0.01)
+            self._all.discard(used)
+            self._all.add(name)
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        finally:
+            await admin.close()
+        connection = await asyncpg.connect(_with_db(PG_ADMIN, name))
+        try:
+            async with connection.transaction():
+                await connection.execute(_RESET)
+        finally:
+            await connection.close()
+        return name
+
+    def give_back(self, name: str) -> None:
+        """A test is done with ``name``."""
+        self._free.append(name)
+
+    async def drop_all(self) -> None:
+        """Drop every database handed out."""
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            for name in self._all:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def databases(template_db: str) -> AsyncIterator[_Databases]:
+    """The session's test databases."""
+    supply = _Databases(template_db)
+    yield supply
+    await supply.drop_all()
+
+
 @pytest.fixture
-async def database_url(template_db: str) -> AsyncIterator[str]:
-    """A fresh database of the current schema, for this test only."""
-    name = f"cfv_test_{_RUN}_{next(_counter)}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY')
-    await admin.close()
+async def database_url(databases: _Databases) -> AsyncIterator[str]:
+    """An empty database of the current schema, for this test only."""
+    name = await databases.take()
     yield _with_db(PG_ADMIN, name)
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    databases.give_back(name)
 
 
 @pytest.fixture
