@@ -13,7 +13,6 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from cfv_schemas.commands import ExternalText
@@ -126,13 +125,6 @@ class ValueIn(_Body):
     value: Any = Field(description="required; its format depends on the property's type")
     external_id: ExternalText | None = None
     external_source: ExternalText | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _value_is_present(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "value" not in data:
-            raise ValueError("value is required")
-        return data
 
 
 # --- answers ------------------------------------------------------------------------------------------

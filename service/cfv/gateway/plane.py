@@ -346,6 +346,9 @@ async def _submit_value(request: web.Request, *, op: str, must_exist: bool = Fal
     fields: dict[str, Any] = {}
     if op == "write":
         body = await read_json(request, ValueIn)
+        if prop["value_type"] in (ValueType.SINGLE, ValueType.MULTI) and not _named_by_uuid(body.value or ""):
+            # The core also takes choices' integer ids (Kantata's names); on this face options are UUIDs.
+            raise _invalid("value", "options are named by their UUIDs")
         fields = {"value": body.value, "must_exist": must_exist, "external_id": body.external_id,
                   "external_source": body.external_source}
     item = CommandItem(subject_type=SubjectType.WORK_ITEM.value, subject_id=work_item,
@@ -364,6 +367,10 @@ async def _submit_value(request: web.Request, *, op: str, must_exist: bool = Fal
     stored = {**value, "set_at": value["created_at"]}
     body_out = render_values(prop, work_item, stored, await _option_uuids(_pool(request), [prop]))
     return json_response(body_out, 201 if value["change"] == "created" else 200)
+
+
+def _named_by_uuid(value: Any) -> bool:
+    return all(isinstance(item, str) for item in value) if isinstance(value, list) else isinstance(value, str)
 
 
 def _failure_status(outcome: Outcome) -> int:

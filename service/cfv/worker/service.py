@@ -70,7 +70,7 @@ class Worker:
                 )
                 for queue in declared.shard_queues:
                     await queue.consume(self._receive)
-            except TRANSIENT_ERRORS + (AMQPError,) as error:
+            except TRANSIENT_ERRORS + (AMQPError, RuntimeError) as error:  # RuntimeError: a closed channel
                 log.warning("cannot subscribe yet, retrying", error=repr(error), retry_in=backoff.delay)
                 with contextlib.suppress(Exception):
                     await channel.close()
