@@ -24,6 +24,7 @@ class CommandItem(BaseModel):
 
     ``op`` is ``write`` (the default: the value overrides the current one) or ``delete`` (the current value is
     removed; there must be one). ``must_exist`` makes a write an update: refused when there is no value yet.
+    A multi choice write may be ``{"add": [...], "remove": [...]}``, applied to the current set.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -37,6 +38,10 @@ class CommandItem(BaseModel):
     must_exist: bool = Field(default=False, description="refuse the write if there is no value to replace")
     external_id: ExternalText | None = Field(default=None, description="the value's id in another system")
     external_source: ExternalText | None = Field(default=None, description="which system, e.g. 'jira'")
+    expected_version: int | None = Field(default=None, ge=0, description=(
+        "refuse the change unless the value is at this version (its sequence; 0: never written)"))
+    origin: ExternalText | None = Field(default=None, description=(
+        "who made the change, e.g. an integration's name; echoed in its event so a sync can skip its own"))
 
 
 class WriteValues(BaseModel):

@@ -45,6 +45,7 @@ class ValueChange(BaseModel):
     before: ValueRef | None
     after: ValueRef | None
     setter: str
+    origin: str | None = Field(default=None, description="the origin the change was made with, if any")
     operation_id: UUID
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
-from cfv_schemas.commands import MAX_BULK
+from cfv_schemas.commands import MAX_BULK, ExternalText
 
 NO_NUL = r"^[^\x00]*$"  # Postgres text cannot hold NUL characters
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=NO_NUL)]
@@ -30,10 +30,29 @@ def _not_a_boolean(value: Any) -> Any:
     return value
 
 
-class CustomFieldValueIn(BaseModel):
-    """One value to write (Kantata's contract)."""
+class ExternalReference(BaseModel):
+    """Where a value comes from in another system."""
 
     model_config = ConfigDict(extra="forbid")
+
+    external_id: ExternalText | None = None
+    external_source: ExternalText | None = None
+
+
+class _ChangeOptions(BaseModel):
+    """What any value change may carry besides the value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expected_version: StrictInt | None = Field(default=None, ge=0, description=(
+        "refuse (412) unless the value is at this version (its sequence; 0: never written)"))
+    origin: ExternalText | None = Field(default=None, description="who changes it, echoed in the change event")
+    external_reference: ExternalReference | None = None
+
+
+class CustomFieldValueIn(_ChangeOptions):
+    """One value to write (Kantata's contract). A multi choice field also takes
+    ``{"add": [choices], "remove": [choices]}``, applied atomically to the current set."""
 
     subject_type: str
     subject_id: Annotated[int | str, BeforeValidator(_not_a_boolean)]
@@ -67,6 +86,33 @@ class WriteValuesIn(BaseModel):
     def items(self) -> list[CustomFieldValueIn]:
         """The values to write, in order."""
         return [self.custom_field_value] if self.custom_field_value else list(self.custom_field_values or [])
+
+
+class ValueUpdateIn(_ChangeOptions):
+    """A new value for an existing value (``PUT /api/v1/custom_field_values/{id}``)."""
+
+    value: Any = Field(description="required; its format depends on the field's value_type")
+
+
+class ValueUpdateItem(ValueUpdateIn):
+    """A new value for the existing value ``id`` (bulk ``PUT /api/v1/custom_field_values``)."""
+
+    id: Annotated[int | str, BeforeValidator(_not_a_boolean)]
+
+
+class UpdateValuesIn(BaseModel):
+    """``PUT /api/v1/custom_field_values[/{id}]``: one update, or up to 100 (each with its ``id``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_field_value: ValueUpdateIn | None = None
+    custom_field_values: Annotated[list[ValueUpdateItem], Field(min_length=1, max_length=MAX_BULK)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_key(self) -> Self:
+        if (self.custom_field_value is None) == (self.custom_field_values is None):
+            raise ValueError("send exactly one of custom_field_value and custom_field_values")
+        return self
 
 
 class ChoiceIn(BaseModel):
@@ -173,9 +219,11 @@ class CustomFieldValueOut(BaseModel):
     custom_field_name: str
     value_type: str
     value: Any
-    sequence: int
+    sequence: int = Field(description="the value's version: +1 with each change of its field on its subject")
     setter: str
     operation_id: str
+    external_reference: ExternalReference
+    origin: str | None
     created_at: datetime
     updated_at: datetime
 

@@ -14,7 +14,7 @@ class ErrorOut(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    type: Literal["validation", "not_found", "conflict", "internal"]
+    type: Literal["validation", "not_found", "conflict", "precondition_failed", "internal"]
     message: str
     field: str | None = None
     index: int | None = None
@@ -36,6 +36,7 @@ class ValueOut(BaseModel):
     value: Any = Field(description="null for a delete")
     external_id: str | None = None
     external_source: str | None = None
+    origin: str | None = None
     sequence: int
     setter: str
     operation_id: UUID

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cfv.domain.values import JSON
+from cfv.domain.values import JSON, InvalidValue, SetEdit, apply_edit
 from cfv.domain.writes import NO_REF, ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey
 
 
@@ -83,8 +83,9 @@ def fold_command(
 ) -> tuple[list[Change], list[ItemError]]:
     """Apply one command's ``writes`` in order to ``states``; return their changes, in the same order.
 
-    All or nothing: if a write's precondition fails (an update or a delete with no value to act on), return
-    no changes and every such error, and leave ``states`` as it was. Keys missing from ``states`` have never
+    All or nothing: if a write's precondition fails (an update or a delete with no value to act on, a value
+    not at its expected version, a set edit that does not fit), return no changes and every such error, and
+    leave ``states`` as it was. Keys missing from ``states`` have never
     held a value. Each change takes the next id from ``new_ids``.
     """
     overlay: dict[ValueKey, KeyState] = {}
@@ -92,18 +93,36 @@ def fold_command(
     errors: list[ItemError] = []
     for write in writes:
         state = overlay.get(write.key) or states.get(write.key, EMPTY)
-        if state.current is None and (write.op is Op.DELETE or write.must_exist):
-            action = "delete" if write.op is Op.DELETE else "update"
-            errors.append(ItemError(ErrorType.NOT_FOUND, f"{write.definition.name}: there is no value to {action}",
-                                    "value", write.index, write.key.custom_field_id))
+        error = _precondition_error(write, state)
+        value = write.value
+        if error is None and isinstance(value, SetEdit):
+            try:
+                value = apply_edit(write.definition, value, state.current.value if state.current else None)
+            except InvalidValue as invalid:
+                error = ItemError(ErrorType.VALIDATION, f"{write.definition.name}: {invalid}", "value",
+                                  write.index, write.key.custom_field_id)
+        if error is not None:
+            errors.append(error)
             continue
         if write.op is Op.DELETE:
             change = delete(write.key, state, next(new_ids))
         else:
-            change = replace(write.key, state, StoredValue(next(new_ids), write.value, write.external))
+            change = replace(write.key, state, StoredValue(next(new_ids), value, write.external))
         overlay[write.key] = KeyState(change.after, change.seq)
         changes.append(change)
     if errors:
         return [], errors
     states.update(overlay)
     return changes, []
+
+
+def _precondition_error(write: ValidWrite, state: KeyState) -> ItemError | None:
+    name, field_id = write.definition.name, write.key.custom_field_id
+    if write.expected_version is not None and write.expected_version != state.seq:
+        return ItemError(ErrorType.PRECONDITION, f"{name}: the value is at version {state.seq}, not "
+                         f"{write.expected_version}; read it again", "expected_version", write.index, field_id)
+    if state.current is None and (write.op is Op.DELETE or write.must_exist):
+        action = "delete" if write.op is Op.DELETE else "update"
+        return ItemError(ErrorType.NOT_FOUND, f"{name}: there is no value to {action}", "value", write.index,
+                         field_id)
+    return None

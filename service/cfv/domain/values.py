@@ -24,6 +24,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -64,11 +65,41 @@ def render_subject_id(subject_type: SubjectType, stored: str) -> int | str:
     return int(stored) if subject_type in INTEGER_ID_SUBJECTS else stored
 
 
+@dataclass(frozen=True, slots=True)
+class SetEdit:
+    """Choices to add to and remove from a multi choice set, applied to the set current when it is applied."""
+
+    add: tuple[int, ...]
+    remove: tuple[int, ...]
+
+
 def validate_value(definition: FieldDefinition, raw: JSON) -> JSON:
-    """Return ``raw`` in the canonical form of the field's type, or raise :class:`InvalidValue`."""
+    """Return ``raw`` in the canonical form of the field's type, or raise :class:`InvalidValue`.
+
+    A multi choice field also takes ``{"add": [...], "remove": [...]}``, returned as a :class:`SetEdit`.
+    """
     if raw is None:
         raise InvalidValue("a value is required; delete the value to clear it")
+    if isinstance(raw, dict) and definition.value_type is ValueType.MULTI:
+        return _set_edit(definition, raw)
     value = _VALIDATORS[definition.value_type](definition, raw)
+    _check_whole(definition, value)
+    return value
+
+
+def apply_edit(definition: FieldDefinition, edit: SetEdit, current: list[JSON] | None) -> list[JSON]:
+    """The set ``edit`` makes of ``current`` (None: no value yet): removals, then additions at the end."""
+    result = [choice for choice in current or [] if choice not in edit.remove]
+    result += [choice for choice in edit.add if choice not in result]
+    if not result:
+        raise InvalidValue("the edit would leave no choice; delete the value to clear it")
+    if len(result) > MAX_ITEMS:
+        raise InvalidValue(f"must list at most {MAX_ITEMS} choices")
+    _check_whole(definition, result)
+    return result
+
+
+def _check_whole(definition: FieldDefinition, value: JSON) -> None:
     if definition.required and isinstance(value, str) and not value.strip():
         raise InvalidValue("is required: a blank value is refused")
     if definition.rules is not None:
@@ -76,7 +107,33 @@ def validate_value(definition: FieldDefinition, raw: JSON) -> JSON:
             check_rules(definition.rules, definition.value_type, value)
         except RuleViolation as error:
             raise InvalidValue(str(error)) from None
-    return value
+
+
+def _set_edit(definition: FieldDefinition, raw: dict[str, JSON]) -> SetEdit:
+    if not raw or set(raw) - {"add", "remove"}:
+        raise InvalidValue('an edit of the set is {"add": [choices], "remove": [choices]}')
+    add = _resolve_choices(definition, raw.get("add", []), active_only=True)
+    remove = _resolve_choices(definition, raw.get("remove", []), active_only=False)
+    both = [str(choice) for choice in add if choice in remove]
+    if both:
+        raise InvalidValue(f"cannot both add and remove {', '.join(both)}")
+    return SetEdit(tuple(add), tuple(remove))
+
+
+def _resolve_choices(definition: FieldDefinition, raw: JSON, *, active_only: bool) -> list[int]:
+    if not isinstance(raw, list) or len(raw) > MAX_ITEMS:
+        raise InvalidValue(f"add and remove are lists of at most {MAX_ITEMS} choices")
+    resolved: list[int] = []
+    unknown: list[str] = []
+    for item in (_choice(choice) for choice in raw):
+        choice_id = definition.choice_uuids.get(item) if isinstance(item, str) else item
+        if choice_id is None or (active_only and choice_id not in definition.choice_ids):
+            unknown.append(str(item))
+        else:
+            resolved.append(choice_id)
+    if unknown:
+        raise InvalidValue(f"not a choice of this field: {', '.join(unknown)}")
+    return list(dict.fromkeys(resolved))
 
 
 def _text(_: FieldDefinition, raw: JSON) -> str:
@@ -179,17 +236,7 @@ def _choice(raw: JSON) -> int | str:
 
 def _choices(definition: FieldDefinition, raw: JSON) -> list[JSON]:
     named = _items(raw, _choice, "choice")
-    chosen: list[JSON] = []
-    unknown: list[str] = []
-    for choice in named:
-        choice_id = definition.choice_uuids.get(choice) if isinstance(choice, str) else choice
-        if choice_id is None or choice_id not in definition.choice_ids:
-            unknown.append(str(choice))
-        else:
-            chosen.append(choice_id)
-    if unknown:
-        raise InvalidValue(f"not a choice of this field: {', '.join(unknown)}")
-    chosen = list(dict.fromkeys(chosen))  # an id and its UUID are one choice
+    chosen: list[JSON] = _resolve_choices(definition, named, active_only=True)  # an id and its UUID are one
     if definition.value_type is ValueType.SINGLE and len(chosen) != 1:
         raise InvalidValue("a single choice field takes exactly one choice")
     return chosen

@@ -16,6 +16,7 @@ class ErrorType(StrEnum):
     VALIDATION = "validation"
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
+    PRECONDITION = "precondition_failed"
     INTERNAL = "internal"
 
 
@@ -68,11 +69,14 @@ class WriteItem:
     op: Op = Op.WRITE
     must_exist: bool = False
     external: ExternalRef = NO_REF
+    expected_version: int | None = None
+    origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ValidWrite:
-    """An item that passed validation, with its value in canonical form (None for a delete)."""
+    """An item that passed validation, with its value in canonical form (None for a delete, a
+    :class:`SetEdit` for an edit of a multi choice set)."""
 
     index: int
     key: ValueKey
@@ -81,6 +85,8 @@ class ValidWrite:
     op: Op = Op.WRITE
     must_exist: bool = False
     external: ExternalRef = NO_REF
+    expected_version: int | None = None
+    origin: str | None = None
 
 
 def validate_items(
@@ -127,7 +133,8 @@ def _validate_item(
         if definition.required:
             return ItemError(ErrorType.VALIDATION, f"{definition.name}: is required, its value cannot be deleted",
                              "value", index, field_id)
-        return ValidWrite(index, key, None, definition, Op.DELETE, external=item.external)
+        return ValidWrite(index, key, None, definition, Op.DELETE, external=item.external,
+                          expected_version=item.expected_version, origin=item.origin)
     if not definition.active:
         return ItemError(ErrorType.VALIDATION, f"{definition.name}: is not active and takes no values", "value",
                          index, field_id)
@@ -135,4 +142,5 @@ def _validate_item(
         value = validate_value(definition, item.value)
     except InvalidValue as error:
         return ItemError(ErrorType.VALIDATION, f"{definition.name}: {error}", "value", index, field_id)
-    return ValidWrite(index, key, value, definition, Op.WRITE, item.must_exist, item.external)
+    return ValidWrite(index, key, value, definition, Op.WRITE, item.must_exist, item.external,
+                      item.expected_version, item.origin)

@@ -62,8 +62,11 @@ def _int_id(request: web.Request, name: str, what: str) -> int:
 async def write_values(request: web.Request) -> web.Response:
     """Write one value, or up to 100 (all or nothing)."""
     body = await read_json(request, WriteValuesIn)
-    items = [CommandItem(subject_type=i.subject_type, subject_id=i.subject_id,
-                         custom_field_id=i.custom_field_id, value=i.value) for i in body.items()]
+    items = [CommandItem(subject_type=i.subject_type, subject_id=i.subject_id, custom_field_id=i.custom_field_id,
+                         value=i.value, expected_version=i.expected_version, origin=i.origin,
+                         external_id=i.external_reference.external_id if i.external_reference else None,
+                         external_source=i.external_reference.external_source if i.external_reference else None)
+             for i in body.items()]
     respond_async = wants_async(request)
     submitted = await request.app[keys.SUBMITTER].submit(_principal(request), items,
                                        idempotency_key=request.headers.get("Idempotency-Key"),
@@ -81,12 +84,14 @@ def render_outcome(outcome: Outcome) -> web.Response:
 
 
 def failure_status(outcome: Outcome) -> int:
-    """404 when everything refused was unknown, 500 for an internal failure, else 422."""
+    """500 for an internal failure, 412 for a stale version, 404 when everything refused was unknown, else 422."""
     errors = outcome["errors"]
-    if errors and all(e["type"] == "not_found" for e in errors):
-        return 404
     if any(e["type"] == "internal" for e in errors):
         return 500
+    if any(e["type"] == "precondition_failed" for e in errors):
+        return 412
+    if errors and all(e["type"] == "not_found" for e in errors):
+        return 404
     return 422
 
 
@@ -103,6 +108,9 @@ def render_value(value: dict[str, Any]) -> dict[str, Any]:
         "sequence": value["sequence"],
         "setter": value["setter"],
         "operation_id": value["operation_id"],
+        "external_reference": {"external_id": value.get("external_id"),
+                               "external_source": value.get("external_source")},
+        "origin": value.get("origin"),
         "created_at": value["created_at"],
         "updated_at": value["created_at"],
     }
@@ -132,7 +140,8 @@ async def get_operation(request: web.Request) -> web.Response:
 # --- fields -------------------------------------------------------------------------------------------
 
 
-async def _fields(pool: asyncpg.Pool[Any], rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+async def render_fields(pool: asyncpg.Pool[Any], rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    """Fields (``custom_fields`` rows) in Kantata's form, with their choices."""
     choices: dict[int, list[dict[str, Any]]] = {}
     for c in await pool.fetch(query("field_choices"), [r["id"] for r in rows]):
         choices.setdefault(c["custom_field_id"], []).append(
@@ -154,7 +163,7 @@ async def _field_answer(pool: asyncpg.Pool[Any], field_id: int, workspace_id: in
     row = await pool.fetchrow(query("get_field"), field_id, workspace_id)
     if row is None:
         raise not_found("custom field")
-    return json_response(listing(FIELDS, await _fields(pool, [row])))
+    return json_response(listing(FIELDS, await render_fields(pool, [row])))
 
 
 @routes.post("/api/v1/custom_fields")
@@ -179,15 +188,16 @@ async def create_field(request: web.Request) -> web.Response:
 @routes.get("/api/v1/custom_fields")
 async def list_fields(request: web.Request) -> web.Response:
     """The workspace's custom fields, paginated (``page``, ``per_page`` up to 200)."""
-    page, per_page = _pagination(request)
+    page, per_page = pagination(request)
     workspace_id = _principal(request).workspace_id
     pool = request.app[keys.POOL]
     rows = await pool.fetch(query("list_fields"), workspace_id, per_page, (page - 1) * per_page)
     total = await pool.fetchval(query("count_fields"), workspace_id)
-    return json_response(listing(FIELDS, await _fields(pool, rows), total=total, page=page, per_page=per_page))
+    return json_response(listing(FIELDS, await render_fields(pool, rows), total=total, page=page, per_page=per_page))
 
 
-def _pagination(request: web.Request) -> tuple[int, int]:
+def pagination(request: web.Request) -> tuple[int, int]:
+    """``page`` (from 1) and ``per_page`` (1 to 200, default 20) of a listing request."""
     try:
         page = int(request.query.get("page", "1"))
         per_page = int(request.query.get("per_page", "20"))

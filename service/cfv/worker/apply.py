@@ -137,7 +137,8 @@ async def _definitions(
 
 def _validate(command: Command, definitions: dict[int, FieldDefinition]) -> _Prepared:
     items = [WriteItem(i.subject_type, i.subject_id, i.custom_field_id, i.value, Op(i.op), i.must_exist,
-                       ExternalRef(i.external_id, i.external_source)) for i in command.items]
+                       ExternalRef(i.external_id, i.external_source), i.expected_version, i.origin)
+             for i in command.items]
     valid, errors = validate_items(command.workspace_id, items, definitions)
     if errors:
         return _Prepared(command, outcome=_failed(command.id, errors))
@@ -195,18 +196,18 @@ class _BatchWrites:
 
     def __init__(self, now: datetime) -> None:
         self.now = now
-        self.versions: list[tuple[Command, Change]] = []
+        self.versions: list[tuple[Command, ValidWrite, Change]] = []
         self.events: list[tuple[uuid.UUID, int, str, dict[str, Any]]] = []
         self.idempotency: list[Command] = []
-        self.last_writer: dict[tuple[int, ValueKey], Command] = {}
+        self.last_writer: dict[tuple[int, ValueKey], tuple[Command, ValidWrite]] = {}
 
     def add(self, command: Command, writes: list[ValidWrite], changes: list[Change], slug: str) -> Outcome:
         values = []
         for write, change in zip(writes, changes, strict=True):
-            self.versions.append((command, change))
-            self.last_writer[(command.workspace_id, change.key)] = command
-            self.events.append(_event(command, write.definition, change, slug, self.now))
-            values.append(_value_out(command, write.definition, change, self.now))
+            self.versions.append((command, write, change))
+            self.last_writer[(command.workspace_id, change.key)] = (command, write)
+            self.events.append(_event(command, write, change, slug, self.now))
+            values.append(_value_out(command, write, change, self.now))
         return {"id": str(command.id), "status": "succeeded", "values": values, "errors": []}
 
     async def write(self, connection: Connection, states: dict[int, dict[ValueKey, KeyState]]) -> None:
@@ -214,15 +215,16 @@ class _BatchWrites:
             await connection.execute(query("insert_versions"), *_columns(
                 (change.version_id, command.workspace_id, change.key.subject_type.value, change.key.subject_id,
                  change.key.custom_field_id, change.seq, *_stored_columns(change.after), command.actor,
-                 command.id)
-                for command, change in self.versions), self.now)
+                 command.id, write.origin)
+                for command, write, change in self.versions), self.now)
             finals = []
-            for (workspace_id, key), command in self.last_writer.items():
+            for (workspace_id, key), (command, write) in self.last_writer.items():
                 state = states[workspace_id][key]
                 value_id = state.current.id if state.current is not None else None
                 finals.append((workspace_id, key.subject_type.value, key.subject_id, key.custom_field_id,
-                               state.seq, value_id, *_stored_columns(state.current), command.actor, command.id))
-            await connection.execute(query("upsert_current"), *_columns(finals, width=11), self.now)
+                               state.seq, value_id, *_stored_columns(state.current), command.actor, command.id,
+                               write.origin))
+            await connection.execute(query("upsert_current"), *_columns(finals, width=12), self.now)
         if self.events:
             await connection.execute(query("insert_events"), *_columns(
                 (event_id, workspace_id, routing_key, _json(event))
@@ -339,8 +341,9 @@ def _failed(command_id: uuid.UUID, errors: Iterable[ItemError]) -> Outcome:
         for e in errors]}
 
 
-def _value_out(command: Command, definition: FieldDefinition, change: Change, now: datetime) -> dict[str, Any]:
+def _value_out(command: Command, write: ValidWrite, change: Change, now: datetime) -> dict[str, Any]:
     """The value a change left (for a delete: the one it removed, with a null value)."""
+    definition = write.definition
     stored = change.after or change.before
     assert stored is not None
     return {
@@ -348,7 +351,7 @@ def _value_out(command: Command, definition: FieldDefinition, change: Change, no
         "subject_id": change.key.subject_id, "custom_field_id": definition.id,
         "custom_field_name": definition.name, "value_type": definition.value_type.value,
         "value": change.after.value if change.after else None,
-        "external_id": stored.external.id, "external_source": stored.external.source,
+        "external_id": stored.external.id, "external_source": stored.external.source, "origin": write.origin,
         "sequence": change.seq, "setter": command.actor,
         "operation_id": str(command.id), "created_at": now.isoformat(),
     }
@@ -362,8 +365,9 @@ def _ref(stored: StoredValue | None) -> dict[str, Any] | None:
 
 
 def _event(
-    command: Command, definition: FieldDefinition, change: Change, slug: str, now: datetime
+    command: Command, write: ValidWrite, change: Change, slug: str, now: datetime
 ) -> tuple[uuid.UUID, int, str, dict[str, Any]]:
+    definition = write.definition
     key = change.key
     event_id = uuid.uuid4()
     routing_key = f"{slug}.{key.subject_type.value}.{key.custom_field_id}.{change.kind.value}"
@@ -382,7 +386,7 @@ def _event(
             "sequence": change.seq,
             "before": _ref(change.before),
             "after": _ref(change.after),
-            "setter": command.actor, "operation_id": str(command.id),
+            "setter": command.actor, "origin": write.origin, "operation_id": str(command.id),
         },
     }
     return event_id, command.workspace_id, routing_key, event

@@ -50,29 +50,29 @@ SELECT nextval('value_ids') AS id FROM generate_series(1, $1::integer) ORDER BY 
 -- name: insert_versions
 -- A delete is a version with a null value.
 INSERT INTO value_versions (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value, external_id,
-                            external_source, setter, operation_id, created_at)
+                            external_source, setter, operation_id, origin, created_at)
 SELECT id, workspace_id, subject_type, subject_id, custom_field_id, seq, value::jsonb, external_id, external_source,
-       setter, operation_id, $12
+       setter, operation_id, origin, $13
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::uuid[])
+            $8::text[], $9::text[], $10::text[], $11::uuid[], $12::text[])
     AS v (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value, external_id, external_source,
-          setter, operation_id);
+          setter, operation_id, origin);
 
 -- name: upsert_current
 -- Called with each key once: its state after the whole batch (a deleted value leaves a null value).
 INSERT INTO current_values AS c (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id,
-                                 value, external_id, external_source, setter, operation_id, created_at,
+                                 value, external_id, external_source, setter, operation_id, origin, created_at,
                                  updated_at)
 SELECT workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value::jsonb, external_id,
-       external_source, setter, operation_id, $12, $12
+       external_source, setter, operation_id, origin, $13, $13
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::uuid[])
+            $8::text[], $9::text[], $10::text[], $11::uuid[], $12::text[])
     AS v (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value, external_id,
-          external_source, setter, operation_id)
+          external_source, setter, operation_id, origin)
 ON CONFLICT (workspace_id, subject_type, subject_id, custom_field_id) DO UPDATE
     SET seq = excluded.seq, value_id = excluded.value_id, value = excluded.value, setter = excluded.setter,
         operation_id = excluded.operation_id, external_id = excluded.external_id,
-        external_source = excluded.external_source, updated_at = excluded.updated_at;
+        external_source = excluded.external_source, origin = excluded.origin, updated_at = excluded.updated_at;
 
 -- name: insert_events
 INSERT INTO outbox (event_id, workspace_id, routing_key, event, created_at)

@@ -49,3 +49,45 @@ RETURNING id;
 UPDATE custom_fields SET deleted_at = now(), updated_at = now()
 WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL
 RETURNING id;
+
+-- Current values as the Kantata face answers them; a deleted value (null) is not a value.
+
+-- name: list_values
+-- $7 the order ('updated_at' or 'id'), $8 descending; value ids break ties, so pages never overlap.
+SELECT c.value_id AS id, c.subject_type, c.subject_id, c.custom_field_id, f.name AS custom_field_name,
+       f.value_type, c.value, c.seq AS sequence, c.setter, c.operation_id, c.external_id, c.external_source,
+       c.origin, c.updated_at AS created_at, count(*) OVER () AS total
+FROM current_values c
+JOIN custom_fields f ON f.id = c.custom_field_id AND f.deleted_at IS NULL
+WHERE c.workspace_id = $1 AND c.subject_type = $2 AND c.value_id IS NOT NULL
+  AND ($3::text[] IS NULL OR c.subject_id = ANY($3::text[]))
+  AND ($4::bigint[] IS NULL OR c.custom_field_id = ANY($4::bigint[]))
+  AND ($5::timestamptz IS NULL OR c.updated_at > $5) AND ($6::timestamptz IS NULL OR c.updated_at < $6)
+ORDER BY CASE WHEN $7 = 'updated_at' AND NOT $8 THEN c.updated_at END,
+         CASE WHEN $7 = 'updated_at' AND $8 THEN c.updated_at END DESC,
+         CASE WHEN $8 THEN c.value_id END DESC,
+         c.value_id
+LIMIT $9 OFFSET $10;
+
+-- name: values_by_ids
+SELECT c.value_id AS id, c.subject_type, c.subject_id, c.custom_field_id, f.name AS custom_field_name,
+       f.value_type, c.value, c.seq AS sequence, c.setter, c.operation_id, c.external_id, c.external_source,
+       c.origin, c.updated_at AS created_at
+FROM current_values c
+JOIN custom_fields f ON f.id = c.custom_field_id AND f.deleted_at IS NULL
+WHERE c.workspace_id = $1 AND c.value_id = ANY($2::bigint[]);
+
+-- name: value_history
+-- Every version of one value, oldest first; a delete is a version with a null value.
+SELECT v.id, v.subject_type, v.subject_id, v.custom_field_id, f.name AS custom_field_name, f.value_type, v.value,
+       v.seq AS sequence, v.setter, v.operation_id, v.external_id, v.external_source, v.origin, v.created_at
+FROM value_versions v
+JOIN custom_fields f ON f.id = v.custom_field_id
+WHERE v.workspace_id = $1 AND v.subject_type = $2 AND v.subject_id = $3 AND v.custom_field_id = $4
+ORDER BY v.seq;
+
+-- name: choices_by_ids
+SELECT id, custom_field_id, label, position FROM custom_field_choices WHERE id = ANY($1::bigint[]);
+
+-- name: fields_by_ids
+SELECT * FROM custom_fields WHERE workspace_id = $1 AND id = ANY($2::bigint[]);
