@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictInt, StrictStr, StringConstraints, Tag
 
 MAX_BULK = 100
 
@@ -44,24 +44,42 @@ class CommandItem(BaseModel):
         "who made the change, e.g. an integration's name; echoed in its event so a sync can skip its own"))
 
 
-class WriteValues(BaseModel):
-    """Write or delete values, all or nothing: each write overrides the current value of its field on its
-    subject, each delete removes it."""
-
+class _CommandBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["write_values"] = "write_values"
     id: UUID = Field(description="unique per command; also the id of its operation")
     workspace_id: int
     actor: str = Field(description="who writes, e.g. 'key:12'")
     accepted_at: datetime
-    items: Annotated[list[CommandItem], Field(min_length=1, max_length=MAX_BULK)]
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
     request_hash: str | None = Field(default=None, description="hash of the request, for idempotency")
     reply_to: str | None = Field(default=None, description="the gateway waiting for the outcome, if any")
 
 
-Command = WriteValues
+class WriteValues(_CommandBase):
+    """Write or delete values, all or nothing: each write overrides the current value of its field on its
+    subject, each delete removes it."""
+
+    type: Literal["write_values"] = "write_values"
+    items: Annotated[list[CommandItem], Field(min_length=1, max_length=MAX_BULK)]
+
+
+class DeleteField(_CommandBase):
+    """Delete a custom field and every value it holds (each announced as deleted), in one transaction; the
+    commands after it find the field gone."""
+
+    type: Literal["delete_field"]
+    custom_field_id: StrictInt
+
+
+def _command_type(data: Any) -> str:
+    if isinstance(data, dict):
+        return str(data.get("type", "write_values"))  # the first format had no type: it was always a write
+    return str(getattr(data, "type", "write_values"))
+
+
+Command = Annotated[Annotated[WriteValues, Tag("write_values")] | Annotated[DeleteField, Tag("delete_field")],
+                    Discriminator(_command_type)]
 
 
 class CommandEnvelope(BaseModel):

@@ -253,7 +253,8 @@ async def test_delete_answers_204_then_the_field_is_gone(stack: Stack, workspace
     assert status == 404, body
     [error] = assert_errors_shape(body)
     assert error["type"] == "not_found" and error["custom_field_id"] == int(field["id"])
-    assert await db.fetchval("SELECT count(*) FROM value_versions") == 1  # the earlier write only
+    assert await db.fetchval("SELECT count(*) FROM value_versions WHERE value IS NOT NULL") == 1  # the earlier write
+    assert await db.fetchval("SELECT count(*) FROM value_versions WHERE value IS NULL") == 1  # and its deletion
 
 
 async def test_another_workspaces_field_is_404_everywhere(stack: Stack, workspace: Workspace,

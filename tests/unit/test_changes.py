@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from cfv.domain.changes import EMPTY, Change, ChangeKind, KeyState, StoredValue, delete, fold_command, replace
 from cfv.domain.fields import FieldDefinition, SubjectType, ValueType
+from cfv.domain.rules import ValueRules
+from cfv.domain.values import SetEdit
 from cfv.domain.writes import NO_REF, ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey
 
 TAGS = FieldDefinition(6, 10, "Tags", SubjectType.STORY, ValueType.MULTI, choice_ids=frozenset({1, 2, 3, 4}))
@@ -18,17 +20,42 @@ KEY_D = ValueKey(SubjectType.STORY, "4", TAGS.id)
 PLANE = ExternalRef("ext-1", "plane")
 
 
+# Tags with at most two choices: a set edit's result is checked against the field's rules.
+PAIR = FieldDefinition(12, 10, "Pair", SubjectType.STORY, ValueType.MULTI, choice_ids=frozenset({1, 2, 3, 4}),
+                       rules=ValueRules(max_count=2))
+KEY_PAIR = ValueKey(SubjectType.STORY, "1", PAIR.id)
+
+
 def write(key: ValueKey, value: Any, index: int = 0, *, must_exist: bool = False,
-          external: ExternalRef = NO_REF) -> ValidWrite:
-    return ValidWrite(index, key, value, TAGS, Op.WRITE, must_exist, external)
+          external: ExternalRef = NO_REF, expected_version: int | None = None) -> ValidWrite:
+    return ValidWrite(index, key, value, TAGS, Op.WRITE, must_exist, external, expected_version)
 
 
-def remove(key: ValueKey, index: int = 0) -> ValidWrite:
-    return ValidWrite(index, key, None, TAGS, Op.DELETE)
+def remove(key: ValueKey, index: int = 0, *, expected_version: int | None = None) -> ValidWrite:
+    return ValidWrite(index, key, None, TAGS, Op.DELETE, expected_version=expected_version)
+
+
+def edit(key: ValueKey, add: tuple[int, ...] = (), drop: tuple[int, ...] = (), index: int = 0, *,
+         must_exist: bool = False, external: ExternalRef = NO_REF, expected_version: int | None = None,
+         definition: FieldDefinition = TAGS) -> ValidWrite:
+    """A write that adds ``add`` to and removes ``drop`` from the key's set."""
+    return ValidWrite(index, key, SetEdit(add, drop), definition, Op.WRITE, must_exist, external, expected_version)
 
 
 def not_found(action: str, index: int) -> ItemError:
     return ItemError(ErrorType.NOT_FOUND, f"Tags: there is no value to {action}", "value", index, TAGS.id)
+
+
+def precondition_failed(index: int, at: int, expected: int) -> ItemError:
+    return ItemError(ErrorType.PRECONDITION, f"Tags: the value is at version {at}, not {expected}; read it again",
+                     "expected_version", index, TAGS.id)
+
+
+def edit_refused(index: int, message: str, definition: FieldDefinition = TAGS) -> ItemError:
+    return ItemError(ErrorType.VALIDATION, f"{definition.name}: {message}", "value", index, definition.id)
+
+
+LEAVES_NOTHING = "the edit would leave no choice; delete the value to clear it"
 
 
 def test_empty_is_no_value_at_sequence_zero() -> None:
@@ -343,4 +370,267 @@ def test_version_ids_name_each_change_in_order() -> None:
             assert change.version_id == change.after.id
         else:
             assert change.kind is ChangeKind.DELETED
+    assert states == {KEY_A: KeyState(None, 5)}
+
+
+# expected_version: the key's current seq (0 if never written; a deleted key keeps its seq)
+
+A0 = StoredValue(1, [1, 2])
+
+
+# (state of KEY_A or None if never written, the item, its change when it applies)
+VERSION_MATCHES: list[tuple[KeyState | None, ValidWrite, Change]] = [
+    (None, write(KEY_A, [1], expected_version=0), Change(KEY_A, ChangeKind.CREATED, 1, None, StoredValue(10, [1]), 10)),
+    (KeyState(A0, 3), write(KEY_A, [4], expected_version=3),
+     Change(KEY_A, ChangeKind.REPLACED, 4, A0, StoredValue(10, [4]), 10)),
+    (KeyState(A0, 3), write(KEY_A, [4], must_exist=True, expected_version=3),
+     Change(KEY_A, ChangeKind.REPLACED, 4, A0, StoredValue(10, [4]), 10)),
+    (KeyState(A0, 3), remove(KEY_A, expected_version=3), Change(KEY_A, ChangeKind.DELETED, 4, A0, None, 10)),
+    (KeyState(None, 5), write(KEY_A, [2], expected_version=5),
+     Change(KEY_A, ChangeKind.CREATED, 6, None, StoredValue(10, [2]), 10)),
+    (KeyState(A0, 3), edit(KEY_A, (3,), (1,), expected_version=3),
+     Change(KEY_A, ChangeKind.REPLACED, 4, A0, StoredValue(10, [2, 3]), 10)),
+]
+
+
+@pytest.mark.parametrize("case", VERSION_MATCHES, ids=["never-written-at-0", "write", "must-exist-write", "delete",
+                                                        "tombstone-keeps-its-seq", "edit"])
+def test_an_item_at_its_expected_version_applies(case: tuple[KeyState | None, ValidWrite, Change]) -> None:
+    state, item, change = case
+    states: dict[ValueKey, KeyState] = {} if state is None else {KEY_A: state}
+    changes, errors = fold_command(states, [item], iter([10]))
+    assert errors == []
+    assert changes == [change]
+    assert states == {KEY_A: KeyState(change.after, change.seq)}
+
+
+# (state of KEY_A or None if never written, the item; its version is not the key's seq)
+VERSION_MISMATCHES: list[tuple[KeyState | None, ValidWrite, int]] = [
+    (None, write(KEY_A, [1], 2, expected_version=1), 0),
+    (None, edit(KEY_A, (1,), (), 2, expected_version=1), 0),
+    (KeyState(A0, 3), write(KEY_A, [4], 2, expected_version=2), 3),
+    (KeyState(A0, 3), write(KEY_A, [4], 2, expected_version=4), 3),
+    (KeyState(A0, 3), write(KEY_A, [4], 2, expected_version=0), 3),
+    (KeyState(A0, 3), write(KEY_A, [4], 2, must_exist=True, expected_version=1), 3),
+    (KeyState(A0, 3), remove(KEY_A, 2, expected_version=2), 3),
+    (KeyState(A0, 3), edit(KEY_A, (3,), (), 2, expected_version=2), 3),
+    # an edit that would leave nothing, at the wrong version: the version is what is reported
+    (KeyState(A0, 3), edit(KEY_A, (), (1, 2), 2, expected_version=2), 3),
+    # a deleted key keeps its seq: not 0, and the version fails before there being nothing to delete
+    (KeyState(None, 5), write(KEY_A, [2], 2, expected_version=0), 5),
+    (KeyState(None, 5), write(KEY_A, [2], 2, must_exist=True, expected_version=4), 5),
+    (KeyState(None, 5), remove(KEY_A, 2, expected_version=0), 5),
+]
+
+
+@pytest.mark.parametrize("case", VERSION_MISMATCHES, ids=[
+    f"{'never-written' if s is None else ('tombstone' if s.current is None else 'current')}-at-{seq}"
+    f"-{'delete' if w.op is Op.DELETE else ('edit' if isinstance(w.value, SetEdit) else 'write')}"
+    f"{'-must-exist' if w.must_exist else ''}-expects-{w.expected_version}"
+    for s, w, seq in VERSION_MISMATCHES
+])
+def test_an_item_not_at_its_expected_version_fails_the_command(case: tuple[KeyState | None, ValidWrite, int]) -> None:
+    state, item, seq = case
+    assert item.expected_version is not None
+    states: dict[ValueKey, KeyState] = {} if state is None else {KEY_A: state}
+    snapshot = dict(states)
+    ids = iter([10])
+    changes, errors = fold_command(states, [item], ids)
+    assert changes == []
+    assert errors == [precondition_failed(2, seq, item.expected_version)]
+    assert states == snapshot
+    assert next(ids) == 10
+
+
+def test_a_version_mismatch_applies_none_of_the_command() -> None:
+    b0 = KeyState(StoredValue(50, [2]), 7)
+    states: dict[ValueKey, KeyState] = {KEY_B: b0}
+    original = states
+    items = [
+        write(KEY_A, [1], 0, expected_version=0),  # fine
+        write(KEY_B, [3], 1, expected_version=7),  # fine
+        write(KEY_C, [4], 2),  # fine
+        remove(KEY_B, 3, expected_version=6),  # stale: B is at 7 (and at 8 after item 1)
+    ]
+    changes, errors = fold_command(states, items, itertools.count(100))
+    assert changes == []
+    assert errors == [precondition_failed(3, 8, 6)]
+    assert states is original
+    assert states == {KEY_B: b0}
+    assert states[KEY_B] is b0
+
+
+def test_every_version_mismatch_and_missing_value_is_reported_in_order() -> None:
+    states: dict[ValueKey, KeyState] = {KEY_A: KeyState(A0, 2), KEY_B: KeyState(None, 4)}
+    snapshot = dict(states)
+    items = [
+        write(KEY_A, [2], 0, expected_version=1),  # stale
+        remove(KEY_B, 1),  # tombstone: nothing to delete
+        write(KEY_C, [3], 2, expected_version=0),  # fine
+        write(KEY_D, [4], 3, expected_version=9),  # never written: at 0
+        edit(KEY_C, (), (3,), 4),  # C was written at 2: would leave nothing
+    ]
+    changes, errors = fold_command(states, items, itertools.count(100))
+    assert changes == []
+    assert errors == [
+        precondition_failed(0, 2, 1),
+        not_found("delete", 1),
+        precondition_failed(3, 0, 9),
+        edit_refused(4, LEAVES_NOTHING),
+    ]
+    assert states == snapshot
+
+
+def test_expected_version_sees_the_items_before_it_in_the_command() -> None:
+    states: dict[ValueKey, KeyState] = {KEY_A: KeyState(A0, 3)}
+    items = [write(KEY_A, [3], 0, expected_version=3), remove(KEY_A, 1, expected_version=4),
+             write(KEY_A, [4], 2, expected_version=5)]
+    changes, errors = fold_command(states, items, iter([10, 11, 12]))
+    assert errors == []
+    assert [(c.kind, c.seq) for c in changes] == [
+        (ChangeKind.REPLACED, 4), (ChangeKind.DELETED, 5), (ChangeKind.CREATED, 6),
+    ]
+    assert states == {KEY_A: KeyState(StoredValue(12, [4]), 6)}
+
+    # the version the key had before the command is stale once an earlier item has changed it
+    states = {KEY_A: KeyState(A0, 3)}
+    changes, errors = fold_command(states, [write(KEY_A, [3], 0), write(KEY_A, [4], 1, expected_version=3)],
+                                   iter([10, 11]))
+    assert changes == []
+    assert errors == [precondition_failed(1, 4, 3)]
+    assert states == {KEY_A: KeyState(A0, 3)}
+
+
+def test_a_refused_command_leaves_the_version_where_it_was() -> None:
+    states: dict[ValueKey, KeyState] = {KEY_A: KeyState(A0, 3)}
+    ids = itertools.count(100)
+    _, errors = fold_command(states, [write(KEY_A, [3], 0, expected_version=3), remove(KEY_B, 1)], ids)
+    assert errors == [not_found("delete", 1)]
+    # the refused command's write did not move KEY_A to 4: 3 is still the version to expect
+    changes, errors = fold_command(states, [write(KEY_A, [4], 0, expected_version=3)], ids)
+    assert errors == []
+    assert [(c.kind, c.seq, c.before) for c in changes] == [(ChangeKind.REPLACED, 4, A0)]
+
+
+# set edits: resolved against the key's state when they apply
+
+
+# (state of KEY_A or None if never written, the edit, the set it leaves)
+EDITS: list[tuple[KeyState | None, SetEdit, list[int]]] = [
+    (None, SetEdit((2, 1), ()), [2, 1]),
+    (KeyState(None, 5), SetEdit((3,), ()), [3]),
+    (KeyState(None, 5), SetEdit((3,), (1,)), [3]),
+    (KeyState(A0, 3), SetEdit((3,), ()), [1, 2, 3]),
+    (KeyState(A0, 3), SetEdit((2, 4), ()), [1, 2, 4]),
+    (KeyState(A0, 3), SetEdit((), (1,)), [2]),
+    (KeyState(A0, 3), SetEdit((4, 3), (1,)), [2, 4, 3]),
+    (KeyState(A0, 3), SetEdit((), (4,)), [1, 2]),
+    (KeyState(A0, 3), SetEdit((), ()), [1, 2]),
+]
+
+
+@pytest.mark.parametrize("case", EDITS, ids=[
+    f"{'never-written' if s is None else ('tombstone' if s.current is None else 'current')}"
+    f"+{list(e.add)}-{list(e.remove)}" for s, e, _ in EDITS
+])
+def test_an_edit_is_a_replace_with_the_set_it_makes_of_the_current_one(
+    case: tuple[KeyState | None, SetEdit, list[int]]
+) -> None:
+    state, set_edit, result = case
+    states: dict[ValueKey, KeyState] = {} if state is None else {KEY_A: state}
+    before = None if state is None else state.current
+    seq = 1 if state is None else state.seq + 1
+    kind = ChangeKind.CREATED if before is None else ChangeKind.REPLACED
+    changes, errors = fold_command(states, [edit(KEY_A, set_edit.add, set_edit.remove, external=PLANE)], iter([10]))
+    assert errors == []
+    assert changes == [Change(KEY_A, kind, seq, before, StoredValue(10, result, PLANE), 10)]
+    assert changes[0].after is not None and type(changes[0].after.value) is list  # never the SetEdit itself
+    assert states == {KEY_A: KeyState(StoredValue(10, result, PLANE), seq)}
+
+
+def test_an_edit_does_not_change_the_stored_set_in_place() -> None:
+    stored = [1, 2]
+    states: dict[ValueKey, KeyState] = {KEY_A: KeyState(StoredValue(1, stored), 1)}
+    changes, errors = fold_command(states, [edit(KEY_A, (3,), (1,))], iter([10]))
+    assert errors == []
+    assert stored == [1, 2]
+    assert changes[0].before == StoredValue(1, [1, 2])
+
+
+@pytest.mark.parametrize(("earlier", "set_edit", "result"), [
+    (write(KEY_A, [3, 4], 0), SetEdit((1,), (4,)), [3, 1]),
+    (remove(KEY_A, 0), SetEdit((4,), ()), [4]),
+    (edit(KEY_A, (3,), (1,), 0), SetEdit((1,), (2,)), [3, 1]),
+], ids=["after-a-write", "after-a-delete", "after-an-edit"])
+def test_an_edit_sees_the_items_before_it_in_the_command(
+    earlier: ValidWrite, set_edit: SetEdit, result: list[int]
+) -> None:
+    states: dict[ValueKey, KeyState] = {KEY_A: KeyState(A0, 3)}
+    changes, errors = fold_command(states, [earlier, edit(KEY_A, set_edit.add, set_edit.remove, 1)], iter([10, 11]))
+    assert errors == []
+    assert len(changes) == 2
+    assert changes[1].before == changes[0].after
+    assert (changes[1].seq, changes[1].after) == (5, StoredValue(11, result))
+    assert states == {KEY_A: KeyState(StoredValue(11, result), 5)}
+
+
+def test_two_edits_of_a_never_written_key_chain() -> None:
+    # Two edits of a never-written key in one command chain: the second sees what the first made.
+    states: dict[ValueKey, KeyState] = {}
+    changes, errors = fold_command(states, [edit(KEY_A, (1, 2), (), 0), edit(KEY_A, (3,), (1,), 1)], iter([10, 11]))
+    assert errors == []
+    assert [(c.kind, c.seq, c.after) for c in changes] == [
+        (ChangeKind.CREATED, 1, StoredValue(10, [1, 2])),
+        (ChangeKind.REPLACED, 2, StoredValue(11, [2, 3])),
+    ]
+
+
+# (state of KEY_A or None if never written, earlier items of the command, the refused edit, its message)
+EDITS_REFUSED: list[tuple[KeyState | None, list[ValidWrite], ValidWrite, ItemError]] = [
+    (KeyState(A0, 3), [], edit(KEY_A, (), (1, 2), 1), edit_refused(1, LEAVES_NOTHING)),
+    (None, [], edit(KEY_A, (), (1,), 1), edit_refused(1, LEAVES_NOTHING)),
+    (None, [], edit(KEY_A, (), (), 1), edit_refused(1, LEAVES_NOTHING)),
+    (KeyState(None, 5), [], edit(KEY_A, (), (2,), 1), edit_refused(1, LEAVES_NOTHING)),
+    # an earlier item of the command left the set it would empty
+    (KeyState(A0, 3), [write(KEY_A, [4], 0)], edit(KEY_A, (), (4,), 1), edit_refused(1, LEAVES_NOTHING)),
+    (KeyState(A0, 3), [remove(KEY_A, 0)], edit(KEY_A, (), (1,), 1), edit_refused(1, LEAVES_NOTHING)),
+    (KeyState(A0, 3), [edit(KEY_A, (), (1,), 0)], edit(KEY_A, (), (2,), 1), edit_refused(1, LEAVES_NOTHING)),
+    # the field's rules are checked on the set the edit makes
+    (KeyState(StoredValue(1, [1, 2]), 3), [], edit(KEY_PAIR, (3,), (), 1, definition=PAIR),
+     edit_refused(1, "must list at most 2 items", PAIR)),
+    (None, [], edit(KEY_PAIR, (1, 2, 3), (), 1, definition=PAIR), edit_refused(1, "must list at most 2 items", PAIR)),
+]
+
+
+@pytest.mark.parametrize("case", EDITS_REFUSED, ids=[
+    "removes-everything", "removes-from-nothing", "empty-edit-of-nothing", "removes-from-a-tombstone",
+    "after-a-write", "after-a-delete", "after-an-edit", "over-max-count", "over-max-count-from-nothing",
+])
+def test_an_edit_that_does_not_fit_fails_the_command(
+    case: tuple[KeyState | None, list[ValidWrite], ValidWrite, ItemError]
+) -> None:
+    state, earlier, refused, error = case
+    key = refused.key
+    states: dict[ValueKey, KeyState] = {} if state is None else {key: state}
+    original = states
+    snapshot = dict(states)
+    changes, errors = fold_command(states, [*earlier, refused, write(KEY_B, [1], 2)], itertools.count(100))
+    assert changes == []
+    assert errors == [error]
+    assert states is original
+    assert states == snapshot
+
+
+def test_an_edit_within_the_rules_applies() -> None:
+    states: dict[ValueKey, KeyState] = {KEY_PAIR: KeyState(StoredValue(1, [1, 2]), 3)}
+    changes, errors = fold_command(states, [edit(KEY_PAIR, (3,), (1,), definition=PAIR)], iter([10]))
+    assert errors == []
+    assert changes == [Change(KEY_PAIR, ChangeKind.REPLACED, 4, StoredValue(1, [1, 2]), StoredValue(10, [2, 3]), 10)]
+
+
+def test_an_edit_of_no_value_that_must_exist_is_not_found_not_invalid() -> None:
+    states: dict[ValueKey, KeyState] = {KEY_A: KeyState(None, 5)}
+    changes, errors = fold_command(states, [edit(KEY_A, (), (1,), 0, must_exist=True)], iter([10]))
+    assert changes == []
+    assert errors == [not_found("update", 0)]
     assert states == {KEY_A: KeyState(None, 5)}

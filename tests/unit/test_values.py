@@ -13,11 +13,13 @@ from cfv.domain.fields import (
     SubjectType,
     ValueType,
 )
-from cfv.domain.rules import parse_rules
+from cfv.domain.rules import ValueRules, parse_rules
 from cfv.domain.values import (
     MAX_ITEMS,
     MAX_STRING_LENGTH,
     InvalidValue,
+    SetEdit,
+    apply_edit,
     canonical_subject_id,
     render_subject_id,
     validate_value,
@@ -617,3 +619,243 @@ def test_work_item_subject_id_round_trips_to_string(raw: str) -> None:
     assert rendered == UUID_LOWER
     assert type(rendered) is str
     assert canonical_subject_id(SubjectType.WORK_ITEM, rendered) == stored
+
+
+# edits of a multi choice set: {"add": [...], "remove": [...]}
+
+MULTI = field(ValueType.MULTI)
+WIDE_MULTI = field(ValueType.MULTI, choice_ids=frozenset(range(1, 201)))
+
+
+def edit(add: tuple[int, ...] = (), remove: tuple[int, ...] = ()) -> SetEdit:
+    return SetEdit(add, remove)
+
+
+# (raw, the edit it is)
+EDITS: list[tuple[Any, SetEdit]] = [
+    ({"add": [2]}, edit(add=(2,))),
+    ({"remove": [2]}, edit(remove=(2,))),
+    ({"add": [3, 1], "remove": [2]}, edit(add=(3, 1), remove=(2,))),
+    ({"add": [], "remove": []}, edit()),
+    ({"add": []}, edit()),
+    # by UUID, any spelling, or ids and UUIDs mixed: integer ids, first-seen order
+    ({"add": [CHOICE_40, 1]}, edit(add=(40, 1))),
+    ({"add": [CHOICE_2.upper()], "remove": [CHOICE_1.replace("-", "")]}, edit(add=(2,), remove=(1,))),
+    ({"remove": [CHOICE_40, 3]}, edit(remove=(40, 3))),
+    # duplicates collapse, an id and its own UUID are one choice
+    ({"add": [3, 1, 3, CHOICE_1]}, edit(add=(3, 1))),
+    ({"remove": [2, CHOICE_2, CHOICE_2.upper(), 2]}, edit(remove=(2,))),
+    # remove may name a choice that is no longer active (by id or UUID); add may not
+    ({"remove": [5]}, edit(remove=(5,))),
+    ({"remove": [CHOICE_INACTIVE]}, edit(remove=(5,))),
+    ({"add": [1], "remove": [CHOICE_INACTIVE]}, edit(add=(1,), remove=(5,))),
+]
+
+
+# (raw, part of the message)
+BAD_EDITS: list[tuple[Any, str]] = [
+    # the shape
+    ({}, 'an edit of the set is {"add": [choices], "remove": [choices]}'),
+    ({"add": [1], "replace": [2]}, 'an edit of the set is {"add": [choices], "remove": [choices]}'),
+    ({"set": [1]}, 'an edit of the set is {"add": [choices], "remove": [choices]}'),
+    ({"Add": [1]}, 'an edit of the set is {"add": [choices], "remove": [choices]}'),
+    ({"add": 1}, "add and remove are lists of at most 100 choices"),
+    ({"add": CHOICE_1}, "add and remove are lists of at most 100 choices"),
+    ({"add": None}, "add and remove are lists of at most 100 choices"),
+    ({"add": {"x": 1}}, "add and remove are lists of at most 100 choices"),
+    ({"remove": 2}, "add and remove are lists of at most 100 choices"),
+    ({"remove": None}, "add and remove are lists of at most 100 choices"),
+    ({"add": [1], "remove": "2"}, "add and remove are lists of at most 100 choices"),
+    # the choices' form
+    ({"add": [True]}, "choices are given by their integer ids or UUIDs"),
+    ({"add": ["2"]}, "choices are given by their integer ids or UUIDs"),
+    ({"add": [2.0]}, "choices are given by their integer ids or UUIDs"),
+    ({"add": [None]}, "choices are given by their integer ids or UUIDs"),
+    ({"add": [[1]]}, "choices are given by their integer ids or UUIDs"),
+    ({"remove": ["not-a-uuid"]}, "choices are given by their integer ids or UUIDs"),
+    ({"remove": [False]}, "choices are given by their integer ids or UUIDs"),
+    # add names active choices only
+    ({"add": [9]}, "not a choice of this field: 9"),
+    ({"add": [1, 8, 9]}, "not a choice of this field: 8, 9"),
+    ({"add": [5]}, "not a choice of this field: 5"),
+    ({"add": [CHOICE_INACTIVE]}, f"not a choice of this field: {CHOICE_INACTIVE}"),
+    ({"add": [UUID_UPPER]}, f"not a choice of this field: {UUID_LOWER}"),
+    # remove names known choices only
+    ({"remove": [UUID_OTHER]}, f"not a choice of this field: {UUID_OTHER}"),
+    ({"add": [1], "remove": [UUID_UPPER]}, f"not a choice of this field: {UUID_LOWER}"),
+    # a choice on both sides, however it is named
+    ({"add": [1], "remove": [1]}, "cannot both add and remove 1"),
+    ({"add": [CHOICE_1], "remove": [1]}, "cannot both add and remove 1"),
+    ({"add": [2], "remove": [CHOICE_2.upper()]}, "cannot both add and remove 2"),
+    ({"add": [1, 2, 3], "remove": [3, 40, 1]}, "cannot both add and remove 1, 3"),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), EDITS, ids=[repr(raw) for raw, _ in EDITS])
+def test_a_dict_on_a_multi_field_is_an_edit_of_the_set(raw: Any, expected: SetEdit) -> None:
+    result = validate_value(MULTI, raw)
+    assert type(result) is SetEdit
+    assert result == expected
+    assert type(result.add) is tuple and type(result.remove) is tuple
+    assert all(type(choice) is int for choice in result.add + result.remove)
+
+
+@pytest.mark.parametrize(("raw", "message"), BAD_EDITS, ids=[repr(raw) for raw, _ in BAD_EDITS])
+def test_a_bad_edit_of_the_set_is_refused(raw: Any, message: str) -> None:
+    with pytest.raises(InvalidValue, match=re.escape(message)):
+        validate_value(MULTI, raw)
+
+
+def test_an_edit_names_every_unknown_choice_exactly() -> None:
+    with pytest.raises(InvalidValue) as raised:
+        validate_value(MULTI, {"add": [1, 9, CHOICE_INACTIVE]})
+    assert str(raised.value) == f"not a choice of this field: 9, {CHOICE_INACTIVE}"
+
+
+@pytest.mark.parametrize("side", ["add", "remove"])
+def test_an_edit_takes_at_most_max_items_per_side_as_sent(side: str) -> None:
+    choices = list(range(1, MAX_ITEMS + 1))
+    assert getattr(validate_value(WIDE_MULTI, {side: choices}), side) == tuple(choices)
+    with pytest.raises(InvalidValue, match="add and remove are lists of at most 100 choices"):
+        validate_value(WIDE_MULTI, {side: [*choices, MAX_ITEMS + 1]})
+    with pytest.raises(InvalidValue, match="add and remove are lists of at most 100 choices"):
+        validate_value(WIDE_MULTI, {side: [1] * (MAX_ITEMS + 1)})  # counted as sent, before collapsing
+
+
+def test_an_edit_is_not_checked_against_the_rules_until_applied() -> None:
+    # How many choices the set ends with depends on the set it is applied to.
+    definition = field(ValueType.MULTI, rules={"max_count": 1})
+    assert validate_value(definition, {"add": [1, 2, 3]}) == edit(add=(1, 2, 3))
+    with pytest.raises(InvalidValue, match="must list at most 1 items"):
+        validate_value(definition, [1, 2, 3])  # whereas a whole set is checked at once
+
+
+def test_an_edit_of_a_required_multi_field_is_an_edit_too() -> None:
+    assert validate_value(field(ValueType.MULTI, required=True), {"remove": [1]}) == edit(remove=(1,))
+
+
+# (definition, the refusal of its own type's validator)
+DICT_ON_OTHER_TYPES: list[tuple[FieldDefinition, str]] = [
+    (field(ValueType.STRING), "must be a string"),
+    (field(ValueType.URL), "must be a string"),
+    (field(ValueType.EMAIL), "must be a string"),
+    (field(ValueType.FILE), "must be a string"),
+    (field(ValueType.DATE), "YYYY-MM-DD"),
+    (field(ValueType.DATETIME), "ISO 8601 date and time"),
+    (field(ValueType.NUMBER), "must be a number"),
+    (field(ValueType.CURRENCY), '[amount, "currency code"]'),
+    (field(ValueType.BOOLEAN), "true or false"),
+    (field(ValueType.SINGLE), "choices are given by their integer ids or UUIDs"),
+    (USER_SINGLE, "positive integer ids"),
+    (USER_MULTI, "positive integer ids"),
+    (WORK_ITEM_MULTI, "work items are given by their UUIDs"),
+    (WI_USER_MULTI, "users are given by their UUIDs"),
+]
+
+
+@pytest.mark.parametrize(("definition", "message"), DICT_ON_OTHER_TYPES,
+                         ids=[_case_id((d, "edit", None)) for d, _ in DICT_ON_OTHER_TYPES])
+@pytest.mark.parametrize("raw", [{"add": [1]}, {"remove": [1]}, {"add": [1], "remove": [2]}], ids=repr)
+def test_a_dict_on_a_field_that_is_not_multi_choice_is_refused_by_its_type(
+    definition: FieldDefinition, message: str, raw: Any
+) -> None:
+    with pytest.raises(InvalidValue, match=re.escape(message)):
+        validate_value(definition, raw)
+
+
+def test_every_type_but_multi_refuses_an_edit() -> None:
+    assert {d.value_type for d, _ in DICT_ON_OTHER_TYPES} == set(ValueType) - {ValueType.MULTI}
+
+
+# apply_edit: removals first, then additions appended in order, no duplicates
+
+# (definition, edit, current, result)
+APPLIED: list[tuple[FieldDefinition, SetEdit, list[Any] | None, list[Any]]] = [
+    (MULTI, edit(add=(2,)), None, [2]),
+    (MULTI, edit(add=(3, 1, 2)), None, [3, 1, 2]),
+    (MULTI, edit(add=(2,)), [1], [1, 2]),
+    (MULTI, edit(add=(40, 2)), [3, 1], [3, 1, 40, 2]),
+    # what is there already stays where it is
+    (MULTI, edit(add=(1,)), [3, 1], [3, 1]),
+    (MULTI, edit(add=(2, 3, 40)), [3, 1], [3, 1, 2, 40]),
+    (MULTI, edit(remove=(1,)), [3, 1, 2], [3, 2]),
+    (MULTI, edit(remove=(3, 2)), [3, 1, 2], [1]),
+    # removing what is not there changes nothing
+    (MULTI, edit(remove=(40,)), [3, 1], [3, 1]),
+    # removals first, then additions
+    (MULTI, edit(add=(40,), remove=(1,)), [1, 2, 3], [2, 3, 40]),
+    (MULTI, edit(add=(1, 2), remove=(3,)), [3], [1, 2]),
+    # validation never makes such an edit, but applied on its own a choice removed and added moves to the end
+    (MULTI, edit(add=(1,), remove=(1,)), [1, 2], [2, 1]),
+    # an empty edit keeps the set
+    (MULTI, edit(), [2, 1], [2, 1]),
+    # a choice no longer active stays unless removed
+    (MULTI, edit(add=(2,)), [5, 1], [5, 1, 2]),
+    (MULTI, edit(add=(2,), remove=(5,)), [5, 1], [1, 2]),
+    # the rules see the result: removals make room for additions
+    (field(ValueType.MULTI, rules={"max_count": 2}), edit(add=(3,), remove=(1,)), [1, 2], [2, 3]),
+    (field(ValueType.MULTI, rules={"max_count": 2}), edit(add=(1,)), [1, 2], [1, 2]),
+    (field(ValueType.MULTI, rules={"max_count": 2}), edit(add=(1, 2)), None, [1, 2]),
+    (field(ValueType.MULTI, required=True), edit(remove=(1,)), [1, 2], [2]),
+]
+
+
+# (definition, edit, current, part of the message)
+BAD_APPLIED: list[tuple[FieldDefinition, SetEdit, list[Any] | None, str]] = [
+    (MULTI, edit(remove=(1,)), [1], "the edit would leave no choice; delete the value to clear it"),
+    (MULTI, edit(remove=(1, 2)), [2, 1], "the edit would leave no choice; delete the value to clear it"),
+    (MULTI, edit(remove=(1,)), None, "the edit would leave no choice; delete the value to clear it"),
+    (MULTI, edit(), None, "the edit would leave no choice; delete the value to clear it"),
+    (MULTI, edit(), [], "the edit would leave no choice; delete the value to clear it"),
+    (field(ValueType.MULTI, required=True), edit(remove=(1,)), [1],
+     "the edit would leave no choice; delete the value to clear it"),
+    (field(ValueType.MULTI, rules={"max_count": 2}), edit(add=(3,)), [1, 2], "must list at most 2 items"),
+    (field(ValueType.MULTI, rules={"max_count": 2}), edit(add=(1, 2, 3)), None, "must list at most 2 items"),
+    (field(ValueType.MULTI, rules={"max_count": 2}), edit(add=(40,), remove=(5,)), [1, 2],
+     "must list at most 2 items"),
+    # a ValueRules built directly is honoured too
+    (FieldDefinition(7, 1, "Field", SubjectType.STORY, ValueType.MULTI, choice_ids=CHOICES,
+                     rules=ValueRules(max_count=1)), edit(add=(2,)), [1], "must list at most 1 items"),
+    (WIDE_MULTI, edit(add=(MAX_ITEMS + 1,)), list(range(1, MAX_ITEMS + 1)), "must list at most 100 choices"),
+]
+
+
+def _apply_id(case: tuple[FieldDefinition, SetEdit, Any, Any]) -> str:
+    definition, applied, current, _ = case
+    rules = "" if definition.rules is None else f"{definition.rules.as_json()}:"
+    current_text = repr(current) if current is None or len(current) <= 5 else f"[{len(current)} choices]"
+    return f"{rules}+{list(applied.add)}-{list(applied.remove)}:{current_text}"
+
+
+@pytest.mark.parametrize("case", APPLIED, ids=[_apply_id(c) for c in APPLIED])
+def test_an_edit_applied_to_a_set(case: tuple[FieldDefinition, SetEdit, list[Any] | None, list[Any]]) -> None:
+    definition, applied, current, result = case
+    snapshot = None if current is None else list(current)
+    assert apply_edit(definition, applied, current) == result
+    assert current == snapshot  # the current set is not changed in place
+
+
+@pytest.mark.parametrize("case", BAD_APPLIED, ids=[_apply_id(c) for c in BAD_APPLIED])
+def test_an_edit_that_does_not_fit_is_refused(case: tuple[FieldDefinition, SetEdit, list[Any] | None, str]) -> None:
+    definition, applied, current, message = case
+    with pytest.raises(InvalidValue, match=re.escape(message)) as raised:
+        apply_edit(definition, applied, current)
+    assert type(raised.value) is InvalidValue  # a rule's violation is the client's InvalidValue
+
+
+def test_an_applied_edit_is_a_fresh_list_without_duplicates() -> None:
+    current = [1, 2]
+    result = apply_edit(MULTI, edit(add=(2, 3, 1, 40)), current)
+    assert result == [1, 2, 3, 40]
+    assert len(result) == len(set(result))
+    assert result is not current
+    assert current == [1, 2]
+
+
+def test_a_validated_edit_applies_to_the_set_it_finds() -> None:
+    # The whole path: what a client sends, by UUIDs and ids, applied to two different sets.
+    validated = validate_value(MULTI, {"add": [CHOICE_40, 2], "remove": [CHOICE_1]})
+    assert isinstance(validated, SetEdit)
+    assert apply_edit(MULTI, validated, [1, 3]) == [3, 40, 2]
+    assert apply_edit(MULTI, validated, [2, 1]) == [2, 40]
+    assert apply_edit(MULTI, validated, None) == [40, 2]

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from cfv.domain.fields import FieldDefinition, RelationTarget, SubjectType, ValueType
 from cfv.domain.rules import parse_rules
+from cfv.domain.values import SetEdit
 from cfv.domain.writes import (
     NO_REF,
     ErrorType,
@@ -30,7 +31,9 @@ OLD = FieldDefinition(3, WORKSPACE, "Old", SubjectType.STORY, ValueType.STRING, 
 THEIRS = FieldDefinition(4, OTHER_WORKSPACE, "Theirs", SubjectType.STORY, ValueType.STRING)
 OWNER = FieldDefinition(5, WORKSPACE, "Owner", SubjectType.WORK_ITEM, ValueType.RELATION,
                         relation_target=RelationTarget.USER)
-TAGS = FieldDefinition(6, WORKSPACE, "Tags", SubjectType.USER, ValueType.MULTI, choice_ids=frozenset({1, 2, 3}))
+TAG_UUID = "a0000000-0000-4000-8000-000000000002"
+TAGS = FieldDefinition(6, WORKSPACE, "Tags", SubjectType.USER, ValueType.MULTI, choice_ids=frozenset({1, 2, 3}),
+                       choice_uuids={TAG_UUID: 2})
 DUE = FieldDefinition(7, WORKSPACE, "Due", SubjectType.STORY, ValueType.DATE)
 TITLE = FieldDefinition(8, WORKSPACE, "Title", SubjectType.STORY, ValueType.STRING, required=True)
 RETIRED = FieldDefinition(9, WORKSPACE, "Retired", SubjectType.STORY, ValueType.NUMBER, active=False)
@@ -354,3 +357,92 @@ def test_writes_and_deletes_are_validated_together() -> None:
         (2, Op.DELETE, None, False, NO_REF),
         (5, Op.DELETE, None, False, PLANE),
     ]
+
+
+# expected_version and origin; edits of a multi choice set; precondition_failed
+
+
+@pytest.mark.parametrize(("error_type", "wire"), [
+    (ErrorType.VALIDATION, "validation"),
+    (ErrorType.NOT_FOUND, "not_found"),
+    (ErrorType.CONFLICT, "conflict"),
+    (ErrorType.PRECONDITION, "precondition_failed"),
+    (ErrorType.INTERNAL, "internal"),
+])
+def test_error_types_have_their_wire_names(error_type: ErrorType, wire: str) -> None:
+    assert error_type == wire
+    assert ErrorType(wire) is error_type
+
+
+def test_an_item_expects_no_version_and_has_no_origin_by_default() -> None:
+    item = WriteItem("Story", 1, BUDGET.id, 5)
+    assert (item.expected_version, item.origin) == (None, None)
+    valid, errors = validate(item, WriteItem("Story", 1, BUDGET.id, None, Op.DELETE))
+    assert errors == []
+    assert [(w.expected_version, w.origin) for w in valid] == [(None, None), (None, None)]
+
+
+@pytest.mark.parametrize("expected_version", [None, 0, 1, 42])
+@pytest.mark.parametrize("origin", [None, "kantata", "plane-sync"])
+def test_a_write_carries_its_expected_version_and_origin(expected_version: int | None, origin: str | None) -> None:
+    valid, errors = validate(WriteItem("Story", "7", CAPPED.id, 100, Op.WRITE, True, PLANE, expected_version, origin))
+    assert errors == []
+    assert valid == [
+        ValidWrite(0, ValueKey(SubjectType.STORY, "7", CAPPED.id), 100, CAPPED, Op.WRITE, True, PLANE,
+                   expected_version, origin),
+    ]
+
+
+@pytest.mark.parametrize("expected_version", [None, 0, 3])
+@pytest.mark.parametrize("origin", [None, "kantata"])
+def test_a_delete_carries_its_expected_version_and_origin(expected_version: int | None, origin: str | None) -> None:
+    valid, errors = validate(WriteItem("Story", "0042", BUDGET.id, None, Op.DELETE, external=PLANE,
+                                       expected_version=expected_version, origin=origin))
+    assert errors == []
+    assert valid == [
+        ValidWrite(0, ValueKey(SubjectType.STORY, "42", BUDGET.id), None, BUDGET, Op.DELETE, False, PLANE,
+                   expected_version, origin),
+    ]
+
+
+def test_expected_version_and_origin_stay_with_their_own_items() -> None:
+    valid, errors = validate(
+        WriteItem("Story", 1, BUDGET.id, 1, expected_version=4, origin="a"),
+        WriteItem("Story", 1, BUDGET.id, "bad", expected_version=5, origin="b"),  # refused
+        WriteItem("Story", 2, BUDGET.id, None, Op.DELETE, expected_version=6, origin="c"),
+        WriteItem("Story", 3, BUDGET.id, 3),
+    )
+    assert errors == [ItemError(ErrorType.VALIDATION, "Budget: must be a number", "value", 1, BUDGET.id)]
+    assert [(w.index, w.expected_version, w.origin) for w in valid] == [(0, 4, "a"), (2, 6, "c"), (3, None, None)]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ({"add": [3, 1, 3]}, SetEdit((3, 1), ())),
+    ({"remove": [TAG_UUID.upper()]}, SetEdit((), (2,))),
+    ({"add": [TAG_UUID], "remove": [1]}, SetEdit((2,), (1,))),
+], ids=repr)
+def test_a_dict_on_a_multi_field_is_a_valid_edit_of_the_set(value: Any, expected: SetEdit) -> None:
+    valid, errors = validate(WriteItem("User", "9", TAGS.id, value, Op.WRITE, True, PLANE, 2, "plane"))
+    assert errors == []
+    assert valid == [ValidWrite(0, ValueKey(SubjectType.USER, "9", TAGS.id), expected, TAGS, Op.WRITE, True, PLANE,
+                                2, "plane")]
+    assert type(valid[0].value) is SetEdit
+
+
+@pytest.mark.parametrize(("field", "subject_type", "value", "message"), [
+    (TAGS, "User", {}, 'Tags: an edit of the set is {"add": [choices], "remove": [choices]}'),
+    (TAGS, "User", {"add": [1], "keep": [2]}, 'Tags: an edit of the set is {"add": [choices], "remove": [choices]}'),
+    (TAGS, "User", {"add": 1}, "Tags: add and remove are lists of at most 100 choices"),
+    (TAGS, "User", {"add": [9]}, "Tags: not a choice of this field: 9"),
+    (TAGS, "User", {"add": [1], "remove": [1]}, "Tags: cannot both add and remove 1"),
+    (COLOUR, "Story", {"add": [1]}, "Colour: choices are given by their integer ids or UUIDs"),
+    (BUDGET, "Story", {"add": [1]}, "Budget: must be a number"),
+    (OWNER, "WorkItem", {"add": [USER_UUID]}, "Owner: users are given by their UUIDs"),
+], ids=repr)
+def test_a_bad_edit_or_an_edit_of_another_type_is_a_validation_error(
+    field: FieldDefinition, subject_type: str, value: Any, message: str
+) -> None:
+    subject_id = UUID_LOWER if subject_type == "WorkItem" else 1
+    valid, errors = validate(WriteItem(subject_type, subject_id, field.id, value, expected_version=1))
+    assert valid == []
+    assert errors == [ItemError(ErrorType.VALIDATION, message, "value", 0, field.id)]

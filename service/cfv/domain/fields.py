@@ -58,8 +58,8 @@ class RelationTarget(StrEnum):
 class FieldDefinition:
     """A custom field, with what validation needs to know of it.
 
-    ``choice_ids`` are the choices a write may pick (active, not deleted); ``choice_uuids`` names the same
-    choices by their UUIDs, which a write may use instead. ``required`` fields refuse blank values and
+    ``choice_ids`` are the choices a write may pick (active, not deleted); ``choice_uuids`` maps the UUID of
+    every choice of the field to its id, as a write may name choices by UUID. ``required`` fields refuse blank values and
     deletes; inactive fields refuse writes.
     """
 

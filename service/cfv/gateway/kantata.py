@@ -239,9 +239,22 @@ async def update_field(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/custom_fields/{field_id}")
 async def delete_field(request: web.Request) -> web.Response:
-    """Delete a field: it no longer accepts values."""
+    """Delete a field and all its values (each announced as deleted); writes after it find no field."""
     field_id = _int_id(request, "field_id", "custom field")
-    pool = request.app[keys.POOL]
-    if await pool.fetchval(query("delete_field"), field_id, _principal(request).workspace_id) is None:
+    if await request.app[keys.POOL].fetchrow(query("get_field"), field_id, _principal(request).workspace_id) is None:
         raise not_found("custom field")
+    return await submit_field_deletion(request, field_id)
+
+
+async def submit_field_deletion(request: web.Request, field_id: int) -> web.Response:
+    """Have the workers delete a field and its values; 204 once done (202 if it takes longer). Both faces
+    delete fields this way."""
+    respond_async = wants_async(request)
+    submitted = await request.app[keys.SUBMITTER].delete_field(
+        _principal(request), field_id, idempotency_key=request.headers.get("Idempotency-Key"),
+        wait=not respond_async)
+    if submitted.outcome is None:
+        return accepted(submitted, respond_async=respond_async)
+    if submitted.outcome["status"] == "failed":
+        raise ApiError(failure_status(submitted.outcome), submitted.outcome["errors"])
     return web.Response(status=204)

@@ -33,6 +33,7 @@ from cfv.gateway import keys
 from cfv.gateway.auth import Principal
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import accepted, read_json, wants_async
+from cfv.gateway.kantata import submit_field_deletion
 from cfv.gateway.plane_wire import (
     core_type,
     plane_type,
@@ -251,11 +252,9 @@ async def update_property(request: web.Request) -> web.Response:
 
 @routes.delete(PROPERTY)
 async def delete_property(request: web.Request) -> web.Response:
-    """Delete a property: it takes no more values, and its values are no longer shown."""
+    """Delete a property and all its values (each announced as deleted)."""
     _, row = await _property(request)
-    if await _pool(request).fetchval(query("delete_property"), row["id"]) is None:
-        raise not_found("property")
-    return web.Response(status=204)
+    return await submit_field_deletion(request, row["id"])
 
 
 # --- options ------------------------------------------------------------------------------------------

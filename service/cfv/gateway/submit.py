@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from cfv_schemas.commands import CommandItem, WriteValues
+from cfv_schemas.commands import CommandItem, DeleteField, WriteValues
 
 from cfv.broker.publisher import CommandPublisher, PublishFailed
 from cfv.faults import TRANSIENT_ERRORS
@@ -50,20 +50,29 @@ class Submitter:
     async def submit(self, principal: Principal, items: list[CommandItem], *, idempotency_key: str | None,
                      wait: bool) -> Submitted:
         """Publish a write of ``items``; with ``wait``, return its outcome unless the wait times out."""
+        command = WriteValues(items=items, **self._envelope(principal, idempotency_key, wait, items))
+        return await self._send(command, wait)
+
+    async def delete_field(self, principal: Principal, field_id: int, *, idempotency_key: str | None,
+                           wait: bool) -> Submitted:
+        """Publish the deletion of a field and all its values; with ``wait``, return its outcome."""
+        command = DeleteField(type="delete_field", custom_field_id=field_id,
+                              **self._envelope(principal, idempotency_key, wait, {"delete_field": field_id}))
+        return await self._send(command, wait)
+
+    def _envelope(self, principal: Principal, idempotency_key: str | None, wait: bool,
+                  content: Any) -> dict[str, Any]:
+        """What every command carries: its id, who, when, idempotency, and where to reply."""
         if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
             raise ApiError.one(400, "validation",
                                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters of UTF-8 text",
                                "Idempotency-Key")
-        command = WriteValues(
-            id=uuid.uuid4(),
-            workspace_id=principal.workspace_id,
-            actor=principal.actor,
-            accepted_at=datetime.now(UTC),
-            items=items,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash(items) if idempotency_key is not None else None,
-            reply_to=self._waiter.gateway_id if wait else None,
-        )
+        return {"id": uuid.uuid4(), "workspace_id": principal.workspace_id, "actor": principal.actor,
+                "accepted_at": datetime.now(UTC), "idempotency_key": idempotency_key,
+                "request_hash": request_hash(content) if idempotency_key is not None else None,
+                "reply_to": self._waiter.gateway_id if wait else None}
+
+    async def _send(self, command: WriteValues | DeleteField, wait: bool) -> Submitted:
         future = self._waiter.expect(command.id) if wait else None
         try:
             await self._publisher.submit(command)
@@ -82,7 +91,7 @@ class Submitter:
         await self._mark_pending(command)
         return Submitted(command.id, None)
 
-    async def _mark_pending(self, command: WriteValues) -> None:
+    async def _mark_pending(self, command: WriteValues | DeleteField) -> None:
         """Record that the operation exists, so polling it finds it even before a worker took it."""
         # If the database is down, the command is still safe on the broker: the operation appears once applied.
         with contextlib.suppress(*TRANSIENT_ERRORS):
@@ -97,7 +106,8 @@ def _valid_idempotency_key(key: str) -> bool:
     return 0 < len(key) <= MAX_IDEMPOTENCY_KEY
 
 
-def request_hash(items: list[CommandItem]) -> str:
+def request_hash(content: list[CommandItem] | dict[str, Any]) -> str:
     """A digest of a request's content, to tell an idempotent retry from a different request."""
-    canonical = orjson.dumps([item.model_dump(mode="json") for item in items], option=orjson.OPT_SORT_KEYS)
+    data = [item.model_dump(mode="json") for item in content] if isinstance(content, list) else content
+    canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()

@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from cfv_schemas.commands import Command
+from cfv_schemas.commands import Command, DeleteField
 from cfv_schemas.events import EVENT_TYPES
 
-from cfv.domain.changes import Change, KeyState, StoredValue, fold_command
+from cfv.domain.changes import EMPTY, Change, KeyState, StoredValue, fold_command
 from cfv.domain.fields import FieldDefinition, RelationTarget, SubjectType, ValueType
 from cfv.domain.rules import rules_from_storage
 from cfv.domain.writes import ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey, WriteItem, validate_items
@@ -43,6 +43,8 @@ class _Prepared:
     command: Command
     writes: list[ValidWrite] = field(default_factory=list)
     outcome: Outcome | None = None  # set when the command is settled without writing
+    deleting: FieldDefinition | None = None  # the field a DeleteField command deletes
+    stored_keys: list[ValueKey] = field(default_factory=list)  # and the keys holding its values before the batch
 
 
 async def apply_batch(connection: Connection, commands: Sequence[Command]) -> list[Outcome]:
@@ -68,21 +70,40 @@ async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Ou
     definitions = await _definitions(connection, fresh)
     prepared = [_validate(command, definitions) for command in fresh]
     idempotency = await _idempotency_records(connection, fresh)
+    for p in prepared:
+        if p.deleting is not None:
+            p.stored_keys = [ValueKey(SubjectType(r["subject_type"]), r["subject_id"], p.deleting.id)
+                             for r in await connection.fetch(query("field_value_keys"), p.deleting.id)]
 
     writes = [w for p in prepared for w in p.writes]
-    states = await _current_states(connection, [(p.command.workspace_id, w.key) for p in prepared
-                                                for w in p.writes])
-    ids = iter(await _allocate_ids(connection, len(writes)))
+    states = await _current_states(connection, [(p.command.workspace_id, key) for p in prepared
+                                                for key in [w.key for w in p.writes] + p.stored_keys])
+    # A field's deletion also deletes the values this batch gives it: at most one per write.
+    deletions = sum(len(p.stored_keys) + len(writes) for p in prepared if p.deleting is not None)
+    ids = iter(await _allocate_ids(connection, len(writes) + deletions))
     slugs = {r["id"]: r["slug"] for r in await connection.fetch(
         query("workspace_slugs"), list({c.workspace_id for c in fresh}))}
 
     batch = _BatchWrites(now)
+    deleted_fields: set[int] = set()
     for p in prepared:
         command = p.command
         idem = (command.workspace_id, command.idempotency_key) if command.idempotency_key else None
         if idem is not None and idem in idempotency:
             p.outcome = _replay(command, *idempotency[idem])
             continue
+        if p.outcome is None and p.deleting is not None:
+            if p.deleting.id in deleted_fields:
+                p.outcome = _failed(command.id, [_field_not_found(p.deleting.id)])
+                continue
+            deleted_fields.add(p.deleting.id)
+            p.writes = _deletes_of_field(p.deleting, p.stored_keys, states.get(command.workspace_id, {}))
+        elif p.outcome is None and deleted_fields:  # validated before an earlier command deleted its field
+            gone = [_field_not_found(w.key.custom_field_id, w.index) for w in p.writes
+                    if w.key.custom_field_id in deleted_fields]
+            if gone:
+                p.outcome = _failed(command.id, gone)
+                continue
         if p.outcome is None:
             changes, errors = fold_command(states.setdefault(command.workspace_id, {}), p.writes, ids)
             if errors:
@@ -93,6 +114,8 @@ async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Ou
                 idempotency[idem] = (command.request_hash or "", p.outcome)
                 batch.idempotency.append(command)
     await batch.write(connection, states)
+    if deleted_fields:
+        await connection.execute(query("mark_fields_deleted"), list(deleted_fields), now)
 
     outcomes: dict[uuid.UUID, Outcome] = {}
     for p in prepared:
@@ -107,12 +130,29 @@ async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Ou
     return [outcomes[c.id] for c in commands]
 
 
+def _field_ids(command: Command) -> list[int]:
+    if isinstance(command, DeleteField):
+        return [command.custom_field_id]
+    return [item.custom_field_id for item in command.items]
+
+
+def _field_not_found(field_id: int, index: int | None = None) -> ItemError:
+    return ItemError(ErrorType.NOT_FOUND, f"custom field {field_id} not found", "custom_field_id", index, field_id)
+
+
+def _deletes_of_field(definition: FieldDefinition, stored_keys: list[ValueKey],
+                      states: dict[ValueKey, KeyState]) -> list[ValidWrite]:
+    """A delete of every value the field holds now: stored before the batch, or written earlier in it."""
+    keys = dict.fromkeys(stored_keys + [k for k in states if k.custom_field_id == definition.id])
+    return [ValidWrite(index, key, None, definition, Op.DELETE) for index, key in enumerate(
+        key for key in keys if states.get(key, EMPTY).current is not None)]
+
+
 async def _definitions(
     connection: Connection, commands: Iterable[Command]
 ) -> dict[int, FieldDefinition]:
     # An id beyond bigint names no field (it is answered not_found); sent to Postgres it would fail the batch.
-    field_ids = list({item.custom_field_id for c in commands for item in c.items
-                      if -(2**63) <= item.custom_field_id < 2**63})
+    field_ids = list({field_id for c in commands for field_id in _field_ids(c) if -(2**63) <= field_id < 2**63})
     if not field_ids:
         return {}
     return {
@@ -128,7 +168,7 @@ async def _definitions(
             deleted=r["deleted"],
             active=r["is_active"],
             required=r["is_required"],
-            choice_uuids={str(u): i for u, i in zip(r["choice_uuids"], r["choice_ids"], strict=True)},
+            choice_uuids={str(u): i for u, i in zip(r["choice_uuids"], r["all_choice_ids"], strict=True)},
             rules=rules_from_storage(r["validation_rules"]),
         )
         for r in await connection.fetch(query("field_definitions"), field_ids)
@@ -136,6 +176,11 @@ async def _definitions(
 
 
 def _validate(command: Command, definitions: dict[int, FieldDefinition]) -> _Prepared:
+    if isinstance(command, DeleteField):
+        definition = definitions.get(command.custom_field_id)
+        if definition is None or definition.deleted or definition.workspace_id != command.workspace_id:
+            return _Prepared(command, outcome=_failed(command.id, [_field_not_found(command.custom_field_id)]))
+        return _Prepared(command, deleting=definition)
     items = [WriteItem(i.subject_type, i.subject_id, i.custom_field_id, i.value, Op(i.op), i.must_exist,
                        ExternalRef(i.external_id, i.external_source), i.expected_version, i.origin)
              for i in command.items]

@@ -11,13 +11,13 @@ FROM (SELECT DISTINCT unnest($1::bigint[]) AS ws ORDER BY 1) AS sorted;
 SELECT id, outcome FROM operations WHERE id = ANY($1::uuid[]) AND status <> 'pending';
 
 -- name: field_definitions
--- The choices a write may pick: active and not deleted, by id and by UUID.
+-- The choices a write may pick (active, not deleted), and the UUID of every choice (an edit may remove any).
 SELECT f.id, f.workspace_id, f.name, f.subject_type, f.value_type, f.relation_target, f.relation_multi,
        f.deleted_at IS NOT NULL AS deleted, f.is_active, f.is_required, f.validation_rules,
        coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.is_active AND c.deleted_at IS NULL), '{}')
            AS choice_ids,
-       coalesce(array_agg(c.uuid ORDER BY c.id) FILTER (WHERE c.is_active AND c.deleted_at IS NULL), '{}')
-           AS choice_uuids
+       coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL), '{}') AS all_choice_ids,
+       coalesce(array_agg(c.uuid ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL), '{}') AS choice_uuids
 FROM custom_fields f
 LEFT JOIN custom_field_choices c ON c.custom_field_id = f.id
 WHERE f.id = ANY($1::bigint[])
@@ -107,3 +107,10 @@ JOIN workspaces w ON w.id = v.workspace_id
 ON CONFLICT (id) DO UPDATE
     SET status = 'failed', outcome = excluded.outcome, completed_at = excluded.completed_at
     WHERE o.status = 'pending';
+
+-- name: field_value_keys
+-- The keys holding a value of a field about to be deleted (read under the workspace's lock).
+SELECT subject_type, subject_id FROM current_values WHERE custom_field_id = $1 AND value_id IS NOT NULL;
+
+-- name: mark_fields_deleted
+UPDATE custom_fields SET deleted_at = $2, updated_at = $2 WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL;

@@ -45,12 +45,6 @@ SET name = coalesce($3, name), description = coalesce($4, description),
 WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL
 RETURNING id;
 
--- name: delete_field
-UPDATE custom_fields SET deleted_at = now(), updated_at = now()
-WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL
-RETURNING id;
-
--- Current values as the Kantata face answers them; a deleted value (null) is not a value.
 
 -- name: list_values
 -- $7 the order ('updated_at' or 'id'), $8 descending; value ids break ties, so pages never overlap.

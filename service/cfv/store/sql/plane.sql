@@ -66,8 +66,6 @@ SET name = coalesce($2, name), description = coalesce($3, description),
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING *;
 
--- name: delete_property
-UPDATE custom_fields SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL RETURNING id;
 
 -- name: insert_option
 INSERT INTO custom_field_choices (custom_field_id, label, position, description, is_default, is_active,
