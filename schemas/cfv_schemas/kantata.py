@@ -5,10 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 from cfv_schemas.commands import MAX_BULK, ExternalText
 
+UNIQUE_VALUE_TYPES = frozenset({"string", "url", "email", "file", "date", "datetime", "number", "currency"})
 NO_NUL = r"^[^\x00]*$"  # Postgres text cannot hold NUL characters
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=NO_NUL)]
 Description = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
@@ -137,6 +147,11 @@ class CustomFieldIn(BaseModel):
     relation_multi: bool = False
     write_access: AccessLevel | None = None
     read_access: AccessLevel | None = None
+    required: StrictBool = Field(default=False, description="blank values and deletes refused; false and 0 count")
+    default_value: Any = Field(default=None, description="a value of the field's type (not for choice fields)")
+    unique_constraint: StrictBool = Field(default=False, description=(
+        "no two subjects hold the same value (string, url, email, file, date, datetime, number, currency)"))
+    external_reference: ExternalReference | None = None
 
     @model_validator(mode="after")
     def _type_options_fit(self) -> Self:
@@ -149,6 +164,8 @@ class CustomFieldIn(BaseModel):
             raise ValueError("relation_target is required for relation fields, and only for them")
         if self.relation_multi and self.value_type != "relation":
             raise ValueError("relation_multi applies to relation fields only")
+        if self.unique_constraint and self.value_type not in UNIQUE_VALUE_TYPES:
+            raise ValueError(f"unique_constraint applies to {', '.join(sorted(UNIQUE_VALUE_TYPES))} fields only")
         return self
 
     def choice_labels(self) -> list[str]:
@@ -174,6 +191,9 @@ class CustomFieldChanges(BaseModel):
     write_access: AccessLevel | None = None
     read_access: AccessLevel | None = None
     add_choices: Annotated[list[ChoiceIn | Name], Field(max_length=500)] = []
+    required: StrictBool | None = None
+    default_value: Any = Field(default=None, description="null clears it")
+    external_reference: ExternalReference | None = None
 
 
 class CustomFieldUpdate(BaseModel):
@@ -204,6 +224,10 @@ class CustomFieldOut(BaseModel):
     relation_multi: bool
     write_access: str
     read_access: str
+    required: bool
+    default_value: Any
+    unique_constraint: bool
+    external_reference: ExternalReference
     choices: list[ChoiceOut]
     created_at: datetime
     updated_at: datetime

@@ -405,7 +405,7 @@ async def test_update_one_value(stack: Stack, workspace: Workspace, db: Any, eve
     assert received[1]["data"]["after"]["external_id"] == "row-9"
 
 
-async def test_bulk_update(stack: Stack, workspace: Workspace, db: Any) -> None:
+async def test_bulk_update(stack: Stack, workspace: Workspace, db: Any, events: EventCollector) -> None:
     size = await stack.create_field(workspace, name="Size", subject_type="Story", value_type="string")
     points = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
     a, b, c = await written(stack, workspace, item(size, "S", 1), item(points, 1, 1), item(size, "M", 2))
@@ -460,6 +460,12 @@ async def test_bulk_update(stack: Stack, workspace: Workspace, db: Any) -> None:
 
     status, body, _ = await put_many(stack, workspace, {"id": c["id"], "value": "XS", "expected_version": 1})
     assert status == 200 and [(v["value"], v["sequence"]) for v in values_of(body)] == [("XS", 2)], body
+
+    received = await events.wait_for_count(6)  # 3 created, then 2 and 1 replaced
+    assert [e["type"].split(".")[2] for e in received] == ["created"] * 3 + ["replaced"] * 3
+    assert [(e["data"]["after"]["id"], e["data"]["origin"]) for e in received[3:5]] == [
+        (int(a2["id"]), "bulk"), (int(b2["id"]), None)]
+    assert received[4]["data"]["after"]["external_id"] == "X-1"
 
 
 # --- history ------------------------------------------------------------------------------------------
@@ -740,6 +746,18 @@ async def test_concurrent_set_edits_lose_nothing(stack: Stack, workspace: Worksp
     _, body = await history(stack, workspace, tags)
     assert [v["sequence"] for v in versions_of(body)] == list(range(1, len(edits) + 2))
 
+    # The same through PUT by id: a client whose id was replaced before its edit was checked may be told 404,
+    # but every edit answered 200 is in the final set, and nothing else is.
+    [start] = await written(stack, workspace, item(tags, [keep], 8))
+    answers = await asyncio.gather(*(put_one(stack, workspace, start["id"], {"add": [a], "remove": [drops[0]]})
+                                     for a in adds[:15]))
+    assert {status for status, _, _ in answers} <= {200, 404}, answers
+    applied = [a for a, (status, _, _) in zip(adds[:15], answers, strict=True) if status == 200]
+    assert applied, answers
+    _, body, _ = await get(stack, workspace, subject_type="Story", with_subject_id="8")
+    [final] = values_of(body)
+    assert sorted(final["value"]) == sorted([keep, *applied]) and final["sequence"] == 1 + len(applied), final
+
 
 # --- tenancy ------------------------------------------------------------------------------------------
 
@@ -784,3 +802,36 @@ async def test_another_workspace_never_reads_or_changes_values(stack: Stack, wor
     status, body = await history(stack, workspace, size)
     assert [v["value"] for v in versions_of(body)] == ["ours"], body
 
+
+
+# --- inputs at the edges of what can be stored ---------------------------------------------------------
+
+
+async def test_out_of_range_inputs_are_answered_not_500(stack: Stack, workspace: Workspace, db: Any) -> None:
+    """Ids beyond 64 bits, pages beyond any offset and instants beyond Python's range are still requests a
+    client may send: each gets a proper answer. Every case is tried before failing, to report them all."""
+    size = await stack.create_field(workspace, name="Size", subject_type="Story", value_type="string")
+    a, c = await written(stack, workspace, item(size, "S", 1), item(size, "M", 2))
+    before = await counts(db)
+    huge = "9999999999999999999"  # 19 digits, beyond bigint
+    cases: list[tuple[str, str, Any, int, list[str] | None]] = [  # request, status, the ids listed if 200
+        ("GET", f"{VALUES}/{huge}", None, 404, None),
+        ("GET", f"{VALUES}/{10**20}", None, 404, None),
+        ("PUT", f"{VALUES}/{huge}", {"custom_field_value": {"value": "x"}}, 404, None),
+        ("DELETE", f"{VALUES}/{huge}", None, 404, None),
+        ("GET", f"{VALUES}?subject_type=Story&page=1000000000&per_page=200", None, 200, []),  # past the end
+        ("GET", f"{VALUES}?subject_type=Story&page=99999999999999999&per_page=200", None, 400, None),  # beyond
+        ("GET", f"{VALUES}?subject_type=Story&page={10**20}", None, 400, None),
+        ("GET", f"{VALUES}?" + urlencode({"subject_type": "Story", "updated_after": "0001-01-01T00:00:00+01:00"}),
+         None, 200, [a["id"], c["id"]]),
+        ("GET", f"{VALUES}?" + urlencode({"subject_type": "Story", "updated_before": "9999-12-31T23:00:00-05:00"}),
+         None, 200, [a["id"], c["id"]]),
+        ("PUT", VALUES, {"custom_field_values": [{"id": f"{a['id']},{c['id']}", "value": "x"}]}, 400, None),
+    ]
+    wrong = []
+    for method, path, body_sent, expected, ids in cases:
+        status, body, _ = await stack.request(method, path, workspace, json=body_sent)
+        if status != expected or (ids is not None and listed(body) != ids):
+            wrong.append((method, path, body_sent, f"expected {expected}", status, body))
+    assert not wrong, "\n".join(map(str, wrong))
+    assert await counts(db) == before

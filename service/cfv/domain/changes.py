@@ -8,7 +8,7 @@ sequence number, or why the command cannot apply.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -101,6 +101,8 @@ def fold_command(
             except InvalidValue as invalid:
                 error = ItemError(ErrorType.VALIDATION, f"{write.definition.name}: {invalid}", "value",
                                   write.index, write.key.custom_field_id)
+        if error is None and write.definition.unique and write.op is Op.WRITE:
+            error = _unique_error(write, value, overlay, states)
         if error is not None:
             errors.append(error)
             continue
@@ -114,6 +116,23 @@ def fold_command(
         return [], errors
     states.update(overlay)
     return changes, []
+
+
+def _unique_error(write: ValidWrite, value: JSON, overlay: Mapping[ValueKey, KeyState],
+                  states: Mapping[ValueKey, KeyState]) -> ItemError | None:
+    """A conflict if another subject's value of this unique field equals ``value``.
+
+    ``states`` must hold every key of the field whose stored value equals a value being written.
+    """
+    for key in {**states, **overlay}:
+        if key.custom_field_id != write.key.custom_field_id or key == write.key:
+            continue
+        current = (overlay.get(key) or states[key]).current
+        if current is not None and current.value == value:
+            return ItemError(ErrorType.CONFLICT, f"{write.definition.name}: {value!r} is already the value of "
+                             f"{key.subject_type} {key.subject_id}; values of this field are unique", "value",
+                             write.index, write.key.custom_field_id)
+    return None
 
 
 def _precondition_error(write: ValidWrite, state: KeyState) -> ItemError | None:

@@ -59,8 +59,8 @@ class FieldDefinition:
     """A custom field, with what validation needs to know of it.
 
     ``choice_ids`` are the choices a write may pick (active, not deleted); ``choice_uuids`` maps the UUID of
-    every choice of the field to its id, as a write may name choices by UUID. ``required`` fields refuse blank values and
-    deletes; inactive fields refuse writes.
+    every choice of the field to its id, as a write may name choices by UUID. ``required`` fields refuse blank
+    values and deletes; inactive fields refuse writes; a ``unique`` field's value belongs to one subject.
     """
 
     id: int
@@ -76,6 +76,7 @@ class FieldDefinition:
     required: bool = False
     choice_uuids: Mapping[str, int] = field(default_factory=dict)
     rules: ValueRules | None = None
+    unique: bool = False
 
     @property
     def is_multi(self) -> bool:

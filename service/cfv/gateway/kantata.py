@@ -16,10 +16,11 @@ from cfv_schemas.commands import CommandItem
 from cfv_schemas.kantata import CustomFieldCreate, CustomFieldUpdate, WriteValuesIn
 
 from cfv.domain.access import default_access
-from cfv.domain.fields import SubjectType
+from cfv.domain.fields import FieldDefinition, SubjectType
 from cfv.domain.values import render_subject_id
 from cfv.gateway import keys
 from cfv.gateway.auth import Principal
+from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import accepted, read_json, wants_async
 from cfv.store.queries import query
@@ -152,6 +153,9 @@ async def render_fields(pool: asyncpg.Pool[Any], rows: list[asyncpg.Record]) -> 
             "subject_type": r["subject_type"], "value_type": r["value_type"],
             "relation_target": r["relation_target"], "relation_multi": r["relation_multi"],
             "write_access": r["write_access"], "read_access": r["read_access"],
+            "required": r["is_required"], "default_value": r["default_value"],
+            "unique_constraint": r["unique_constraint"],
+            "external_reference": {"external_id": r["external_id"], "external_source": r["external_source"]},
             "choices": choices.get(r["id"], []),
             "created_at": r["created_at"].isoformat(), "updated_at": r["updated_at"].isoformat(),
         }
@@ -172,17 +176,26 @@ async def create_field(request: web.Request) -> web.Response:
     spec = (await read_json(request, CustomFieldCreate)).custom_field
     workspace_id = _principal(request).workspace_id
     write_default, read_default = default_access(SubjectType(spec.subject_type))
+    default = _default(draft_definition(workspace_id, spec.name, spec.subject_type, spec.value_type,
+                                   spec.relation_target, spec.relation_multi, spec.required), spec.default_value)
+    reference = spec.external_reference
     pool = request.app[keys.POOL]
     async with pool.acquire() as connection, connection.transaction():
         field_id = await connection.fetchval(
             query("insert_field"), workspace_id, spec.name, spec.description, spec.subject_type,
             spec.value_type, spec.relation_target, spec.relation_multi,
-            spec.write_access or write_default, spec.read_access or read_default)
+            spec.write_access or write_default, spec.read_access or read_default, spec.required, default,
+            spec.unique_constraint, reference.external_id if reference else None,
+            reference.external_source if reference else None)
         if spec.choices:
             await connection.execute(query("insert_choices"), field_id, spec.choice_labels(), 0)
     answer = await _field_answer(pool, field_id, workspace_id)
     answer.set_status(201)
     return answer
+
+
+def _default(definition: FieldDefinition, raw: Any) -> Any:
+    return checked_default(definition, raw, choices_hint="choice fields take no default value")
 
 
 @routes.get("/api/v1/custom_fields")
@@ -203,8 +216,8 @@ def pagination(request: web.Request) -> tuple[int, int]:
         per_page = int(request.query.get("per_page", "20"))
     except ValueError:
         raise ApiError.one(400, "validation", "page and per_page are integers") from None
-    if page < 1 or not 1 <= per_page <= 200:
-        raise ApiError.one(400, "validation", "page starts at 1; per_page is 1 to 200")
+    if not 1 <= page <= 10**9 or not 1 <= per_page <= 200:
+        raise ApiError.one(400, "validation", "page is 1 to 1000000000; per_page is 1 to 200")
     return page, per_page
 
 
@@ -228,8 +241,16 @@ async def update_field(request: web.Request) -> web.Response:
             raise not_found("custom field")
         if changes.add_choices and row["value_type"] not in ("single", "multi"):
             raise ApiError.one(422, "validation", "only single and multi fields have choices", "add_choices")
+        required = row["is_required"] if changes.required is None else changes.required
+        new_default = "default_value" in changes.model_fields_set
+        definition = draft_definition(workspace_id, changes.name or row["name"], row["subject_type"], row["value_type"],
+                                 row["relation_target"], row["relation_multi"], required)
+        default = _default(definition, changes.default_value if new_default else row["default_value"])
+        reference = changes.external_reference
         await connection.execute(query("update_field"), field_id, workspace_id, changes.name,
-                                 changes.description, changes.write_access, changes.read_access)
+                                 changes.description, changes.write_access, changes.read_access, changes.required,
+                                 default, new_default, reference.external_id if reference else None,
+                                 reference.external_source if reference else None)
         if changes.add_choices:
             labels = [c if isinstance(c, str) else c.label for c in changes.add_choices]
             start = await connection.fetchval(query("next_choice_position"), field_id)

@@ -27,6 +27,7 @@ from cfv.store.queries import query
 
 routes = web.RouteTableDef()
 Row = dict[str, Any]
+VALUE_PATH = r"/api/v1/custom_field_values/{value_id:\d{1,18}}"  # longer ids name nothing (bigint)
 
 INCLUDES = frozenset({"custom_field", "selected_choices", "setter", "subject"})
 ORDERS = {"updated_at": "updated_at", "created_at": "updated_at", "id": "id"}  # a value is created when set
@@ -110,7 +111,11 @@ def _moment(raw: str | None, field: str) -> datetime | None:
         moment = datetime.fromisoformat(raw)
     except ValueError:
         raise _bad(f"{field} is an ISO 8601 date and time", field) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # within an hour or so of year 1 or 9999: as good as the end of time it is near
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def _order(raw: str | None) -> tuple[str, bool]:
@@ -202,7 +207,7 @@ async def value_history(request: web.Request) -> web.Response:
     return json_response(listing("custom_field_value_versions", versions))
 
 
-@routes.get(r"/api/v1/custom_field_values/{value_id:\d+}")
+@routes.get(VALUE_PATH)
 async def get_value(request: web.Request) -> web.Response:
     """One current value, with its version as ``ETag``."""
     [value] = await _current(request, [int(request.match_info["value_id"])], single=True)
@@ -264,7 +269,7 @@ async def _submit(request: web.Request, items: list[CommandItem], ids: list[int]
     return answer
 
 
-@routes.put(r"/api/v1/custom_field_values/{value_id:\d+}")
+@routes.put(VALUE_PATH)
 async def update_value(request: web.Request) -> web.Response:
     """Give an existing value a new value (a new id, its field's validation and replace semantics)."""
     value_id = int(request.match_info["value_id"])
@@ -282,14 +287,22 @@ async def update_values(request: web.Request) -> web.Response:
     body = await read_json(request, UpdateValuesIn)
     if body.custom_field_values is None:
         raise _bad("send custom_field_values, each with its id", "custom_field_values")
-    ids = _ids(",".join(str(u.id) for u in body.custom_field_values), "id") or []
+    ids = [_value_id(update.id, f"custom_field_values.{index}.id")
+           for index, update in enumerate(body.custom_field_values)]
     values = await _current(request, ids)
     items = [_change(value, op="write", update=update)
              for value, update in zip(values, body.custom_field_values, strict=True)]
     return await _submit(request, items, ids, deleting=False)
 
 
-@routes.delete(r"/api/v1/custom_field_values/{value_id:\d+}")
+def _value_id(raw: int | str, field: str) -> int:
+    text = str(raw)
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise _bad("a value id is a positive integer", field)
+    return int(text)
+
+
+@routes.delete(VALUE_PATH)
 async def delete_value(request: web.Request) -> web.Response:
     """Delete one value (``If-Match`` to delete only the version read)."""
     value_id = int(request.match_info["value_id"])

@@ -26,11 +26,11 @@ from cfv_schemas.plane import (
 )
 
 from cfv.domain.access import default_access
-from cfv.domain.fields import FieldDefinition, RelationTarget, SubjectType, ValueType
+from cfv.domain.fields import FieldDefinition, SubjectType, ValueType
 from cfv.domain.rules import InvalidRules, ValueRules, parse_rules
-from cfv.domain.values import InvalidValue, validate_value
 from cfv.gateway import keys
 from cfv.gateway.auth import Principal
+from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import accepted, read_json, wants_async
 from cfv.gateway.kantata import submit_field_deletion
@@ -158,14 +158,6 @@ async def delete_project(request: web.Request) -> web.Response:
 # --- properties ---------------------------------------------------------------------------------------
 
 
-def _definition(workspace_id: int, name: str, value_type: ValueType, relation_target: str | None,
-                relation_multi: bool, required: bool, rules: ValueRules) -> FieldDefinition:
-    return FieldDefinition(id=0, workspace_id=workspace_id, name=name, subject_type=SubjectType.WORK_ITEM,
-                           value_type=value_type, relation_target=RelationTarget(relation_target)
-                           if relation_target else None, relation_multi=relation_multi, required=required,
-                           rules=rules)
-
-
 def _rules(value_type: ValueType, is_multi: bool, raw: Any) -> ValueRules:
     try:
         return parse_rules(value_type, is_multi, raw)
@@ -175,15 +167,8 @@ def _rules(value_type: ValueType, is_multi: bool, raw: Any) -> ValueRules:
 
 
 def _default(definition: FieldDefinition, raw: Any) -> Any:
-    """A property's default value in canonical form, checked like any value of it."""
-    if raw is None:
-        return None
-    if definition.value_type in (ValueType.SINGLE, ValueType.MULTI):
-        raise _invalid("default_value", "an OPTION property's default is the option marked is_default")
-    try:
-        return validate_value(definition, raw)
-    except InvalidValue as error:
-        raise _invalid("default_value", str(error)) from None
+    return checked_default(definition, raw,
+                           choices_hint="an OPTION property's default is the option marked is_default")
 
 
 @routes.post(PROPERTIES)
@@ -193,8 +178,8 @@ async def create_property(request: web.Request) -> web.Response:
     spec = await read_json(request, PropertyIn)
     value_type, relation_target, relation_multi = core_type(spec.property_type, spec.relation_type, spec.is_multi)
     rules = _rules(value_type, spec.is_multi, spec.validation_rules)
-    definition = _definition(principal.workspace_id, spec.display_name, value_type, relation_target,
-                             relation_multi, spec.is_required, rules)
+    definition = draft_definition(principal.workspace_id, spec.display_name, SubjectType.WORK_ITEM, value_type,
+                                  relation_target, relation_multi, spec.is_required, rules)
     default = _default(definition, spec.default_value)
     write_access, read_access = default_access(SubjectType.WORK_ITEM)
     row = await _pool(request).fetchrow(
@@ -236,8 +221,9 @@ async def update_property(request: web.Request) -> web.Response:
     rules_raw = changes.validation_rules if changes.validation_rules is not None else row["validation_rules"]
     rules = _rules(value_type, is_multi, rules_raw)
     required = changes.is_required if changes.is_required is not None else row["is_required"]
-    definition = _definition(principal.workspace_id, changes.display_name or row["name"], value_type,
-                             row["relation_target"], row["relation_multi"], required, rules)
+    definition = draft_definition(principal.workspace_id, changes.display_name or row["name"],
+                                  SubjectType.WORK_ITEM, value_type, row["relation_target"], row["relation_multi"],
+                                  required, rules)
     new_default = "default_value" in changes.model_fields_set
     # The default must still fit when only the rules change.
     default = _default(definition, changes.default_value if new_default else row["default_value"])

@@ -77,7 +77,8 @@ async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Ou
 
     writes = [w for p in prepared for w in p.writes]
     states = await _current_states(connection, [(p.command.workspace_id, key) for p in prepared
-                                                for key in [w.key for w in p.writes] + p.stored_keys])
+                                                for key in [w.key for w in p.writes] + p.stored_keys]
+                                   + await _unique_holders(connection, prepared))
     # A field's deletion also deletes the values this batch gives it: at most one per write.
     deletions = sum(len(p.stored_keys) + len(writes) for p in prepared if p.deleting is not None)
     ids = iter(await _allocate_ids(connection, len(writes) + deletions))
@@ -170,6 +171,7 @@ async def _definitions(
             required=r["is_required"],
             choice_uuids={str(u): i for u, i in zip(r["choice_uuids"], r["all_choice_ids"], strict=True)},
             rules=rules_from_storage(r["validation_rules"]),
+            unique=r["unique_constraint"],
         )
         for r in await connection.fetch(query("field_definitions"), field_ids)
     }
@@ -230,6 +232,17 @@ async def _current_states(
     return states
 
 
+async def _unique_holders(connection: Connection, prepared: list[_Prepared]) -> list[tuple[int, ValueKey]]:
+    """The keys holding a value that a write to a unique field is about to write: the fold needs them."""
+    wanted = [(p.command.workspace_id, w.key.custom_field_id, _json(w.value)) for p in prepared for w in p.writes
+              if w.definition.unique and w.op is Op.WRITE and w.value is not None]
+    if not wanted:
+        return []
+    rows = await connection.fetch(query("unique_holders"), *_columns(wanted))
+    return [(r["workspace_id"], ValueKey(SubjectType(r["subject_type"]), r["subject_id"], r["custom_field_id"]))
+            for r in rows]
+
+
 async def _allocate_ids(connection: Connection, count: int) -> list[int]:
     if count == 0:
         return []
@@ -268,8 +281,8 @@ class _BatchWrites:
                 value_id = state.current.id if state.current is not None else None
                 finals.append((workspace_id, key.subject_type.value, key.subject_id, key.custom_field_id,
                                state.seq, value_id, *_stored_columns(state.current), command.actor, command.id,
-                               write.origin))
-            await connection.execute(query("upsert_current"), *_columns(finals, width=12), self.now)
+                               write.origin, write.definition.unique))
+            await connection.execute(query("upsert_current"), *_columns(finals, width=13), self.now)
         if self.events:
             await connection.execute(query("insert_events"), *_columns(
                 (event_id, workspace_id, routing_key, _json(event))

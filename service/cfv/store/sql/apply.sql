@@ -13,7 +13,7 @@ SELECT id, outcome FROM operations WHERE id = ANY($1::uuid[]) AND status <> 'pen
 -- name: field_definitions
 -- The choices a write may pick (active, not deleted), and the UUID of every choice (an edit may remove any).
 SELECT f.id, f.workspace_id, f.name, f.subject_type, f.value_type, f.relation_target, f.relation_multi,
-       f.deleted_at IS NOT NULL AS deleted, f.is_active, f.is_required, f.validation_rules,
+       f.deleted_at IS NOT NULL AS deleted, f.is_active, f.is_required, f.validation_rules, f.unique_constraint,
        coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.is_active AND c.deleted_at IS NULL), '{}')
            AS choice_ids,
        coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL), '{}') AS all_choice_ids,
@@ -42,6 +42,13 @@ JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS k (workspace_
     ON (c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id)
      = (k.workspace_id, k.subject_type, k.subject_id, k.custom_field_id);
 
+-- name: unique_holders
+-- The keys of unique fields already holding one of the values about to be written.
+SELECT c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id
+FROM current_values c
+JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS k (workspace_id, custom_field_id, unique_key)
+    ON (c.workspace_id, c.custom_field_id, c.unique_key) = (k.workspace_id, k.custom_field_id, k.unique_key::jsonb);
+
 -- name: allocate_value_ids
 SELECT nextval('value_ids') AS id FROM generate_series(1, $1::integer) ORDER BY 1;
 
@@ -61,18 +68,19 @@ FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6
 -- name: upsert_current
 -- Called with each key once: its state after the whole batch (a deleted value leaves a null value).
 INSERT INTO current_values AS c (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id,
-                                 value, external_id, external_source, setter, operation_id, origin, created_at,
-                                 updated_at)
+                                 value, external_id, external_source, setter, operation_id, origin, unique_key,
+                                 created_at, updated_at)
 SELECT workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value::jsonb, external_id,
-       external_source, setter, operation_id, origin, $13, $13
+       external_source, setter, operation_id, origin, CASE WHEN is_unique THEN value::jsonb END, $14, $14
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::uuid[], $12::text[])
+            $8::text[], $9::text[], $10::text[], $11::uuid[], $12::text[], $13::boolean[])
     AS v (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value, external_id,
-          external_source, setter, operation_id, origin)
+          external_source, setter, operation_id, origin, is_unique)
 ON CONFLICT (workspace_id, subject_type, subject_id, custom_field_id) DO UPDATE
     SET seq = excluded.seq, value_id = excluded.value_id, value = excluded.value, setter = excluded.setter,
         operation_id = excluded.operation_id, external_id = excluded.external_id,
-        external_source = excluded.external_source, origin = excluded.origin, updated_at = excluded.updated_at;
+        external_source = excluded.external_source, origin = excluded.origin, unique_key = excluded.unique_key,
+        updated_at = excluded.updated_at;
 
 -- name: insert_events
 INSERT INTO outbox (event_id, workspace_id, routing_key, event, created_at)

@@ -27,8 +27,9 @@ WHERE custom_field_id = ANY($1::bigint[]) AND deleted_at IS NULL ORDER BY custom
 
 -- name: insert_field
 INSERT INTO custom_fields (workspace_id, name, description, subject_type, value_type, relation_target,
-                           relation_multi, write_access, read_access)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                           relation_multi, write_access, read_access, is_required, default_value, unique_constraint,
+                           external_id, external_source)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 RETURNING id;
 
 -- name: insert_choices
@@ -41,7 +42,9 @@ SELECT coalesce(max(position) + 1, 0) FROM custom_field_choices WHERE custom_fie
 -- name: update_field
 UPDATE custom_fields
 SET name = coalesce($3, name), description = coalesce($4, description),
-    write_access = coalesce($5, write_access), read_access = coalesce($6, read_access), updated_at = now()
+    write_access = coalesce($5, write_access), read_access = coalesce($6, read_access),
+    is_required = coalesce($7, is_required), default_value = CASE WHEN $9 THEN $8 ELSE default_value END,
+    external_id = coalesce($10, external_id), external_source = coalesce($11, external_source), updated_at = now()
 WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL
 RETURNING id;
 

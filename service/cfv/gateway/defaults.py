@@ -1,0 +1,35 @@
+"""Checking a field's default value when a face defines or changes a field: like any value of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cfv.domain.fields import CHOICE_TYPES, FieldDefinition, RelationTarget, SubjectType, ValueType
+from cfv.domain.rules import ValueRules
+from cfv.domain.values import InvalidValue, validate_value
+from cfv.gateway.errors import ApiError
+
+
+def draft_definition(workspace_id: int, name: str, subject_type: str, value_type: str,
+                     relation_target: str | None, relation_multi: bool, required: bool,
+                     rules: ValueRules | None = None) -> FieldDefinition:
+    """The definition a field being defined or changed will have, to check its default against."""
+    return FieldDefinition(id=0, workspace_id=workspace_id, name=name, subject_type=SubjectType(subject_type),
+                           value_type=ValueType(value_type),
+                           relation_target=RelationTarget(relation_target) if relation_target else None,
+                           relation_multi=relation_multi, required=required, rules=rules)
+
+
+def checked_default(definition: FieldDefinition, raw: Any, *, choices_hint: str) -> Any:
+    """``raw`` as the field's default in canonical form, or a 400 saying why it cannot be.
+
+    Choice fields take no default value (their choices may not exist yet); ``choices_hint`` says what does.
+    """
+    if raw is None:
+        return None
+    if definition.value_type in CHOICE_TYPES:
+        raise ApiError.one(400, "validation", choices_hint, "default_value")
+    try:
+        return validate_value(definition, raw)
+    except InvalidValue as error:
+        raise ApiError.one(400, "validation", str(error), "default_value") from None
