@@ -291,3 +291,52 @@ class OperationOut(BaseModel):
     status: Literal["pending", "succeeded", "failed"]
     result: dict[str, Any] | None = None
     errors: list[ErrorItem] | None = None
+
+
+class ChoiceFields(BaseModel):
+    """A new choice of a single or multi choice field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_field_id: Annotated[int, BeforeValidator(_not_a_boolean)]
+    label: Name
+    position: StrictInt | None = Field(default=None, ge=0, description="default: after the last choice")
+    external_reference: ExternalReference | None = None
+
+
+class ChoiceCreate(BaseModel):
+    """``POST /api/v1/custom_field_choices``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_field_choice: ChoiceFields
+
+
+class ChoiceChanges(BaseModel):
+    """What ``PATCH`` may change of a choice; its field is fixed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Name | None = None
+    position: StrictInt | None = Field(default=None, ge=0)
+    external_reference: ExternalReference | None = None
+
+
+class ChoiceUpdate(BaseModel):
+    """``PATCH /api/v1/custom_field_choices/{id}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_field_choice: ChoiceChanges
+
+
+class CustomFieldChoiceOut(BaseModel):
+    """A choice as ``/api/v1/custom_field_choices`` answers it."""
+
+    id: str
+    custom_field_id: str
+    label: str
+    position: int
+    external_reference: ExternalReference
+    created_at: datetime
+    updated_at: datetime

@@ -734,6 +734,11 @@ async def test_option_crud(stack: Stack, workspace: Workspace) -> None:
 
     status, body, _ = await plane.write(prop, blue["id"])
     assert status == 201, body
+    # An option a value holds is not deleted (409); once no value holds it, it is.
+    status, body, _ = await plane.request("DELETE", f"{options}{blue['id']}/")
+    assert status == 409 and set(body) == {"error"}, body
+    status, body, _ = await plane.request("DELETE", plane.values_path(WORK_ITEM, prop["id"]))
+    assert status == 204, body
     status, body, _ = await plane.request("DELETE", f"{options}{blue['id']}/")
     assert status == 204 and body is None
     for method, json in (("GET", None), ("PATCH", {"name": "again"}), ("DELETE", None)):

@@ -460,6 +460,10 @@ async def unusable_option(s: Subject, how: str) -> str:
         assert status == 200 and changed["is_active"] is False, changed
     else:
         assert how == "deleted"
+        status, held, _ = await plane.request("DELETE", path)
+        assert status == 409, held  # a value holds it
+        status, body = await s.write([s.options["red"]] if s.multi else s.options["red"])
+        assert status == 200, body
         status, deleted, _ = await plane.request("DELETE", path)
         assert status == 204, deleted
     return str(option["id"])

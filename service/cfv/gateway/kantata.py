@@ -49,7 +49,8 @@ def _principal(request: web.Request) -> Principal:
     return request[keys.PRINCIPAL]
 
 
-def _int_id(request: web.Request, name: str, what: str) -> int:
+def int_id(request: web.Request, name: str, what: str) -> int:
+    """A path's integer id; anything else names nothing (404)."""
     raw = request.match_info[name]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise not_found(what)
@@ -224,14 +225,14 @@ def pagination(request: web.Request) -> tuple[int, int]:
 @routes.get("/api/v1/custom_fields/{field_id}")
 async def get_field(request: web.Request) -> web.Response:
     """One custom field."""
-    return await _field_answer(request.app[keys.POOL], _int_id(request, "field_id", "custom field"),
+    return await _field_answer(request.app[keys.POOL], int_id(request, "field_id", "custom field"),
                                _principal(request).workspace_id)
 
 
 @routes.patch("/api/v1/custom_fields/{field_id}")
 async def update_field(request: web.Request) -> web.Response:
     """Rename, redescribe, change access levels, or add choices; type and subject are fixed."""
-    field_id = _int_id(request, "field_id", "custom field")
+    field_id = int_id(request, "field_id", "custom field")
     changes = (await read_json(request, CustomFieldUpdate)).custom_field
     workspace_id = _principal(request).workspace_id
     pool = request.app[keys.POOL]
@@ -261,7 +262,7 @@ async def update_field(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/custom_fields/{field_id}")
 async def delete_field(request: web.Request) -> web.Response:
     """Delete a field and all its values (each announced as deleted); writes after it find no field."""
-    field_id = _int_id(request, "field_id", "custom field")
+    field_id = int_id(request, "field_id", "custom field")
     if await request.app[keys.POOL].fetchrow(query("get_field"), field_id, _principal(request).workspace_id) is None:
         raise not_found("custom field")
     return await submit_field_deletion(request, field_id)

@@ -30,6 +30,7 @@ from cfv.domain.fields import FieldDefinition, SubjectType, ValueType
 from cfv.domain.rules import InvalidRules, ValueRules, parse_rules
 from cfv.gateway import keys
 from cfv.gateway.auth import Principal
+from cfv.gateway.choices import delete_choice
 from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import accepted, read_json, wants_async
@@ -308,10 +309,9 @@ async def update_option(request: web.Request) -> web.Response:
 
 @routes.delete(OPTION)
 async def delete_option(request: web.Request) -> web.Response:
-    """Delete an option: it can no longer be chosen; values that hold it keep it."""
-    _, row = await _option(request)
-    if await _pool(request).fetchval(query("delete_option"), row["id"]) is None:
-        raise not_found("option")
+    """Delete an option no value holds (409 otherwise: deactivate it instead)."""
+    prop, row = await _option(request)
+    await delete_choice(_pool(request), prop["workspace_id"], prop["id"], row["id"])
     return web.Response(status=204)
 
 

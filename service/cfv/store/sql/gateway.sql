@@ -88,3 +88,47 @@ SELECT id, custom_field_id, label, position FROM custom_field_choices WHERE id =
 
 -- name: fields_by_ids
 SELECT * FROM custom_fields WHERE workspace_id = $1 AND id = ANY($2::bigint[]);
+
+-- Choices (Kantata's custom_field_choices; Plane's options are the same rows).
+
+-- name: choices_in_workspace
+SELECT c.*, f.value_type FROM custom_field_choices c
+JOIN custom_fields f ON f.id = c.custom_field_id AND f.deleted_at IS NULL
+WHERE f.workspace_id = $1 AND c.deleted_at IS NULL AND ($2::bigint[] IS NULL OR c.custom_field_id = ANY($2::bigint[]))
+ORDER BY c.custom_field_id, c.position, c.id
+LIMIT $3 OFFSET $4;
+
+-- name: count_choices_in_workspace
+SELECT count(*) FROM custom_field_choices c
+JOIN custom_fields f ON f.id = c.custom_field_id AND f.deleted_at IS NULL
+WHERE f.workspace_id = $1 AND c.deleted_at IS NULL AND ($2::bigint[] IS NULL OR c.custom_field_id = ANY($2::bigint[]));
+
+-- name: choice_in_workspace
+SELECT c.* FROM custom_field_choices c
+JOIN custom_fields f ON f.id = c.custom_field_id AND f.deleted_at IS NULL
+WHERE f.workspace_id = $1 AND c.id = $2 AND c.deleted_at IS NULL;
+
+-- name: insert_choice
+INSERT INTO custom_field_choices (custom_field_id, label, position, external_id, external_source)
+SELECT $1, $2, coalesce($3, (SELECT coalesce(max(position) + 1, 0) FROM custom_field_choices
+                             WHERE custom_field_id = $1)), $4, $5
+RETURNING *;
+
+-- name: update_choice
+UPDATE custom_field_choices
+SET label = coalesce($2, label), position = coalesce($3, position), external_id = coalesce($4, external_id),
+    external_source = coalesce($5, external_source), updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING *;
+
+-- name: lock_workspace
+-- The lock the worker holds while it applies a workspace's commands: nothing is written meanwhile.
+SELECT pg_advisory_xact_lock($1);
+
+-- name: choice_in_use
+SELECT EXISTS (SELECT FROM current_values
+               WHERE custom_field_id = $1 AND value_id IS NOT NULL AND value @> jsonb_build_array($2::bigint));
+
+-- name: delete_choice
+UPDATE custom_field_choices SET deleted_at = now(), updated_at = now(), is_default = false
+WHERE id = $1 AND deleted_at IS NULL RETURNING id;

@@ -97,9 +97,6 @@ SET label = coalesce($2, label), description = coalesce($3, description), is_def
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING *;
 
--- name: delete_option
-UPDATE custom_field_choices SET deleted_at = now(), updated_at = now(), is_default = false
-WHERE id = $1 AND deleted_at IS NULL RETURNING id;
 
 -- name: work_item_values
 -- The current values of a work item for the given properties (all of a project's when $3 is null).
