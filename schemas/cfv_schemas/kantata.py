@@ -340,3 +340,52 @@ class CustomFieldChoiceOut(BaseModel):
     external_reference: ExternalReference
     created_at: datetime
     updated_at: datetime
+
+
+FieldIds = Annotated[list[Annotated[int, BeforeValidator(_not_a_boolean)]], Field(max_length=500)]
+
+
+class SetFields(BaseModel):
+    """A new custom field set: fields of one subject type, in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    subject_type: SubjectTypeName
+    custom_field_ids: FieldIds = []
+
+
+class SetCreate(BaseModel):
+    """``POST /api/v1/custom_field_sets``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_field_set: SetFields
+
+
+class SetChanges(BaseModel):
+    """What ``PATCH`` may change of a set: its name and its fields (the list replaces the old one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    custom_field_ids: FieldIds | None = None
+
+
+class SetUpdate(BaseModel):
+    """``PATCH /api/v1/custom_field_sets/{id}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_field_set: SetChanges
+
+
+class CustomFieldSetOut(BaseModel):
+    """A custom field set as answered."""
+
+    id: str
+    name: str
+    subject_type: str
+    custom_field_ids: list[str]
+    created_at: datetime
+    updated_at: datetime

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from cfv.gateway import kantata, kantata_choices, kantata_values, keys, plane
+from cfv.gateway import kantata, kantata_choices, kantata_sets, kantata_values, keys, plane
 from cfv.gateway.auth import Authenticator, auth_middleware
 from cfv.gateway.errors import error_middleware, json_response
 from cfv.gateway.submit import Submitter
@@ -25,6 +25,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     app.add_routes(kantata_values.routes)
     app.add_routes(kantata.routes)
     app.add_routes(kantata_choices.routes)
+    app.add_routes(kantata_sets.routes)
     app.add_routes(plane.routes)
     app.router.add_get("/healthz", _health)
     return app

@@ -132,3 +132,35 @@ SELECT EXISTS (SELECT FROM current_values
 -- name: delete_choice
 UPDATE custom_field_choices SET deleted_at = now(), updated_at = now(), is_default = false
 WHERE id = $1 AND deleted_at IS NULL RETURNING id;
+
+-- Custom field sets. A deleted field drops out of the sets that list it.
+
+-- name: insert_set
+INSERT INTO custom_field_sets (workspace_id, name, subject_type, custom_field_ids) VALUES ($1, $2, $3, $4)
+RETURNING id;
+
+-- name: list_sets
+SELECT s.id, s.name, s.subject_type, s.created_at, s.updated_at,
+       coalesce((SELECT array_agg(f.id ORDER BY k.n) FROM unnest(s.custom_field_ids) WITH ORDINALITY AS k (id, n)
+                 JOIN custom_fields f ON f.id = k.id AND f.deleted_at IS NULL), '{}') AS custom_field_ids
+FROM custom_field_sets s
+WHERE s.workspace_id = $1 AND s.deleted_at IS NULL AND ($2::bigint IS NULL OR s.id = $2)
+ORDER BY s.id LIMIT $3 OFFSET $4;
+
+-- name: count_sets
+SELECT count(*) FROM custom_field_sets WHERE workspace_id = $1 AND deleted_at IS NULL;
+
+-- name: fields_for_set
+-- The fields a set may list: live fields of the workspace with the set's subject type.
+SELECT id FROM custom_fields
+WHERE workspace_id = $1 AND id = ANY($2::bigint[]) AND subject_type = $3 AND deleted_at IS NULL;
+
+-- name: update_set
+UPDATE custom_field_sets
+SET name = coalesce($3, name), custom_field_ids = coalesce($4, custom_field_ids), updated_at = now()
+WHERE workspace_id = $1 AND id = $2 AND deleted_at IS NULL
+RETURNING id;
+
+-- name: delete_set
+UPDATE custom_field_sets SET deleted_at = now(), updated_at = now()
+WHERE workspace_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING id;
