@@ -300,7 +300,7 @@ class ChoiceFields(BaseModel):
 
     custom_field_id: Annotated[int, BeforeValidator(_not_a_boolean)]
     label: Name
-    position: StrictInt | None = Field(default=None, ge=0, description="default: after the last choice")
+    position: StrictInt | None = Field(default=None, ge=0, lt=2**31, description="default: after the last choice")
     external_reference: ExternalReference | None = None
 
 
@@ -318,7 +318,7 @@ class ChoiceChanges(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: Name | None = None
-    position: StrictInt | None = Field(default=None, ge=0)
+    position: StrictInt | None = Field(default=None, ge=0, lt=2**31)
     external_reference: ExternalReference | None = None
 
 

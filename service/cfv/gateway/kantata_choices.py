@@ -67,7 +67,9 @@ async def create_choice(request: web.Request) -> web.Response:
     """Add a choice to a single or multi choice field."""
     spec = (await read_json(request, ChoiceCreate)).custom_field_choice
     pool = request.app[keys.POOL]
-    field = await pool.fetchrow(query("get_field"), spec.custom_field_id, _workspace_id(request))
+    field = None
+    if 0 < spec.custom_field_id < 2**63:  # beyond bigint an id names no field
+        field = await pool.fetchrow(query("get_field"), spec.custom_field_id, _workspace_id(request))
     if field is None:
         raise ApiError.one(404, "not_found", "custom field not found", "custom_field_id")
     if field["value_type"] not in CHOICE_TYPES:
