@@ -111,7 +111,7 @@ async def test_unknown_routes_and_methods_answer_json(stack: Stack, workspace: W
         assert assert_errors_shape(body)[0]["type"] == "not_found"
     status, body, _ = await stack.request("GET", "/nowhere", None)  # outside /api/ no key is needed to hear 404
     assert status == 404 and assert_errors_shape(body)[0]["type"] == "not_found"
-    status, body, headers = await stack.request("PUT", VALUES, workspace, json={})
+    status, body, headers = await stack.request("PATCH", VALUES, workspace, json={})  # PUT updates values now
     assert status == 405, body
     assert headers["Content-Type"].startswith("application/json")
     assert assert_errors_shape(body)[0]["type"] == "method_not_allowed"
