@@ -54,3 +54,35 @@ async def test_read_update_delete_a_value(stack: Stack, workspace: Workspace, ev
     assert [e["type"] for e in received] == ["cfv.value.created.v1", "cfv.value.replaced.v1",
                                              "cfv.value.deleted.v1"]
     assert received[0]["data"]["origin"] == "jira" and received[1]["data"]["origin"] is None
+
+
+async def test_pages_read_as_of_the_first_agree_whatever_is_written_meanwhile(stack: Stack,
+                                                                             workspace: Workspace) -> None:
+    size = await stack.create_field(workspace, name="Size", subject_type="Story", value_type="number")
+    status, body, _ = await write(stack, workspace, *[item(size, n, subject_id=n) for n in range(1, 31)])
+    assert status == 200, body
+    original = {v["id"]: v["value"] for v in values_of(body)}
+
+    status, first, _ = await stack.request("GET", f"{VALUES}?subject_type=Story&per_page=10", workspace)
+    assert status == 200, first
+    as_of = first["meta"]["as_of"]
+    # Meanwhile: every value on the first page is replaced (moving it to the end of the order), and two of the
+    # later ones are deleted. Read live, the next pages would repeat some values and hide others.
+    shown = [first["custom_field_values"][r["id"]] for r in first["results"]]
+    status, body, _ = await write(stack, workspace, *[item(size, 100 + v["value"], subject_id=v["subject_id"])
+                                                       for v in shown])
+    assert status == 200, body
+    later = [r["id"] for r in first["results"]]
+    remaining = [i for i in original if i not in later]
+    status, body, _ = await stack.request("DELETE", f"{VALUES}?ids={remaining[0]},{remaining[-1]}", workspace)
+    assert status == 204, body
+
+    seen = [r["id"] for r in first["results"]]
+    for page in (2, 3, 4):
+        status, body, _ = await stack.request("GET", f"{VALUES}?subject_type=Story&per_page=10&page={page}&"
+                                              f"as_of={as_of.replace('+', '%2B')}", workspace)
+        assert status == 200 and body["count"] == 30 and body["meta"]["as_of"] == as_of, body
+        seen += [r["id"] for r in body["results"]]
+        assert all(body["custom_field_values"][r["id"]]["value"] == original[r["id"]]
+                   for r in body["results"])
+    assert sorted(seen, key=int) == sorted(original, key=int)  # each value once, as it stood

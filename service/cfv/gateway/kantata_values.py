@@ -157,7 +157,11 @@ async def _add_includes(body: dict[str, Any], includes: set[str], values: list[R
 
 @routes.get("/api/v1/custom_field_values")
 async def list_values(request: web.Request) -> web.Response:
-    """Current values of one subject type, filtered, ordered and paginated, with the includes asked for."""
+    """Current values of one subject type, filtered, ordered and paginated, with the includes asked for.
+
+    ``meta.as_of`` says when the page was read; sending it back as ``as_of`` with the next pages reads them
+    as the values stood then, so writes made meanwhile neither repeat nor hide a value between pages.
+    """
     q = request.query
     subject_type = _subject_type(q.get("subject_type"))
     subject_ids = _subject_ids(subject_type, q.get("with_subject_id"))
@@ -167,17 +171,21 @@ async def list_values(request: web.Request) -> web.Response:
     order, descending = _order(q.get("order"))
     includes = _includes(q.get("include"))
     page, per_page = pagination(request)
+    as_of = _moment(q.get("as_of"), "as_of")
     arguments = (_workspace_id(request), subject_type.value, subject_ids, field_ids, after, before, order,
                  descending)
-    pool = _pool(request)
-    rows = await pool.fetch(query("list_values"), *arguments, per_page, (page - 1) * per_page)
-    if rows:
-        total = rows[0]["total"]
-    else:  # past the last page: count what there is
-        first = await pool.fetch(query("list_values"), *arguments, 1, 0)
-        total = first[0]["total"] if first else 0
+    async with _pool(request).acquire() as connection, connection.transaction(isolation="repeatable_read"):
+        read_at: datetime = await connection.fetchval(query("read_time"))
+        name, extra = ("list_values", ()) if as_of is None else ("list_values_as_of", (as_of,))
+        rows = await connection.fetch(query(name), *arguments, per_page, (page - 1) * per_page, *extra)
+        if rows:
+            total = rows[0]["total"]
+        else:  # past the last page: count what there is
+            first = await connection.fetch(query(name), *arguments, 1, 0, *extra)
+            total = first[0]["total"] if first else 0
     values = [_value(r) for r in rows]
     body = listing(VALUES, [render_value(v) for v in values], total=total, page=page, per_page=per_page)
+    body["meta"]["as_of"] = (as_of or read_at).isoformat()
     await _add_includes(body, includes, values, request)
     return json_response(body)
 

@@ -164,3 +164,30 @@ RETURNING id;
 -- name: delete_set
 UPDATE custom_field_sets SET deleted_at = now(), updated_at = now()
 WHERE workspace_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING id;
+
+-- name: list_values_as_of
+-- The values as they stood at $11 (from the history), so the pages of one listing agree with each other
+-- whatever is written meanwhile. Same arguments and order as list_values.
+WITH latest AS (
+    SELECT DISTINCT ON (v.subject_id, v.custom_field_id) v.*
+    FROM value_versions v
+    WHERE v.workspace_id = $1 AND v.subject_type = $2 AND v.created_at <= $11
+      AND ($3::text[] IS NULL OR v.subject_id = ANY($3::text[]))
+      AND ($4::bigint[] IS NULL OR v.custom_field_id = ANY($4::bigint[]))
+    ORDER BY v.subject_id, v.custom_field_id, v.seq DESC
+)
+SELECT l.id, l.subject_type, l.subject_id, l.custom_field_id, f.name AS custom_field_name, f.value_type, l.value,
+       l.seq AS sequence, l.setter, l.operation_id, l.external_id, l.external_source, l.origin, l.created_at,
+       count(*) OVER () AS total
+FROM latest l
+JOIN custom_fields f ON f.id = l.custom_field_id AND (f.deleted_at IS NULL OR f.deleted_at > $11)
+WHERE l.value IS NOT NULL
+  AND ($5::timestamptz IS NULL OR l.created_at > $5) AND ($6::timestamptz IS NULL OR l.created_at < $6)
+ORDER BY CASE WHEN $7 = 'updated_at' AND NOT $8 THEN l.created_at END,
+         CASE WHEN $7 = 'updated_at' AND $8 THEN l.created_at END DESC,
+         CASE WHEN $8 THEN l.id END DESC,
+         l.id
+LIMIT $9 OFFSET $10;
+
+-- name: read_time
+SELECT now();
