@@ -59,6 +59,12 @@ class _ChangeOptions(BaseModel):
     origin: ExternalText | None = Field(default=None, description="who changes it, echoed in the change event")
     external_reference: ExternalReference | None = None
 
+    def change_options(self) -> dict[str, Any]:
+        """These options as the fields of a core ``CommandItem``."""
+        reference = self.external_reference or ExternalReference()
+        return {"expected_version": self.expected_version, "origin": self.origin,
+                "external_id": reference.external_id, "external_source": reference.external_source}
+
 
 class CustomFieldValueIn(_ChangeOptions):
     """One value to write (Kantata's contract). A multi choice field also takes

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from cfv.gateway.errors import ApiError, from_validation, json_response
 from cfv.gateway.submit import Submitted
+from cfv.worker.apply import Outcome
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -25,6 +26,21 @@ async def read_json(request: web.Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as error:
         raise from_validation(error) from None
+
+
+def failure_status(outcome: Outcome, *, invalid: int = 422, conflict: int = 422) -> int:
+    """The status of a failed write: 500 for an internal failure, 412 for a stale version, 404 when
+    everything refused was unknown, ``conflict`` for a clash, else ``invalid`` (each face has its codes)."""
+    types = {e["type"] for e in outcome["errors"]}
+    if "internal" in types:
+        return 500
+    if "precondition_failed" in types:
+        return 412
+    if types == {"not_found"}:
+        return 404
+    if "conflict" in types:
+        return conflict
+    return invalid
 
 
 def wants_async(request: web.Request) -> bool:

@@ -22,7 +22,7 @@ from cfv.gateway import keys
 from cfv.gateway.auth import Principal
 from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
-from cfv.gateway.http import accepted, read_json, wants_async
+from cfv.gateway.http import accepted, failure_status, read_json, wants_async
 from cfv.store.queries import query
 from cfv.worker.apply import Outcome
 
@@ -65,10 +65,7 @@ async def write_values(request: web.Request) -> web.Response:
     """Write one value, or up to 100 (all or nothing)."""
     body = await read_json(request, WriteValuesIn)
     items = [CommandItem(subject_type=i.subject_type, subject_id=i.subject_id, custom_field_id=i.custom_field_id,
-                         value=i.value, expected_version=i.expected_version, origin=i.origin,
-                         external_id=i.external_reference.external_id if i.external_reference else None,
-                         external_source=i.external_reference.external_source if i.external_reference else None)
-             for i in body.items()]
+                         value=i.value, **i.change_options()) for i in body.items()]
     respond_async = wants_async(request)
     submitted = await request.app[keys.SUBMITTER].submit(_principal(request), items,
                                        idempotency_key=request.headers.get("Idempotency-Key"),
@@ -83,18 +80,6 @@ def render_outcome(outcome: Outcome) -> web.Response:
     if outcome["status"] == "failed":
         raise ApiError(failure_status(outcome), outcome["errors"])
     return json_response(listing(VALUES, [render_value(v) for v in outcome["values"]]))
-
-
-def failure_status(outcome: Outcome) -> int:
-    """500 for an internal failure, 412 for a stale version, 404 when everything refused was unknown, else 422."""
-    errors = outcome["errors"]
-    if any(e["type"] == "internal" for e in errors):
-        return 500
-    if any(e["type"] == "precondition_failed" for e in errors):
-        return 412
-    if errors and all(e["type"] == "not_found" for e in errors):
-        return 404
-    return 422
 
 
 def render_value(value: dict[str, Any]) -> dict[str, Any]:

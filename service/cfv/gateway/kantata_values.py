@@ -21,8 +21,8 @@ from cfv.domain.fields import CHOICE_TYPES, SubjectType
 from cfv.domain.values import InvalidValue, canonical_subject_id
 from cfv.gateway import keys
 from cfv.gateway.errors import ApiError, json_response, not_found
-from cfv.gateway.http import accepted, read_json, wants_async
-from cfv.gateway.kantata import VALUES, failure_status, listing, pagination, render_fields, render_value
+from cfv.gateway.http import accepted, failure_status, read_json, wants_async
+from cfv.gateway.kantata import VALUES, listing, pagination, render_fields, render_value
 from cfv.store.queries import query
 
 routes = web.RouteTableDef()
@@ -243,16 +243,13 @@ async def _current(request: web.Request, ids: list[int], *, single: bool = False
 def _change(value: Row, *, op: str, update: ValueUpdateIn | None = None,
             expected_version: int | None = None) -> CommandItem:
     """A core item changing the existing ``value``."""
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"expected_version": expected_version}
     if update is not None:
-        reference = update.external_reference
-        options = {"value": update.value, "must_exist": True, "origin": update.origin,
-                   "external_id": reference.external_id if reference else None,
-                   "external_source": reference.external_source if reference else None}
-        expected_version = update.expected_version if update.expected_version is not None else expected_version
+        options = {**update.change_options(), "value": update.value, "must_exist": True}
+        if update.expected_version is None:  # the item's own expected_version wins over If-Match
+            options["expected_version"] = expected_version
     return CommandItem(subject_type=value["subject_type"], subject_id=value["subject_id"],
-                       custom_field_id=value["custom_field_id"], op=op, expected_version=expected_version,
-                       **options)
+                       custom_field_id=value["custom_field_id"], op=op, **options)
 
 
 async def _submit(request: web.Request, items: list[CommandItem], ids: list[int], *,

@@ -33,7 +33,7 @@ from cfv.gateway.auth import Principal
 from cfv.gateway.choices import delete_choice
 from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
-from cfv.gateway.http import accepted, read_json, wants_async
+from cfv.gateway.http import accepted, failure_status, read_json, wants_async
 from cfv.gateway.kantata import submit_field_deletion
 from cfv.gateway.plane_wire import (
     core_type,
@@ -44,7 +44,6 @@ from cfv.gateway.plane_wire import (
     render_values,
 )
 from cfv.store.queries import query
-from cfv.worker.apply import Outcome
 
 PREFIX = "/api/v1/workspaces/{slug}/projects/"
 PROJECT = PREFIX + "{project_id}/"
@@ -345,7 +344,7 @@ async def _submit_value(request: web.Request, *, op: str, must_exist: bool = Fal
         return accepted(submitted, respond_async=respond_async)
     outcome = submitted.outcome
     if outcome["status"] == "failed":
-        raise ApiError(_failure_status(outcome), outcome["errors"])
+        raise ApiError(failure_status(outcome, invalid=400, conflict=409), outcome["errors"])
     if op == "delete":
         return web.Response(status=204)
     value = outcome["values"][0]
@@ -356,17 +355,6 @@ async def _submit_value(request: web.Request, *, op: str, must_exist: bool = Fal
 
 def _named_by_uuid(value: Any) -> bool:
     return all(isinstance(item, str) for item in value) if isinstance(value, list) else isinstance(value, str)
-
-
-def _failure_status(outcome: Outcome) -> int:
-    types = {e["type"] for e in outcome["errors"]}
-    if "internal" in types:
-        return 500
-    if types == {"not_found"}:
-        return 404
-    if "conflict" in types:
-        return 409
-    return 400
 
 
 @routes.post(VALUES)
