@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import orjson
-from cfv.gateway.auth import new_key
+from cfv.store.accounts import issue_key
 from cfv.store.migrate import apply_migrations
 from cfv.store.queries import query
 
@@ -55,8 +55,7 @@ async def prepare() -> str:
                                                                           "read": ".*"})
     db = await asyncpg.connect(DSN)
     workspace_id = await db.fetchval(query("create_workspace"), "bench", "bench")
-    key, prefix, digest = new_key()
-    await db.fetchval(query("create_key"), workspace_id, prefix, digest, "bench")
+    key = (await issue_key(db, workspace_id, name="bench")).secret
     await db.execute("CREATE TABLE bench_values (subject_id text, field_id bigint, value jsonb, "
                      "seq bigint NOT NULL DEFAULT 1, PRIMARY KEY (subject_id, field_id))")
     await db.close()

@@ -23,9 +23,9 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
-from cfv.gateway.auth import new_key
 from cfv.processes import run_gateway, run_relay, run_worker
 from cfv.settings import Settings
+from cfv.store.accounts import issue_key
 from cfv.store.database import connect
 from cfv.store.migrate import apply_migrations
 from cfv.store.queries import query
@@ -204,9 +204,8 @@ class Workspace:
 async def create_workspace(db: asyncpg.Connection[Any], slug: str) -> Workspace:
     """Create a workspace with one API key."""
     workspace_id = await db.fetchval(query("create_workspace"), slug, slug)
-    key, prefix, digest = new_key()
-    await db.fetchval(query("create_key"), workspace_id, prefix, digest, "test")
-    return Workspace(workspace_id, slug, key)
+    issued = await issue_key(db, workspace_id, name="test")
+    return Workspace(workspace_id, slug, issued.secret)
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 A message body is a :class:`CommandEnvelope`, JSON encoded, holding one or more commands. Publish it
 persistent, with the workspace id (decimal) as routing key: that keeps one workspace's commands in one
-ordered stream.
+ordered stream. Sign it with the API key the commands act as (:mod:`cfv_schemas.signing`): a message without
+a valid signature is refused and its operations marked failed. Set the AMQP ``reply_to`` (and
+``correlation_id``) properties to receive the outcomes, as a JSON list, once applied.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class _CommandBase(BaseModel):
 
     id: UUID = Field(description="unique per command; also the id of its operation")
     workspace_id: int
-    actor: str = Field(description="who writes, e.g. 'key:12'")
+    actor: str | None = Field(default=None, description=(
+        "ignored: the worker names the setter after the key that signed the message, e.g. 'key:12'"))
     accepted_at: datetime
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
     request_hash: str | None = Field(default=None, description="hash of the request, for idempotency")
@@ -72,13 +75,32 @@ class DeleteField(_CommandBase):
     custom_field_id: StrictInt
 
 
+class SubjectPlacement(BaseModel):
+    """A subject and the project it belongs to (a Workspace subject's id, or a project's UUID)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject_type: Literal["Story", "Resource"]
+    subject_id: StrictInt | StrictStr
+    project: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
+
+
+class RegisterSubjects(_CommandBase):
+    """Place Stories and Resources in projects, so that project permissions govern their values; all or nothing.
+    Moving a subject needs ``project_admin`` on both projects (or an account administrator)."""
+
+    type: Literal["register_subjects"]
+    subjects: Annotated[list[SubjectPlacement], Field(min_length=1, max_length=MAX_BULK)]
+
+
 def _command_type(data: Any) -> str:
     if isinstance(data, dict):
         return str(data.get("type", "write_values"))  # the first format had no type: it was always a write
     return str(getattr(data, "type", "write_values"))
 
 
-Command = Annotated[Annotated[WriteValues, Tag("write_values")] | Annotated[DeleteField, Tag("delete_field")],
+Command = Annotated[Annotated[WriteValues, Tag("write_values")] | Annotated[DeleteField, Tag("delete_field")]
+                    | Annotated[RegisterSubjects, Tag("register_subjects")],
                     Discriminator(_command_type)]
 
 

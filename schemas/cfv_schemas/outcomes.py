@@ -14,7 +14,8 @@ class ErrorOut(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    type: Literal["validation", "not_found", "conflict", "precondition_failed", "internal"]
+    type: Literal["validation", "not_found", "conflict", "precondition_failed", "internal",
+                  "unauthenticated", "forbidden"]
     message: str
     field: str | None = None
     index: int | None = None

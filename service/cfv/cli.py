@@ -16,8 +16,8 @@ import click
 
 from cfv import logs, processes
 from cfv.broker.topology import definitions
-from cfv.gateway.auth import new_key
 from cfv.settings import Settings
+from cfv.store.accounts import issue_key
 from cfv.store.database import connect
 from cfv.store.migrate import apply_migrations, ensure_database
 from cfv.store.queries import query
@@ -132,9 +132,7 @@ def key_create(settings: Settings, slug: str, name: str | None) -> None:
             workspace_id = await db.fetchval(query("workspace_id"), slug)
             if workspace_id is None:
                 raise click.ClickException(f"no workspace {slug}")
-            secret, prefix, digest = new_key()
-            await db.fetchval(query("create_key"), workspace_id, prefix, digest, name)
-            return secret
+            return (await issue_key(db, workspace_id, name=name)).secret
         finally:
             await db.close()
 

@@ -77,6 +77,9 @@ class FieldDefinition:
     choice_uuids: Mapping[str, int] = field(default_factory=dict)
     rules: ValueRules | None = None
     unique: bool = False
+    write_access: str = "account_admin"
+    read_access: str = "account_admin"
+    project: str | None = None  # a work-item property's project
 
     @property
     def is_multi(self) -> bool:

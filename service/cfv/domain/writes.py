@@ -17,6 +17,8 @@ class ErrorType(StrEnum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     PRECONDITION = "precondition_failed"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
     INTERNAL = "internal"
 
 

@@ -1,16 +1,26 @@
-"""Authentication: API keys (``X-API-Key`` or ``Authorization: Bearer``), stored only as SHA-256 hashes."""
+"""Authentication: API keys (``X-API-Key`` or ``Authorization: Bearer``), stored only as SHA-256 hashes.
+
+A key belongs to a user (a person or a service account) of one workspace. The gateway also derives the key's
+signing key (see :mod:`cfv_schemas.signing`) to sign the commands it publishes for the caller: workers trust a
+command only through that signature, exactly as they would one an integration published itself.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from aiohttp import web
+from cfv_schemas.signing import public_key, signing_key
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cfv.domain.access import ACCOUNT_ADMIN
 from cfv.gateway import keys
 from cfv.gateway.errors import ApiError, Handler
 from cfv.store.queries import query
@@ -21,23 +31,41 @@ _CACHE_SECONDS = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a key of a workspace."""
+    """Who is calling: a key of a user of a workspace."""
 
     key_id: int
+    user_id: int
     workspace_id: int
     workspace_slug: str
+    account_role: str
+    signer: Ed25519PrivateKey | None = field(default=None, repr=False, compare=False)
 
     @property
     def actor(self) -> str:
         """How the principal is named as the setter of values and in events."""
         return f"key:{self.key_id}"
 
+    @property
+    def is_admin(self) -> bool:
+        """An account administrator: may manage the workspace and see and edit every value."""
+        return self.account_role == ACCOUNT_ADMIN
 
-def new_key() -> tuple[str, str, bytes]:
-    """A fresh key: (the key to show once, its public prefix, the hash to store)."""
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A fresh key: the secret to show once, its public prefix, and the two forms cfv stores."""
+
+    secret: str
+    prefix: str
+    digest: bytes
+    public_key: bytes
+
+
+def new_key() -> NewKey:
+    """A fresh random key (256 bits)."""
     prefix = secrets.token_hex(4)
-    key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    return key, prefix, hash_key(key)
+    secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    return NewKey(secret, prefix, hash_key(secret), public_key(signing_key(secret)))
 
 
 def hash_key(key: str) -> bytes:
@@ -46,7 +74,11 @@ def hash_key(key: str) -> bytes:
 
 
 class Authenticator:
-    """Finds the principal of a request's key, caching hits for a few seconds."""
+    """Finds the principal of a request's key, caching hits for a few seconds.
+
+    The cache only spares the gateway a query: a revoked key may pass here for up to five seconds, but the
+    worker checks the key again in the transaction that applies each write.
+    """
 
     def __init__(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
@@ -65,14 +97,30 @@ class Authenticator:
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
-        row = await self._pool.fetchrow(query("workspace_by_key_hash"), digest)
-        if row is None:
+        row = await self._pool.fetchrow(query("principal_by_key_hash"), digest)
+        # The lookup is by hash; comparing again in constant time costs nothing and keeps timing flat.
+        if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), digest):
             raise ApiError.one(401, "authentication", "the API key is not valid")
-        principal = Principal(row["key_id"], row["workspace_id"], row["slug"])
+        if row["revoked_at"] is not None or row["deactivated_at"] is not None:
+            raise ApiError.one(401, "authentication", "the API key was revoked")
+        if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
+            raise ApiError.one(401, "authentication", "the API key has expired")
+        signer = signing_key(key)
+        if row["public_key"] is None:  # a key made before keys signed commands: record its public half now
+            await self._pool.execute(query("record_public_key"), row["key_id"], public_key(signer))
+        principal = Principal(row["key_id"], row["user_id"], row["workspace_id"], row["slug"], row["account_role"],
+                              signer)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (now + _CACHE_SECONDS, principal)
+        expiry = now + _CACHE_SECONDS
+        if row["expires_at"] is not None:
+            expiry = min(expiry, now + (row["expires_at"] - datetime.now(UTC)).total_seconds())
+        self._cache[digest] = (expiry, principal)
         return principal
+
+    def forget(self) -> None:
+        """Drop every cached principal (after a change of keys or roles made through this gateway)."""
+        self._cache.clear()
 
 
 def _presented_key(request: web.Request) -> str | None:
@@ -91,3 +139,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path.startswith("/api/"):
         request[keys.PRINCIPAL] = await request.app[keys.AUTHENTICATOR].principal(request)
     return await handler(request)
+
+
+def require_admin(principal: Principal) -> None:
+    """Refuse (403) a caller who is not an account administrator."""
+    if not principal.is_admin:
+        raise ApiError.one(403, "forbidden", "only account administrators may do this")

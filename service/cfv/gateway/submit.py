@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from cfv_schemas.commands import CommandItem, DeleteField, WriteValues
+from cfv_schemas.commands import Command, CommandItem, DeleteField, RegisterSubjects, SubjectPlacement, WriteValues
 
 from cfv.broker.publisher import CommandPublisher, PublishFailed
 from cfv.faults import TRANSIENT_ERRORS
@@ -51,14 +51,22 @@ class Submitter:
                      wait: bool) -> Submitted:
         """Publish a write of ``items``; with ``wait``, return its outcome unless the wait times out."""
         command = WriteValues(items=items, **self._envelope(principal, idempotency_key, wait, items))
-        return await self._send(command, wait)
+        return await self._send(principal, command, wait)
 
     async def delete_field(self, principal: Principal, field_id: int, *, idempotency_key: str | None,
                            wait: bool) -> Submitted:
         """Publish the deletion of a field and all its values; with ``wait``, return its outcome."""
         command = DeleteField(type="delete_field", custom_field_id=field_id,
                               **self._envelope(principal, idempotency_key, wait, {"delete_field": field_id}))
-        return await self._send(command, wait)
+        return await self._send(principal, command, wait)
+
+    async def register_subjects(self, principal: Principal, subjects: list[SubjectPlacement], *,
+                                idempotency_key: str | None, wait: bool) -> Submitted:
+        """Publish the placement of subjects in projects; with ``wait``, return its outcome."""
+        content = {"register_subjects": [s.model_dump(mode="json") for s in subjects]}
+        command = RegisterSubjects(type="register_subjects", subjects=subjects,
+                                   **self._envelope(principal, idempotency_key, wait, content))
+        return await self._send(principal, command, wait)
 
     def _envelope(self, principal: Principal, idempotency_key: str | None, wait: bool,
                   content: Any) -> dict[str, Any]:
@@ -72,10 +80,11 @@ class Submitter:
                 "request_hash": request_hash(content) if idempotency_key is not None else None,
                 "reply_to": self._waiter.gateway_id if wait else None}
 
-    async def _send(self, command: WriteValues | DeleteField, wait: bool) -> Submitted:
+    async def _send(self, principal: Principal, command: Command, wait: bool) -> Submitted:
+        assert principal.signer is not None  # an authenticated principal always has one
         future = self._waiter.expect(command.id) if wait else None
         try:
-            await self._publisher.submit(command)
+            await self._publisher.submit(command, principal.signer)
         except PublishFailed as error:
             if future is not None:
                 self._waiter.forget(command.id, future)
@@ -91,7 +100,7 @@ class Submitter:
         await self._mark_pending(command)
         return Submitted(command.id, None)
 
-    async def _mark_pending(self, command: WriteValues | DeleteField) -> None:
+    async def _mark_pending(self, command: Command) -> None:
         """Record that the operation exists, so polling it finds it even before a worker took it."""
         # If the database is down, the command is still safe on the broker: the operation appears once applied.
         with contextlib.suppress(*TRANSIENT_ERRORS):

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from cfv_schemas.commands import Command, DeleteField
+from cfv_schemas.commands import Command, DeleteField, RegisterSubjects
 from cfv_schemas.events import EVENT_TYPES
 
 from cfv.domain.changes import EMPTY, Change, KeyState, StoredValue, fold_command
@@ -26,6 +26,7 @@ from cfv.domain.rules import rules_from_storage
 from cfv.domain.writes import ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey, WriteItem, validate_items
 from cfv.store.database import Connection
 from cfv.store.queries import query
+from cfv.worker.access import BatchAccess, Signer
 
 Outcome = dict[str, Any]  # the JSON form of cfv_schemas.outcomes.Outcome, built directly on the hot path
 REPLY_CHANNEL_PREFIX = "cfv_reply_"
@@ -45,15 +46,18 @@ class _Prepared:
     outcome: Outcome | None = None  # set when the command is settled without writing
     deleting: FieldDefinition | None = None  # the field a DeleteField command deletes
     stored_keys: list[ValueKey] = field(default_factory=list)  # and the keys holding its values before the batch
+    signer: Signer | None = None  # None: the command's credentials were refused (its outcome says why)
 
 
-async def apply_batch(connection: Connection, commands: Sequence[Command]) -> list[Outcome]:
-    """Apply ``commands`` in one transaction; return each one's outcome, in order."""
+async def apply_batch(connection: Connection, commands: Sequence[Command],
+                      signed_by: Sequence[bytes]) -> list[Outcome]:
+    """Apply ``commands`` (``signed_by[i]``: the public key that signed command ``i``'s message) in one
+    transaction; return each one's outcome, in order."""
     async with connection.transaction():
-        return await _apply(connection, commands)
+        return await _apply(connection, commands, signed_by)
 
 
-async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Outcome]:
+async def _apply(connection: Connection, commands: Sequence[Command], signed_by: Sequence[bytes]) -> list[Outcome]:
     row = await connection.fetchrow(query("lock_workspaces"), sorted({c.workspace_id for c in commands}))
     assert row is not None
     now: datetime = row["now"]
@@ -61,14 +65,25 @@ async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Ou
     done = {r["id"]: r["outcome"] for r in await connection.fetch(
         query("completed_operations"), [c.id for c in commands])}
     fresh: list[Command] = []
+    fresh_signers: list[bytes] = []
     seen: set[uuid.UUID] = set()
-    for command in commands:
+    for command, public_key in zip(commands, signed_by, strict=True):
         if command.id not in done and command.id not in seen:
             seen.add(command.id)
             fresh.append(command)
+            fresh_signers.append(public_key)
 
+    access = await BatchAccess.load(connection, fresh, fresh_signers)
     definitions = await _definitions(connection, fresh)
-    prepared = [_validate(command, definitions) for command in fresh]
+    prepared = []
+    for command, public_key in zip(fresh, fresh_signers, strict=True):
+        authenticated = access.authenticate(command, public_key)
+        if isinstance(authenticated, ItemError):
+            prepared.append(_Prepared(command, outcome=_failed(command.id, [authenticated])))
+            continue
+        p = _validate(command.model_copy(update={"actor": authenticated.actor}), definitions)
+        p.signer = authenticated
+        prepared.append(p)
     idempotency = await _idempotency_records(connection, fresh)
     for p in prepared:
         if p.deleting is not None:
@@ -88,14 +103,24 @@ async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Ou
     batch = _BatchWrites(now)
     deleted_fields: set[int] = set()
     for p in prepared:
-        command = p.command
+        command, signer = p.command, p.signer
+        if signer is None:
+            continue
         idem = (command.workspace_id, command.idempotency_key) if command.idempotency_key else None
         if idem is not None and idem in idempotency:
             p.outcome = _replay(command, *idempotency[idem])
             continue
+        if isinstance(command, RegisterSubjects):
+            refused = access.register(signer, command)
+            p.outcome = _failed(command.id, refused) if refused else _succeeded(command.id)
+            continue
         if p.outcome is None and p.deleting is not None:
             if p.deleting.id in deleted_fields:
                 p.outcome = _failed(command.id, [_field_not_found(p.deleting.id)])
+                continue
+            refusal = access.field_deletion_error(signer, p.deleting)
+            if refusal is not None:
+                p.outcome = _failed(command.id, [refusal])
                 continue
             deleted_fields.add(p.deleting.id)
             p.writes = _deletes_of_field(p.deleting, p.stored_keys, states.get(command.workspace_id, {}))
@@ -106,6 +131,10 @@ async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Ou
                 p.outcome = _failed(command.id, gone)
                 continue
         if p.outcome is None:
+            forbidden = [] if p.deleting else access.write_errors(signer, command.workspace_id, p.writes)
+            if forbidden:
+                p.outcome = _failed(command.id, forbidden)
+                continue
             changes, errors = fold_command(states.setdefault(command.workspace_id, {}), p.writes, ids)
             if errors:
                 p.outcome = _failed(command.id, errors)
@@ -115,6 +144,8 @@ async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Ou
                 idempotency[idem] = (command.request_hash or "", p.outcome)
                 batch.idempotency.append(command)
     await batch.write(connection, states)
+    if access.registrations:
+        await connection.execute(query("register_subjects"), *_columns(access.registrations), now)
     if deleted_fields:
         await connection.execute(query("mark_fields_deleted"), list(deleted_fields), now)
 
@@ -134,6 +165,8 @@ async def _apply(connection: Connection, commands: Sequence[Command]) -> list[Ou
 def _field_ids(command: Command) -> list[int]:
     if isinstance(command, DeleteField):
         return [command.custom_field_id]
+    if isinstance(command, RegisterSubjects):
+        return []
     return [item.custom_field_id for item in command.items]
 
 
@@ -172,12 +205,17 @@ async def _definitions(
             choice_uuids={str(u): i for u, i in zip(r["choice_uuids"], r["all_choice_ids"], strict=True)},
             rules=rules_from_storage(r["validation_rules"]),
             unique=r["unique_constraint"],
+            write_access=r["write_access"],
+            read_access=r["read_access"],
+            project=str(r["project_id"]) if r["project_id"] is not None else None,
         )
         for r in await connection.fetch(query("field_definitions"), field_ids)
     }
 
 
 def _validate(command: Command, definitions: dict[int, FieldDefinition]) -> _Prepared:
+    if isinstance(command, RegisterSubjects):
+        return _Prepared(command)  # checked and applied in order, as registrations change what follows
     if isinstance(command, DeleteField):
         definition = definitions.get(command.custom_field_id)
         if definition is None or definition.deleted or definition.workspace_id != command.workspace_id:
@@ -330,24 +368,30 @@ class NamedOperation:
 
 
 async def fail_operations(
-    connection: Connection, operations: Sequence[NamedOperation], reason: str, *, internal: bool = False
-) -> None:
-    """Mark ``operations`` failed with ``reason`` and tell their waiting gateways, in one transaction."""
+    connection: Connection, operations: Sequence[NamedOperation], reason: str, kind: ErrorType
+) -> list[Outcome]:
+    """Mark ``operations`` failed with ``reason`` and tell their waiting gateways, in one transaction.
+
+    A message refused for its credentials may name anyone's operation: it only records operations that do not
+    exist yet, so it can never fail a real pending one.
+    """
     if not operations:
-        return
-    kind = ErrorType.INTERNAL if internal else ErrorType.VALIDATION
-    outcomes = {op.id: _failed(op.id, [ItemError(kind, reason, "command")]) for op in operations}
+        return []
+    outcomes = {op.id: _failed(op.id, [ItemError(kind, reason, "credentials" if kind is ErrorType.UNAUTHENTICATED
+                                                 else "command")]) for op in operations}
     async with connection.transaction():
         await connection.execute(query("fail_operations"), *_columns(
-            (op.id, op.workspace_id, _json(outcomes[op.id])) for op in operations))
+            (op.id, op.workspace_id, _json(outcomes[op.id])) for op in operations),
+            kind is not ErrorType.UNAUTHENTICATED)
         channels, payloads = [], []
         for op in operations:
-            if op.reply_to:
+            if op.reply_to and kind is not ErrorType.UNAUTHENTICATED:  # gateways sign: none waits for these
                 for payload in reply_payloads([outcomes[op.id]]):
                     channels.append(reply_channel(op.reply_to))
                     payloads.append(payload)
         if channels:
             await connection.fetchval(query("notify"), channels, payloads)
+    return list(outcomes.values())
 
 
 def reply_payloads(outcomes: Iterable[Outcome]) -> list[str]:
@@ -390,6 +434,10 @@ def _columns(rows: Iterable[tuple[Any, ...]], width: int | None = None) -> list[
     if not columns and width is not None:
         return [[] for _ in range(width)]
     return columns
+
+
+def _succeeded(command_id: uuid.UUID) -> Outcome:
+    return {"id": str(command_id), "status": "succeeded", "values": [], "errors": []}
 
 
 def _failed(command_id: uuid.UUID, errors: Iterable[ItemError]) -> Outcome:

@@ -3,7 +3,9 @@
 Deliveries from every shard queue this worker is the active consumer of arrive in one inbox, in delivery
 order. The worker takes what is ready (up to ``worker_batch_max`` messages), applies it in one transaction,
 and acks it only after the commit. A message that cannot be a command (bad JSON, unknown version, wrong
-routing key) is refused at once to the dead-letter queue and its operations marked failed. When Postgres
+routing key, no valid signature) is refused at once to the dead-letter queue and its operations marked failed.
+A message with an AMQP ``reply_to`` gets its commands' outcomes published there (at least once: a redelivered
+message is answered again, from the record). When Postgres
 is unreachable, the batch is retried until it commits; its messages stay unacked meanwhile, so a worker
 killed at any point loses nothing: the broker redelivers, and completed commands are recognised.
 """
@@ -15,25 +17,44 @@ import contextlib
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import aio_pika
 import asyncpg
 import orjson
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from cfv_schemas.commands import Command, CommandEnvelope
+from cfv_schemas.signing import BadSignature, verify_message
 from pydantic import ValidationError
 
 from cfv.broker import topology
+from cfv.domain.writes import ErrorType
 from cfv.faults import TRANSIENT_ERRORS, Backoff
 from cfv.settings import Settings
-from cfv.worker.apply import NamedOperation, apply_batch, fail_operations
+from cfv.worker.apply import NamedOperation, Outcome, apply_batch, fail_operations
 
 log = structlog.get_logger("cfv.worker")
 
+
 class Poison(Exception):
     """A message that can never be applied."""
+
+    def __init__(self, reason: str, kind: ErrorType = ErrorType.VALIDATION) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+@dataclass
+class Delivery:
+    """A command message, its commands, the public key that signed it, and (once applied) their outcomes."""
+
+    message: AbstractIncomingMessage
+    commands: list[Command]
+    signer: bytes
+    outcomes: list[Outcome] = field(default_factory=list)
 
 
 class Worker:
@@ -44,6 +65,7 @@ class Worker:
         self._pool = pool
         self._connection = connection
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._reply_channel: AbstractChannel | None = None
         self.applied_commands = 0
 
     async def run(self) -> None:
@@ -84,26 +106,28 @@ class Worker:
         self._inbox.put_nowait(message)
 
     async def _process(self, messages: list[AbstractIncomingMessage]) -> None:
-        accepted: list[AbstractIncomingMessage] = []
-        commands: list[Command] = []
+        accepted: list[Delivery] = []
         for message in messages:
             try:
-                decoded = decode(message)
+                accepted.append(decode(message))
             except Poison as error:
-                await self._refuse(message, str(error))
-                continue
-            accepted.append(message)
-            commands.extend(decoded)
-        if commands:
-            await self._apply(accepted, commands)
-        await _ack(accepted)
+                await self._refuse(message, str(error), error.kind)
+        if accepted:
+            await self._apply(accepted)
+            await self._reply(accepted)
+        await _ack([delivery.message for delivery in accepted])
 
-    async def _apply(self, messages: list[AbstractIncomingMessage], commands: list[Command]) -> None:
+    async def _apply(self, deliveries: list[Delivery]) -> None:
+        """Apply the deliveries' commands in one transaction; a delivery refused on the way leaves the list."""
+        commands = [command for d in deliveries for command in d.commands]
+        signed_by = [d.signer for d in deliveries for _ in d.commands]
         backoff = Backoff()
         while True:
             try:
                 async with self._pool.acquire() as connection:
-                    await apply_batch(connection, commands)
+                    outcomes = iter(await apply_batch(connection, commands, signed_by))
+                for delivery in deliveries:
+                    delivery.outcomes = [next(outcomes) for _ in delivery.commands]
                 self.applied_commands += len(commands)
                 return
             except TRANSIENT_ERRORS as error:
@@ -111,36 +135,59 @@ class Worker:
                             commands=len(commands))
                 await backoff.pause()
             except Exception as error:  # refused by Postgres, or breaking our code (e.g. a number orjson cannot encode)
-                if len(messages) == 1:
+                if len(deliveries) == 1:
                     log.error("command failed in the database", error=repr(error))
-                    await self._refuse(messages[0], "the command could not be applied because of an internal error;"
-                                       " it is kept in the dead-letter queue for the operator", internal=True)
-                    messages.clear()
+                    await self._refuse(deliveries[0].message, "the command could not be applied because of an "
+                                       "internal error; it is kept in the dead-letter queue for the operator",
+                                       ErrorType.INTERNAL)
+                    deliveries.clear()
                     return
                 # One message broke the whole batch: apply message by message to find it; the others commit.
                 log.warning("batch failed, applying message by message", error=repr(error))
-                for message in list(messages):
-                    alone = [message]
-                    await self._apply(alone, decode(message))
+                for delivery in list(deliveries):
+                    alone = [delivery]
+                    await self._apply(alone)
                     if not alone:
-                        messages.remove(message)
+                        deliveries.remove(delivery)
                 return
 
-    async def _refuse(self, message: AbstractIncomingMessage, reason: str, *, internal: bool = False) -> None:
-        """Dead-letter ``message`` and mark whatever operations it names as failed."""
+    async def _refuse(self, message: AbstractIncomingMessage, reason: str, kind: ErrorType) -> None:
+        """Dead-letter ``message``, mark whatever operations it names as failed, and answer its ``reply_to``."""
         log.error("refusing command message", reason=reason, message_id=message.message_id)
-        await self._fail_operations(message.body, reason, internal)
+        outcomes = await self._fail_operations(message.body, reason, kind)
+        if message.reply_to:
+            await self._publish_reply(message, outcomes or [{"id": None, "status": "failed", "values": [],
+                                                             "errors": [{"type": kind.value, "message": reason,
+                                                                         "field": "command"}]}])
         with contextlib.suppress(Exception):
             await message.reject(requeue=False)
 
-    async def _fail_operations(self, body: bytes, reason: str, internal: bool) -> None:
+    async def _reply(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            if delivery.message.reply_to:
+                await self._publish_reply(delivery.message, delivery.outcomes)
+
+    async def _publish_reply(self, message: AbstractIncomingMessage, outcomes: list[Outcome]) -> None:
+        """Publish ``outcomes`` to the message's ``reply_to`` queue; a reply that cannot go is logged, not retried
+        (the outcomes stay readable as operations)."""
+        assert message.reply_to is not None
+        try:
+            if self._reply_channel is None or self._reply_channel.is_closed:
+                self._reply_channel = await self._connection.channel(publisher_confirms=False)
+            await self._reply_channel.default_exchange.publish(
+                aio_pika.Message(orjson.dumps(outcomes), content_type="application/json",
+                                 correlation_id=message.correlation_id or message.message_id),
+                routing_key=message.reply_to)
+        except Exception as error:
+            log.warning("cannot send a reply", error=repr(error), reply_to=message.reply_to)
+
+    async def _fail_operations(self, body: bytes, reason: str, kind: ErrorType) -> list[Outcome]:
         named = _named_operations(body)
         backoff = Backoff()
         while True:
             try:
                 async with self._pool.acquire() as connection:
-                    await fail_operations(connection, named, reason, internal=internal)
-                return
+                    return await fail_operations(connection, named, reason, kind)
             except TRANSIENT_ERRORS:
                 await backoff.pause()
             except asyncpg.PostgresError as error:
@@ -149,12 +196,12 @@ class Worker:
                 # still goes to the dead-letter queue, for the operator.
                 log.error("cannot mark the refused message's operations failed", error=repr(error))
                 if not any(op.reply_to for op in named):
-                    return
+                    return []
                 named = [NamedOperation(op.id, op.workspace_id, None) for op in named]
 
 
-def decode(message: AbstractIncomingMessage) -> list[Command]:
-    """The commands of a message, or :class:`Poison` saying why there are none."""
+def decode(message: AbstractIncomingMessage) -> Delivery:
+    """The commands of a message and who signed them, or :class:`Poison` saying why there are none."""
     try:
         envelope = CommandEnvelope.model_validate_json(message.body)
     except ValidationError as error:
@@ -164,7 +211,11 @@ def decode(message: AbstractIncomingMessage) -> list[Command]:
             raise Poison(
                 f"routing key {message.routing_key!r} must be the command's workspace id {command.workspace_id}"
             )
-    return list(envelope.commands)
+    try:
+        signer = verify_message(message.body, message.headers)
+    except BadSignature as error:
+        raise Poison(str(error), ErrorType.UNAUTHENTICATED) from None
+    return Delivery(message, list(envelope.commands), signer)
 
 
 def _summary(error: ValidationError) -> str:

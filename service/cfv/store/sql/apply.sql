@@ -7,6 +7,33 @@
 SELECT now() AS now, count(pg_advisory_xact_lock(ws)) AS locked
 FROM (SELECT DISTINCT unnest($1::bigint[]) AS ws ORDER BY 1) AS sorted;
 
+-- name: signers
+-- The keys that signed the batch's messages, with their users, as they are now: a key revoked (or a role
+-- changed) a moment ago is seen here. Key and role changes take the workspace's lock, so they wait for the
+-- batches of the workspace in flight, and the batches after them see the change.
+SELECT k.public_key, k.id AS key_id, k.workspace_id, u.id AS user_id, u.account_role,
+       k.revoked_at IS NULL AND u.deactivated_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) AS valid
+FROM api_keys k
+JOIN users u ON (u.workspace_id, u.id) = (k.workspace_id, k.user_id)
+WHERE k.public_key = ANY($1::bytea[]);
+
+-- name: memberships
+SELECT user_id, project, permission FROM project_memberships
+WHERE workspace_id = ANY($1::bigint[]) AND user_id = ANY($2::bigint[]);
+
+-- name: subject_registrations
+SELECT s.workspace_id, s.subject_type, s.subject_id, s.project
+FROM subject_projects s
+JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS k (workspace_id, subject_type, subject_id)
+    ON (s.workspace_id, s.subject_type, s.subject_id) = (k.workspace_id, k.subject_type, k.subject_id);
+
+-- name: register_subjects
+INSERT INTO subject_projects AS s (workspace_id, subject_type, subject_id, project, updated_at)
+SELECT workspace_id, subject_type, subject_id, project, $5
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS v (workspace_id, subject_type, subject_id, project)
+ON CONFLICT (workspace_id, subject_type, subject_id) DO UPDATE
+    SET project = excluded.project, updated_at = excluded.updated_at;
+
 -- name: completed_operations
 SELECT id, outcome FROM operations WHERE id = ANY($1::uuid[]) AND status <> 'pending';
 
@@ -14,6 +41,7 @@ SELECT id, outcome FROM operations WHERE id = ANY($1::uuid[]) AND status <> 'pen
 -- The choices a write may pick (active, not deleted), and the UUID of every choice (an edit may remove any).
 SELECT f.id, f.workspace_id, f.name, f.subject_type, f.value_type, f.relation_target, f.relation_multi,
        f.deleted_at IS NOT NULL AS deleted, f.is_active, f.is_required, f.validation_rules, f.unique_constraint,
+       f.write_access, f.read_access, f.project_id,
        coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.is_active AND c.deleted_at IS NULL), '{}')
            AS choice_ids,
        coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL), '{}') AS all_choice_ids,
@@ -107,14 +135,15 @@ SELECT count(pg_notify(channel, payload)) FROM unnest($1::text[], $2::text[]) AS
 
 -- name: fail_operations
 -- Operations named by a message that can never be applied. Unknown workspaces are skipped: nobody could
--- read such an operation anyway.
+-- read such an operation anyway. $4 false: only record operations not recorded yet (a message with bad
+-- credentials must not fail someone else's pending operation).
 INSERT INTO operations AS o (id, workspace_id, status, outcome, completed_at)
 SELECT v.id, v.workspace_id, 'failed', v.outcome::jsonb, now()
 FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS v (id, workspace_id, outcome)
 JOIN workspaces w ON w.id = v.workspace_id
 ON CONFLICT (id) DO UPDATE
     SET status = 'failed', outcome = excluded.outcome, completed_at = excluded.completed_at
-    WHERE o.status = 'pending';
+    WHERE o.status = 'pending' AND $4::boolean;
 
 -- name: field_value_keys
 -- The keys holding a value of a field about to be deleted (read under the workspace's lock).

@@ -1,7 +1,13 @@
--- name: workspace_by_key_hash
-SELECT k.id AS key_id, w.id AS workspace_id, w.slug
-FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id
-WHERE k.secret_hash = $1 AND k.revoked_at IS NULL;
+-- name: principal_by_key_hash
+SELECT k.id AS key_id, k.secret_hash, k.revoked_at, k.expires_at, k.public_key, u.id AS user_id, u.account_role,
+       u.deactivated_at, w.id AS workspace_id, w.slug
+FROM api_keys k
+JOIN users u ON (u.workspace_id, u.id) = (k.workspace_id, k.user_id)
+JOIN workspaces w ON w.id = k.workspace_id
+WHERE k.secret_hash = $1;
+
+-- name: record_public_key
+UPDATE api_keys SET public_key = $2 WHERE id = $1 AND public_key IS NULL;
 
 -- name: operation
 SELECT status, outcome FROM operations WHERE id = $1 AND workspace_id = $2;

@@ -1,0 +1,116 @@
+-- depends: 0005.custom_field_sets
+
+-- Who may do what: users (people and service accounts) with an account-level role, project memberships
+-- with a project-level permission, the project each subject belongs to, and keys that belong to a user.
+
+-- The two ladders of access levels. A higher rank includes every lower one of its scope. The worker checks
+-- writes with the same ladders in Python (cfv.domain.access); a test keeps the two equal.
+CREATE TABLE access_levels (
+    name   text PRIMARY KEY,
+    scope  text NOT NULL CHECK (scope IN ('account', 'project')),
+    rank   integer NOT NULL
+);
+INSERT INTO access_levels (name, scope, rank) VALUES
+    ('account_collaboration', 'account', 1),
+    ('project_creator', 'account', 2),
+    ('project_lead', 'account', 3),
+    ('reports_viewer', 'account', 4),
+    ('reports_viewer_with_cost', 'account', 5),
+    ('account_admin', 'account', 6),
+    ('project_collaboration', 'project', 1),
+    ('time_logging', 'project', 2),
+    ('financial', 'project', 3),
+    ('project_admin', 'project', 4);
+
+CREATE TABLE users (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workspace_id    bigint NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    kind            text NOT NULL DEFAULT 'person' CHECK (kind IN ('person', 'service')),
+    name            text NOT NULL,
+    email           text,
+    account_role    text NOT NULL CHECK (account_role IN ('account_collaboration', 'project_creator',
+                        'project_lead', 'reports_viewer', 'reports_viewer_with_cost', 'account_admin')),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    deactivated_at  timestamptz,
+    UNIQUE (workspace_id, id)
+);
+CREATE UNIQUE INDEX users_email ON users (workspace_id, lower(email)) WHERE email IS NOT NULL;
+CREATE UNIQUE INDEX users_service_name ON users (workspace_id, name) WHERE kind = 'service';
+
+-- A project is named by text: a Workspace subject's id (Kantata) or a project's UUID (Plane).
+CREATE TABLE project_memberships (
+    workspace_id  bigint NOT NULL,
+    user_id       bigint NOT NULL,
+    project       text NOT NULL,
+    permission    text NOT NULL CHECK (permission IN ('project_collaboration', 'time_logging', 'financial',
+                      'project_admin')),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workspace_id, user_id, project),
+    FOREIGN KEY (workspace_id, user_id) REFERENCES users (workspace_id, id) ON DELETE CASCADE
+);
+
+-- Which project a Story or Resource belongs to, as an integration registered it (through the worker).
+CREATE TABLE subject_projects (
+    workspace_id  bigint NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    subject_type  text NOT NULL,
+    subject_id    text NOT NULL,
+    project       text NOT NULL,
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workspace_id, subject_type, subject_id)
+);
+
+-- Keys belong to a user. A key also signs the command messages it publishes (Ed25519, a private key derived
+-- from the key); only the public half is stored, so the database cannot forge a command.
+ALTER TABLE api_keys
+    ADD COLUMN user_id     bigint,
+    ADD COLUMN expires_at  timestamptz,
+    ADD COLUMN public_key  bytea UNIQUE;
+
+-- The keys made before users existed could do everything: they become keys of an administrator service
+-- account, 'owner', of their workspace.
+INSERT INTO users (workspace_id, kind, name, account_role)
+SELECT DISTINCT workspace_id, 'service', 'owner', 'account_admin' FROM api_keys;
+UPDATE api_keys k SET user_id = u.id
+FROM users u WHERE u.workspace_id = k.workspace_id AND u.kind = 'service' AND u.name = 'owner';
+ALTER TABLE api_keys
+    ALTER COLUMN user_id SET NOT NULL,
+    ADD FOREIGN KEY (workspace_id, user_id) REFERENCES users (workspace_id, id) ON DELETE CASCADE;
+CREATE INDEX api_keys_user ON api_keys (workspace_id, user_id);
+
+-- The project a subject belongs to: a Workspace subject is a project; a work item belongs to its property's
+-- project; Stories and Resources as registered; the others (account subjects) to none.
+CREATE FUNCTION cfv_subject_project(p_workspace bigint, p_subject_type text, p_subject_id text,
+                                    p_field_project uuid) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN p_subject_type = 'Workspace' THEN p_subject_id
+        WHEN p_subject_type = 'WorkItem' AND p_field_project IS NOT NULL THEN p_field_project::text
+        WHEN p_subject_type IN ('Estimate', 'WorkspaceGroup', 'User') THEN NULL
+        ELSE (SELECT s.project FROM subject_projects s
+              WHERE (s.workspace_id, s.subject_type, s.subject_id) = (p_workspace, p_subject_type, p_subject_id))
+    END
+$$;
+
+-- Whether a user (with account role p_role) reaches access level p_level on a subject: the read-side twin
+-- of cfv.domain.access.allowed, used to filter what reads return.
+CREATE FUNCTION cfv_allowed(p_workspace bigint, p_user bigint, p_role text, p_level text, p_subject_type text,
+                            p_subject_id text, p_field_project uuid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN p_role = 'account_admin' THEN true
+        WHEN p_level = 'account_admin' THEN false
+        WHEN p_subject_type IN ('Estimate', 'WorkspaceGroup', 'User') THEN coalesce(
+            (SELECT r.rank >= l.rank FROM access_levels r, access_levels l
+             WHERE r.name = p_role AND l.name = p_level AND l.scope = 'account'), false)
+        ELSE coalesce(
+            (SELECT r.rank >= l.rank
+             FROM project_memberships m
+             JOIN access_levels r ON r.name = m.permission
+             JOIN access_levels l ON l.name = p_level AND l.scope = 'project'
+             WHERE m.workspace_id = p_workspace AND m.user_id = p_user
+               AND m.project = cfv_subject_project(p_workspace, p_subject_type, p_subject_id, p_field_project)),
+            false)
+    END
+$$;
