@@ -43,6 +43,12 @@ def _workspace_id(request: web.Request) -> int:
     return request[keys.PRINCIPAL].workspace_id
 
 
+def _reader(request: web.Request) -> tuple[int, str]:
+    """The reader's user and account role: value queries return only what they may see."""
+    principal = request[keys.PRINCIPAL]
+    return principal.user_id, principal.account_role
+
+
 def _pool(request: web.Request) -> asyncpg.Pool[Any]:
     return request.app[keys.POOL]
 
@@ -177,6 +183,7 @@ async def list_values(request: web.Request) -> web.Response:
     async with _pool(request).acquire() as connection, connection.transaction(isolation="repeatable_read"):
         read_at: datetime = await connection.fetchval(query("read_time"))
         name, extra = ("list_values", ()) if as_of is None else ("list_values_as_of", (as_of,))
+        extra = (*extra, *_reader(request))
         rows = await connection.fetch(query(name), *arguments, per_page, (page - 1) * per_page, *extra)
         if rows:
             total = rows[0]["total"]
@@ -203,7 +210,7 @@ async def value_history(request: web.Request) -> web.Response:
     if not await pool.fetch(query("fields_by_ids"), _workspace_id(request), field_ids):
         raise not_found("custom field")
     rows = await pool.fetch(query("value_history"), _workspace_id(request), subject_type.value, subject_ids[0],
-                            field_ids[0])
+                            field_ids[0], *_reader(request))
     versions = []
     previous: Any = None
     for row in rows:
@@ -227,7 +234,8 @@ async def get_value(request: web.Request) -> web.Response:
 async def _current(request: web.Request, ids: list[int], *, single: bool = False) -> list[Row]:
     """The current values of ``ids``, in order; 404 naming each id that is not a current value here."""
     rows = {r["id"]: _value(r) for r in await _pool(request).fetch(query("values_by_ids"),
-                                                                    _workspace_id(request), ids)}
+                                                                    _workspace_id(request), ids,
+                                                                    *_reader(request))}
     missing = [(index, value_id) for index, value_id in enumerate(ids) if value_id not in rows]
     if missing:
         if single:

@@ -382,7 +382,7 @@ async def get_value(request: web.Request) -> web.Response:
     work_item = str(_uuid(request, "work_item_id", "work item"))
     pool = _pool(request)
     rows = await pool.fetch(query("work_item_values"), principal.workspace_id, work_item, prop["id"],
-                            prop["project_id"])
+                            prop["project_id"], principal.user_id, principal.account_role)
     _, _, is_multi = plane_type(prop["value_type"], prop["relation_target"], prop["relation_multi"])
     if not rows:
         if is_multi:
@@ -400,7 +400,8 @@ async def list_work_item_values(request: web.Request) -> web.Response:
     pool = _pool(request)
     properties = {r["id"]: r for r in await pool.fetch(query("list_properties"), principal.workspace_id,
                                                          project["id"])}
-    rows = await pool.fetch(query("work_item_values"), principal.workspace_id, work_item, None, project["id"])
+    rows = await pool.fetch(query("work_item_values"), principal.workspace_id, work_item, None, project["id"],
+                            principal.user_id, principal.account_role)
     option_uuids = await _option_uuids(pool, list(properties.values()))
     out: list[dict[str, Any]] = []
     for row in rows:

@@ -55,6 +55,9 @@ WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL
 RETURNING id;
 
 
+-- Reads return only what the reader may see: $user and $role (the last two arguments of each value query)
+-- name the reader, and cfv_allowed (migration 0006) applies each field's read_access.
+
 -- name: list_values
 -- $7 the order ('updated_at' or 'id'), $8 descending; value ids break ties, so pages never overlap.
 SELECT c.value_id AS id, c.subject_type, c.subject_id, c.custom_field_id, f.name AS custom_field_name,
@@ -66,6 +69,7 @@ WHERE c.workspace_id = $1 AND c.subject_type = $2 AND c.value_id IS NOT NULL
   AND ($3::text[] IS NULL OR c.subject_id = ANY($3::text[]))
   AND ($4::bigint[] IS NULL OR c.custom_field_id = ANY($4::bigint[]))
   AND ($5::timestamptz IS NULL OR c.updated_at > $5) AND ($6::timestamptz IS NULL OR c.updated_at < $6)
+  AND cfv_allowed(c.workspace_id, $11, $12, f.read_access, c.subject_type, c.subject_id, f.project_id)
 ORDER BY CASE WHEN $7 = 'updated_at' AND NOT $8 THEN c.updated_at END,
          CASE WHEN $7 = 'updated_at' AND $8 THEN c.updated_at END DESC,
          CASE WHEN $8 THEN c.value_id END DESC,
@@ -78,7 +82,8 @@ SELECT c.value_id AS id, c.subject_type, c.subject_id, c.custom_field_id, f.name
        c.origin, c.updated_at AS created_at
 FROM current_values c
 JOIN custom_fields f ON f.id = c.custom_field_id AND f.deleted_at IS NULL
-WHERE c.workspace_id = $1 AND c.value_id = ANY($2::bigint[]);
+WHERE c.workspace_id = $1 AND c.value_id = ANY($2::bigint[])
+  AND cfv_allowed(c.workspace_id, $3, $4, f.read_access, c.subject_type, c.subject_id, f.project_id);
 
 -- name: value_history
 -- Every version of one value, oldest first; a delete is a version with a null value.
@@ -87,6 +92,7 @@ SELECT v.id, v.subject_type, v.subject_id, v.custom_field_id, f.name AS custom_f
 FROM value_versions v
 JOIN custom_fields f ON f.id = v.custom_field_id
 WHERE v.workspace_id = $1 AND v.subject_type = $2 AND v.subject_id = $3 AND v.custom_field_id = $4
+  AND cfv_allowed(v.workspace_id, $5, $6, f.read_access, v.subject_type, v.subject_id, f.project_id)
 ORDER BY v.seq;
 
 -- name: choices_by_ids
@@ -189,6 +195,7 @@ FROM latest l
 JOIN custom_fields f ON f.id = l.custom_field_id AND (f.deleted_at IS NULL OR f.deleted_at > $11)
 WHERE l.value IS NOT NULL
   AND ($5::timestamptz IS NULL OR l.created_at > $5) AND ($6::timestamptz IS NULL OR l.created_at < $6)
+  AND cfv_allowed(l.workspace_id, $12, $13, f.read_access, l.subject_type, l.subject_id, f.project_id)
 ORDER BY CASE WHEN $7 = 'updated_at' AND NOT $8 THEN l.created_at END,
          CASE WHEN $7 = 'updated_at' AND $8 THEN l.created_at END DESC,
          CASE WHEN $8 THEN l.id END DESC,

@@ -105,4 +105,5 @@ FROM current_values c
 JOIN custom_fields f ON f.id = c.custom_field_id AND f.deleted_at IS NULL
 WHERE c.workspace_id = $1 AND c.subject_type = 'WorkItem' AND c.subject_id = $2 AND c.value_id IS NOT NULL
   AND f.project_id = $4 AND ($3::bigint IS NULL OR c.custom_field_id = $3)
+  AND cfv_allowed(c.workspace_id, $5, $6, f.read_access, c.subject_type, c.subject_id, f.project_id)
 ORDER BY c.custom_field_id;
