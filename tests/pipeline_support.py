@@ -22,6 +22,7 @@ import orjson
 from cfv.broker import topology
 from cfv.processes import run_worker
 from cfv.settings import Settings
+from cfv_schemas.signing import sign_message
 from conftest import EventCollector, Stack, Workspace, wait_for
 
 VALUES = "/api/v1/custom_field_values"
@@ -99,12 +100,15 @@ async def broker_channel(settings: Settings) -> AsyncIterator[aio_pika.abc.Abstr
         await connection.close()
 
 
-async def publish_raw(channel: aio_pika.abc.AbstractChannel, body: bytes, routing_key: str,
-                      message_id: str | None = None) -> None:
-    """Publish a command message to ``cfv.commands`` as the gateway does (persistent, confirmed)."""
+async def publish_raw(channel: aio_pika.abc.AbstractChannel, api_key: str | None, body: bytes, routing_key: str,
+                      message_id: str | None = None, **properties: Any) -> None:
+    """Publish a command message to ``cfv.commands`` as the gateway does (persistent, confirmed), signed with
+    ``api_key`` (None: unsigned)."""
     exchange = await channel.get_exchange(topology.COMMANDS_EXCHANGE)
+    headers = sign_message(body, api_key) if api_key is not None else {}
     await exchange.publish(aio_pika.Message(body, content_type="application/json", message_id=message_id,
-                                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=headers,
+                                            **properties),
                            routing_key=routing_key, mandatory=True)
 
 

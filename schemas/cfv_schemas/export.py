@@ -39,6 +39,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "plane-option": plane.OptionOut,
     "plane-write-value": plane.ValueIn,
     "plane-value": plane.ValueOut,
+    "kantata-subject-projects": kantata.SubjectProjectsIn,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "json"

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from cfv_schemas.commands import MAX_BULK, ExternalText
+from cfv_schemas.commands import MAX_BULK, ExternalText, SubjectPlacement
 
 UNIQUE_VALUE_TYPES = frozenset({"string", "url", "email", "file", "date", "datetime", "number", "currency"})
 NO_NUL = r"^[^\x00]*$"  # Postgres text cannot hold NUL characters
@@ -395,3 +395,11 @@ class CustomFieldSetOut(BaseModel):
     custom_field_ids: list[str]
     created_at: datetime
     updated_at: datetime
+
+
+class SubjectProjectsIn(BaseModel):
+    """``PUT /api/v1/subject_projects``: place up to 100 Stories or Resources in projects (all or nothing)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject_projects: Annotated[list[SubjectPlacement], Field(min_length=1, max_length=MAX_BULK)]

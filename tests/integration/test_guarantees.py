@@ -40,14 +40,15 @@ async def test_a_command_delivered_twice_is_applied_once(settings: Settings, wor
         body = envelope(command(workspace.id, field_id, 1, 42, command_id=duplicated_id))
         routing_key = str(workspace.id)
         # Twice before any worker runs, so both copies wait in the queue together (typically one batch) ...
-        await publish_raw(channel, body, routing_key, str(duplicated_id))
-        await publish_raw(channel, body, routing_key, str(duplicated_id))
+        await publish_raw(channel, workspace.key, body, routing_key, str(duplicated_id))
+        await publish_raw(channel, workspace.key, body, routing_key, str(duplicated_id))
         async with worker_task(settings):
             await wait_until_succeeded(db, [duplicated_id])
             # ... and once more after it was applied (a redelivery after a lost ack).
-            await publish_raw(channel, body, routing_key, str(duplicated_id))
+            await publish_raw(channel, workspace.key, body, routing_key, str(duplicated_id))
             sentinel_id = uuid.uuid4()  # same workspace, same ordered stream: once it is applied, so are the copies
-            await publish_raw(channel, envelope(command(workspace.id, field_id, 2, 1, command_id=sentinel_id)),
+            await publish_raw(channel, workspace.key,
+                envelope(command(workspace.id, field_id, 2, 1, command_id=sentinel_id)),
                               routing_key)
             await wait_until_succeeded(db, [sentinel_id])
             # Events leave in commit order, so once the sentinel's event is here every earlier one is too.
@@ -105,8 +106,9 @@ async def test_poison_messages_are_dead_lettered_at_once_and_the_stream_goes_on(
         }
         async with worker_task(settings) as worker:
             for body, key in poison.items():
-                await publish_raw(channel, body, key)
-            await publish_raw(channel, envelope(command(workspace.id, field_id, 1, 3, command_id=good_id)),
+                await publish_raw(channel, workspace.key, body, key)
+            await publish_raw(channel, workspace.key,
+                envelope(command(workspace.id, field_id, 1, 3, command_id=good_id)),
                               routing_key)
             await wait_until_succeeded(db, [good_id])
 
@@ -191,9 +193,10 @@ async def test_a_refused_message_naming_what_postgres_cannot_record_does_not_sto
         unnotifiable = command(workspace.id, field_id, 1, 2, command_id=unnotifiable_id)
         unnotifiable["reply_to"] = "x" * 100
         async with worker_task(settings) as worker:
-            await publish_raw(channel, beyond, routing_key)
-            await publish_raw(channel, envelope(unnotifiable), routing_key)
-            await publish_raw(channel, envelope(command(workspace.id, field_id, 1, 3, command_id=good_id)),
+            await publish_raw(channel, workspace.key, beyond, routing_key)
+            await publish_raw(channel, workspace.key, envelope(unnotifiable), routing_key)
+            await publish_raw(channel, workspace.key,
+                envelope(command(workspace.id, field_id, 1, 3, command_id=good_id)),
                               routing_key)
             await wait_until_succeeded(db, [good_id], timeout=10)
 
@@ -219,9 +222,11 @@ async def test_a_command_that_breaks_the_worker_fails_alone_and_the_worker_goes_
         bad = envelope(command(workspace.id, field_id, 2, "BIG", command_id=bad_id)).replace(
             b'"BIG"', str(2**64).encode())
         # Published before the worker starts, so the three are typically applied as one batch.
-        await publish_raw(channel, envelope(command(workspace.id, field_id, 1, 1, command_id=first_id)), routing_key)
-        await publish_raw(channel, bad, routing_key)
-        await publish_raw(channel, envelope(command(workspace.id, field_id, 3, 3, command_id=last_id)), routing_key)
+        await publish_raw(channel, workspace.key,
+            envelope(command(workspace.id, field_id, 1, 1, command_id=first_id)), routing_key)
+        await publish_raw(channel, workspace.key, bad, routing_key)
+        await publish_raw(channel, workspace.key,
+            envelope(command(workspace.id, field_id, 3, 3, command_id=last_id)), routing_key)
         async with worker_task(settings) as worker:
             await wait_until_succeeded(db, [first_id, last_id], timeout=10)
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from cfv_schemas.signing import public_key, signing_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cfv.domain.access import ACCOUNT_ADMIN
+from cfv.domain.access import ACCOUNT_ADMIN, PROJECT_ADMIN
 from cfv.gateway import keys
 from cfv.gateway.errors import ApiError, Handler
 from cfv.store.queries import query
@@ -142,6 +142,17 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def require_admin(principal: Principal) -> None:
-    """Refuse (403) a caller who is not an account administrator."""
+    """Refuse (403) a caller who is not an account administrator: definitions and users are theirs to manage."""
     if not principal.is_admin:
         raise ApiError.one(403, "forbidden", "only account administrators may do this")
+
+
+async def require_project_admin(pool: asyncpg.Pool[Any], principal: Principal, project: str) -> None:
+    """Refuse (403) a caller who administers neither the account nor ``project``."""
+    if principal.is_admin:
+        return
+    permission = await pool.fetchval(query("membership_permission"), principal.workspace_id, principal.user_id,
+                                     project)
+    if permission != PROJECT_ADMIN:
+        raise ApiError.one(403, "forbidden", f"only administrators of project {project} (or of the account) may "
+                           "do this")

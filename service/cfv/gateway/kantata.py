@@ -15,11 +15,11 @@ from aiohttp import web
 from cfv_schemas.commands import CommandItem
 from cfv_schemas.kantata import CustomFieldCreate, CustomFieldUpdate, WriteValuesIn
 
-from cfv.domain.access import default_access
+from cfv.domain.access import default_access, valid_levels
 from cfv.domain.fields import FieldDefinition, SubjectType
 from cfv.domain.values import render_subject_id
 from cfv.gateway import keys
-from cfv.gateway.auth import Principal
+from cfv.gateway.auth import Principal, require_admin
 from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import accepted, failure_status, read_json, wants_async
@@ -159,9 +159,11 @@ async def _field_answer(pool: asyncpg.Pool[Any], field_id: int, workspace_id: in
 @routes.post("/api/v1/custom_fields")
 async def create_field(request: web.Request) -> web.Response:
     """Define a custom field (with its choices, for choice fields)."""
+    require_admin(request[keys.PRINCIPAL])
     spec = (await read_json(request, CustomFieldCreate)).custom_field
     workspace_id = _principal(request).workspace_id
     write_default, read_default = default_access(SubjectType(spec.subject_type))
+    _check_levels(SubjectType(spec.subject_type), spec.write_access, spec.read_access)
     default = _default(draft_definition(workspace_id, spec.name, spec.subject_type, spec.value_type,
                                    spec.relation_target, spec.relation_multi, spec.required), spec.default_value)
     reference = spec.external_reference
@@ -178,6 +180,16 @@ async def create_field(request: web.Request) -> web.Response:
     answer = await _field_answer(pool, field_id, workspace_id)
     answer.set_status(201)
     return answer
+
+
+def _check_levels(subject_type: SubjectType, write_access: str | None, read_access: str | None) -> None:
+    """Refuse access levels that cannot apply to the field's subjects (account roles for account subjects,
+    project permissions or account_admin for project subjects)."""
+    valid = valid_levels(subject_type)
+    for name, level in (("write_access", write_access), ("read_access", read_access)):
+        if level is not None and level not in valid:
+            raise ApiError.one(422, "validation", f"{name} of a {subject_type.value} field is one of "
+                               f"{', '.join(valid)}", name)
 
 
 def _default(definition: FieldDefinition, raw: Any) -> Any:
@@ -217,6 +229,7 @@ async def get_field(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/custom_fields/{field_id}")
 async def update_field(request: web.Request) -> web.Response:
     """Rename, redescribe, change access levels, or add choices; type and subject are fixed."""
+    require_admin(request[keys.PRINCIPAL])
     field_id = int_id(request, "field_id", "custom field")
     changes = (await read_json(request, CustomFieldUpdate)).custom_field
     workspace_id = _principal(request).workspace_id
@@ -225,6 +238,7 @@ async def update_field(request: web.Request) -> web.Response:
         row = await connection.fetchrow(query("get_field"), field_id, workspace_id)
         if row is None:
             raise not_found("custom field")
+        _check_levels(SubjectType(row["subject_type"]), changes.write_access, changes.read_access)
         if changes.add_choices and row["value_type"] not in ("single", "multi"):
             raise ApiError.one(422, "validation", "only single and multi fields have choices", "add_choices")
         required = row["is_required"] if changes.required is None else changes.required
@@ -247,6 +261,7 @@ async def update_field(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/custom_fields/{field_id}")
 async def delete_field(request: web.Request) -> web.Response:
     """Delete a field and all its values (each announced as deleted); writes after it find no field."""
+    require_admin(request[keys.PRINCIPAL])
     field_id = int_id(request, "field_id", "custom field")
     if await request.app[keys.POOL].fetchrow(query("get_field"), field_id, _principal(request).workspace_id) is None:
         raise not_found("custom field")

@@ -10,6 +10,7 @@ from cfv_schemas.kantata import ChoiceCreate, ChoiceUpdate
 
 from cfv.domain.fields import CHOICE_TYPES
 from cfv.gateway import keys
+from cfv.gateway.auth import require_admin
 from cfv.gateway.choices import delete_choice
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import read_json
@@ -65,6 +66,7 @@ async def list_choices(request: web.Request) -> web.Response:
 @routes.post("/api/v1/custom_field_choices")
 async def create_choice(request: web.Request) -> web.Response:
     """Add a choice to a single or multi choice field."""
+    require_admin(request[keys.PRINCIPAL])
     spec = (await read_json(request, ChoiceCreate)).custom_field_choice
     pool = request.app[keys.POOL]
     field = None
@@ -91,6 +93,7 @@ async def get_choice(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/custom_field_choices/{choice_id}")
 async def update_choice(request: web.Request) -> web.Response:
     """Relabel, move, or re-reference a choice."""
+    require_admin(request[keys.PRINCIPAL])
     row = await _choice(request)
     changes = (await read_json(request, ChoiceUpdate)).custom_field_choice
     reference = changes.external_reference
@@ -105,6 +108,7 @@ async def update_choice(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/custom_field_choices/{choice_id}")
 async def remove_choice(request: web.Request) -> web.Response:
     """Delete a choice no value holds (409 otherwise)."""
+    require_admin(request[keys.PRINCIPAL])
     row = await _choice(request)
     await delete_choice(request.app[keys.POOL], _workspace_id(request), row["custom_field_id"], row["id"])
     return web.Response(status=204)

@@ -9,6 +9,7 @@ from aiohttp import web
 from cfv_schemas.kantata import SetCreate, SetUpdate
 
 from cfv.gateway import keys
+from cfv.gateway.auth import require_admin
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import read_json
 from cfv.gateway.kantata import int_id, listing, pagination
@@ -63,6 +64,7 @@ async def list_sets(request: web.Request) -> web.Response:
 @routes.post("/api/v1/custom_field_sets")
 async def create_set(request: web.Request) -> web.Response:
     """Create a set of fields of one subject type."""
+    require_admin(request[keys.PRINCIPAL])
     spec = (await read_json(request, SetCreate)).custom_field_set
     workspace_id = _workspace_id(request)
     pool = request.app[keys.POOL]
@@ -83,6 +85,7 @@ async def get_set(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/custom_field_sets/{set_id}")
 async def update_set(request: web.Request) -> web.Response:
     """Rename a set, or give it another list of fields."""
+    require_admin(request[keys.PRINCIPAL])
     set_id = int_id(request, "set_id", "custom field set")
     changes = (await read_json(request, SetUpdate)).custom_field_set
     workspace_id = _workspace_id(request)
@@ -102,6 +105,7 @@ async def update_set(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/custom_field_sets/{set_id}")
 async def delete_set(request: web.Request) -> web.Response:
     """Delete a set (its fields stay)."""
+    require_admin(request[keys.PRINCIPAL])
     set_id = int_id(request, "set_id", "custom field set")
     if await request.app[keys.POOL].fetchval(query("delete_set"), _workspace_id(request), set_id) is None:
         raise not_found("custom field set")

@@ -29,7 +29,7 @@ from cfv.domain.access import default_access
 from cfv.domain.fields import FieldDefinition, SubjectType, ValueType
 from cfv.domain.rules import InvalidRules, ValueRules, parse_rules
 from cfv.gateway import keys
-from cfv.gateway.auth import Principal
+from cfv.gateway.auth import Principal, require_admin, require_project_admin
 from cfv.gateway.choices import delete_choice
 from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
@@ -107,6 +107,7 @@ def _invalid(field: str, message: str) -> ApiError:
 async def create_project(request: web.Request) -> web.Response:
     """Create a project (with a client-chosen id, if given)."""
     principal = _caller(request)
+    require_admin(principal)
     spec = await read_json(request, ProjectIn)
     row = await _pool(request).fetchrow(query("insert_project"), principal.workspace_id, spec.id, spec.name,
                                         spec.identifier, spec.description)
@@ -135,6 +136,7 @@ async def get_project(request: web.Request) -> web.Response:
 async def update_project(request: web.Request) -> web.Response:
     """Rename a project, change its identifier or description."""
     principal, row = await _project(request)
+    await require_project_admin(_pool(request), principal, str(row["id"]))
     changes = await read_json(request, ProjectPatch)
     try:
         updated = await _pool(request).fetchrow(query("update_project"), principal.workspace_id, row["id"],
@@ -150,6 +152,7 @@ async def update_project(request: web.Request) -> web.Response:
 async def delete_project(request: web.Request) -> web.Response:
     """Delete a project and its properties (which then take no values)."""
     principal, row = await _project(request)
+    require_admin(principal)
     if await _pool(request).fetchval(query("delete_project"), principal.workspace_id, row["id"]) is None:
         raise not_found("project")
     return web.Response(status=204)
@@ -175,6 +178,7 @@ def _default(definition: FieldDefinition, raw: Any) -> Any:
 async def create_property(request: web.Request) -> web.Response:
     """Define a property of the project's work items; its rules and default are checked now."""
     principal, project = await _project(request)
+    await require_project_admin(_pool(request), principal, str(project["id"]))
     spec = await read_json(request, PropertyIn)
     value_type, relation_target, relation_multi = core_type(spec.property_type, spec.relation_type, spec.is_multi)
     rules = _rules(value_type, spec.is_multi, spec.validation_rules)
@@ -209,6 +213,7 @@ async def get_property(request: web.Request) -> web.Response:
 async def update_property(request: web.Request) -> web.Response:
     """Change a property's name, description, flags, settings, rules or default; its type is fixed."""
     principal, row = await _property(request)
+    await require_project_admin(_pool(request), principal, str(row["project_id"]))
     changes = await read_json(request, PropertyPatch)
     property_type, relation_type, is_multi = plane_type(row["value_type"], row["relation_target"],
                                                         row["relation_multi"])
@@ -239,7 +244,8 @@ async def update_property(request: web.Request) -> web.Response:
 @routes.delete(PROPERTY)
 async def delete_property(request: web.Request) -> web.Response:
     """Delete a property and all its values (each announced as deleted)."""
-    _, row = await _property(request)
+    principal, row = await _property(request)
+    await require_project_admin(_pool(request), principal, str(row["project_id"]))
     return await submit_field_deletion(request, row["id"])
 
 
@@ -265,6 +271,7 @@ async def _option(request: web.Request) -> tuple[Row, Row]:
 async def create_option(request: web.Request) -> web.Response:
     """Add an option to an OPTION property."""
     prop = await _option_property(request)
+    await require_project_admin(_pool(request), request[keys.PRINCIPAL], str(prop["project_id"]))
     spec = await read_json(request, OptionIn)
     async with _pool(request).acquire() as connection, connection.transaction():
         row = await connection.fetchrow(query("insert_option"), prop["id"], spec.name, spec.description,
@@ -294,6 +301,7 @@ async def get_option(request: web.Request) -> web.Response:
 async def update_option(request: web.Request) -> web.Response:
     """Rename an option, make it the default, or (de)activate it: inactive options cannot be chosen."""
     prop, row = await _option(request)
+    await require_project_admin(_pool(request), request[keys.PRINCIPAL], str(prop["project_id"]))
     changes = await read_json(request, OptionPatch)
     async with _pool(request).acquire() as connection, connection.transaction():
         updated = await connection.fetchrow(query("update_option"), row["id"], changes.name, changes.description,
@@ -310,6 +318,7 @@ async def update_option(request: web.Request) -> web.Response:
 async def delete_option(request: web.Request) -> web.Response:
     """Delete an option no value holds (409 otherwise: deactivate it instead)."""
     prop, row = await _option(request)
+    await require_project_admin(_pool(request), request[keys.PRINCIPAL], str(prop["project_id"]))
     await delete_choice(_pool(request), prop["workspace_id"], prop["id"], row["id"])
     return web.Response(status=204)
 

@@ -6,6 +6,9 @@ JOIN users u ON (u.workspace_id, u.id) = (k.workspace_id, k.user_id)
 JOIN workspaces w ON w.id = k.workspace_id
 WHERE k.secret_hash = $1;
 
+-- name: membership_permission
+SELECT permission FROM project_memberships WHERE workspace_id = $1 AND user_id = $2 AND project = $3;
+
 -- name: record_public_key
 UPDATE api_keys SET public_key = $2 WHERE id = $1 AND public_key IS NULL;
 
