@@ -62,8 +62,11 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
     assert row is not None
     now: datetime = row["now"]
 
-    done = {r["id"]: r["outcome"] for r in await connection.fetch(
-        query("completed_operations"), [c.id for c in commands])}
+    completed = await connection.fetch(query("completed_operations"), [c.id for c in commands])
+    done = {r["id"]: r["outcome"] for r in completed}
+    # An id is one operation of one workspace: another workspace's command reusing it learns nothing of it.
+    owners = {r["id"]: r["workspace_id"] for r in completed}
+    taken = {c.id for c in commands if owners.get(c.id, c.workspace_id) != c.workspace_id}
     fresh: list[Command] = []
     fresh_signers: list[bytes] = []
     seen: set[uuid.UUID] = set()
@@ -158,8 +161,8 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
         await connection.execute(query("record_idempotency_keys"), *_columns(
             (c.workspace_id, c.idempotency_key, c.request_hash or "", c.id) for c in batch.idempotency), now)
     outcomes.update(done)
-    await _notify(connection, commands, outcomes, wake_relay=bool(batch.events))
-    return [outcomes[c.id] for c in commands]
+    await _notify(connection, [c for c in commands if c.id not in taken], outcomes, wake_relay=bool(batch.events))
+    return [_failed(c.id, [_id_taken()]) if c.id in taken else outcomes[c.id] for c in commands]
 
 
 def _field_ids(command: Command) -> list[int]:
@@ -168,6 +171,11 @@ def _field_ids(command: Command) -> list[int]:
     if isinstance(command, RegisterSubjects):
         return []
     return [item.custom_field_id for item in command.items]
+
+
+def _id_taken() -> ItemError:
+    return ItemError(ErrorType.CONFLICT, "this command id is already the id of another operation; use a new id",
+                     "id")
 
 
 def _field_not_found(field_id: int, index: int | None = None) -> ItemError:

@@ -35,7 +35,7 @@ ON CONFLICT (workspace_id, subject_type, subject_id) DO UPDATE
     SET project = excluded.project, updated_at = excluded.updated_at;
 
 -- name: completed_operations
-SELECT id, outcome FROM operations WHERE id = ANY($1::uuid[]) AND status <> 'pending';
+SELECT id, workspace_id, outcome FROM operations WHERE id = ANY($1::uuid[]) AND status <> 'pending';
 
 -- name: field_definitions
 -- The choices a write may pick (active, not deleted), and the UUID of every choice (an edit may remove any).
@@ -123,7 +123,7 @@ SELECT id, workspace_id, status, outcome::jsonb, $5, $5
 FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[]) AS v (id, workspace_id, status, outcome)
 ON CONFLICT (id) DO UPDATE
     SET status = excluded.status, outcome = excluded.outcome, completed_at = excluded.completed_at
-    WHERE o.status = 'pending';
+    WHERE o.status = 'pending' AND o.workspace_id = excluded.workspace_id;
 
 -- name: record_idempotency_keys
 INSERT INTO idempotency_keys (workspace_id, key, request_hash, operation_id, created_at)
