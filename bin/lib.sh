@@ -1,4 +1,4 @@
-# Shared by bin/dev and bin/test: a virtualenv with cfv installed, and PostgreSQL and RabbitMQ answering.
+# Shared by bin/dev and bin/test: a virtualenv with cfv installed, and PostgreSQL, RabbitMQ and Redis answering.
 # shellcheck shell=bash
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -7,6 +7,8 @@ PG_HOST=${CFV_PG_HOST:-127.0.0.1}
 PG_PORT=${CFV_PG_PORT:-5432}
 AMQP_HOST=${CFV_AMQP_HOST:-127.0.0.1}
 AMQP_PORT=${CFV_AMQP_PORT:-5672}
+REDIS_HOST=${CFV_REDIS_HOST:-127.0.0.1}
+REDIS_PORT=${CFV_REDIS_PORT:-6379}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -53,7 +55,7 @@ ensure_postgres() {
   elif wait_for "$PG_HOST" "$PG_PORT" 60; then
     return 0
   fi
-  die "PostgreSQL does not answer on $PG_HOST:$PG_PORT. Start it, e.g.: docker compose up -d postgres rabbitmq"
+  die "PostgreSQL does not answer on $PG_HOST:$PG_PORT. Start it, e.g.: docker compose up -d postgres rabbitmq redis"
 }
 
 ensure_rabbitmq() {
@@ -63,7 +65,7 @@ ensure_rabbitmq() {
       rabbitmq-server -detached
       rabbitmqctl await_startup >/dev/null
     elif ! wait_for "$AMQP_HOST" "$AMQP_PORT" 60; then
-      die "RabbitMQ does not answer on $AMQP_HOST:$AMQP_PORT. Start it, e.g.: docker compose up -d postgres rabbitmq"
+      die "RabbitMQ does not answer on $AMQP_HOST:$AMQP_PORT. Start it, e.g.: docker compose up -d postgres rabbitmq redis"
     fi
   fi
   # cfv routes commands through a consistent-hash exchange; the tests use the management API for vhosts.
@@ -73,7 +75,21 @@ ensure_rabbitmq() {
   fi
 }
 
+# Redis holds only the gateway's rate-limit counters: a local one is started without persistence.
+ensure_redis() {
+  answers "$REDIS_HOST" "$REDIS_PORT" && return 0
+  if is_local "$REDIS_HOST" && command -v redis-server >/dev/null; then
+    say "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no >/dev/null
+    wait_for "$REDIS_HOST" "$REDIS_PORT" 30 && return 0
+  elif wait_for "$REDIS_HOST" "$REDIS_PORT" 60; then
+    return 0
+  fi
+  die "Redis does not answer on $REDIS_HOST:$REDIS_PORT. Start it, e.g.: docker compose up -d redis"
+}
+
 ensure_services() {
   ensure_postgres
   ensure_rabbitmq
+  ensure_redis
 }

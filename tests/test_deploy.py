@@ -87,8 +87,8 @@ def bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
 
 def test_compose_has_the_dependencies_and_every_role() -> None:
     services = compose()["services"]
-    assert {"postgres", "rabbitmq", *CFV_SERVICES} <= set(services)
-    for name in ("postgres", "rabbitmq"):
+    assert {"postgres", "rabbitmq", "redis", *CFV_SERVICES} <= set(services)
+    for name in ("postgres", "rabbitmq", "redis"):
         assert "healthcheck" in services[name], name
         assert not services[name].get("depends_on"), f"{name} must start alone (docker compose up -d {name})"
 
@@ -114,6 +114,7 @@ def test_startup_order() -> None:
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert depends["rabbitmq"]["condition"] == "service_healthy", name
+    assert services["gateway"]["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
 def test_cfv_services_point_at_the_compose_services() -> None:
@@ -127,6 +128,22 @@ def test_cfv_services_point_at_the_compose_services() -> None:
         amqp = urlsplit(environment["CFV_AMQP_URL"])
         assert amqp.scheme == "amqp" and amqp.hostname == "rabbitmq", name
         assert environment.get("CFV_HTTP_HOST", "0.0.0.0") == "0.0.0.0", name  # noqa: S104
+    gateway = service_environment(document["services"]["gateway"])
+    redis = urlsplit(gateway["CFV_REDIS_URL"])
+    assert redis.scheme == "redis" and redis.hostname == "redis", gateway["CFV_REDIS_URL"]
+    assert redis.port in (None, 6379)
+
+
+def test_redis_keeps_nothing_on_disk() -> None:
+    """Rate-limit counters expire within a window: the Redis service needs no persistence and no volume."""
+    redis = compose()["services"]["redis"]
+    assert redis["image"].split(":")[0] == "redis"
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    assert command[command.index("--save") + 1] == ""
+    assert command[command.index("--appendonly") + 1] == "no"
+    assert not redis.get("volumes")
+    assert all(str(port).startswith("127.0.0.1:") for port in redis.get("ports", []))
 
 
 def test_every_file_the_compose_file_uses_exists() -> None:

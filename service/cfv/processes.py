@@ -17,6 +17,7 @@ from cfv.broker import topology
 from cfv.broker.publisher import CommandPublisher
 from cfv.faults import TRANSIENT_ERRORS, Backoff
 from cfv.gateway.app import create_app
+from cfv.gateway.limits import RateLimiter, redis_client
 from cfv.gateway.replies import ReplyWaiter
 from cfv.gateway.submit import Submitter
 from cfv.relay import Relay
@@ -55,7 +56,8 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
     waiter = ReplyWaiter(settings.database_url, pool)
     await waiter.start()
     submitter = Submitter(CommandPublisher(declared.commands), waiter, pool, settings.write_timeout)
-    runner = web.AppRunner(create_app(settings, pool, submitter), access_log=None)
+    limiter = RateLimiter(redis_client(settings), settings)
+    runner = web.AppRunner(create_app(settings, pool, submitter, limiter), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
@@ -66,6 +68,8 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
     finally:
         await runner.cleanup()
         await waiter.close()
+        with contextlib.suppress(Exception):
+            await limiter.close()
         await _close(pool, amqp)
 
 

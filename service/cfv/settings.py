@@ -30,3 +30,19 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = False
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0",
+                           description="Redis holding the rate-limit counters, shared by every gateway")
+    redis_timeout: float = Field(0.25, gt=0, description="seconds a rate-limit check waits for Redis before "
+                                 "the request is served unlimited")
+    rate_limit_window: float = Field(60.0, gt=0, description="seconds per rate-limit window")
+    rate_limit_writes: int = Field(6000, ge=1, description="value writes per API key and window")
+    rate_limit_reads: int = Field(12000, ge=1, description="reads (GET) per API key and window")
+    rate_limit_definitions: int = Field(600, ge=1, description="other requests (fields, choices, sets, projects, "
+                                        "properties, options, administration) per API key and window")
+    auth_failure_limit: int = Field(100, ge=1, description="failed authentications (401) per source address and "
+                                    "window; more are answered 429 before the key is checked")
+    rate_limit_prefix: str = Field("", description="namespace of the counters in Redis; empty: cfv:<database name>")
+    max_json_depth: int = Field(32, ge=1, description="deepest nesting of arrays and objects in a request body")
+    max_string_length: int = Field(1_048_576, ge=1, description="longest string (in characters) in a request "
+                                   "body; by default as long as a body may be, leaving long values to validation")

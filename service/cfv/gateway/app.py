@@ -7,17 +7,23 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from cfv.gateway import kantata, kantata_choices, kantata_sets, kantata_values, keys, plane
+from cfv.gateway import kantata, kantata_choices, kantata_sets, kantata_values, keys, plane, subjects
 from cfv.gateway.auth import Authenticator, auth_middleware
 from cfv.gateway.errors import error_middleware, json_response
+from cfv.gateway.limits import RateLimiter, auth_failure_middleware, rate_limit_middleware
+from cfv.gateway.limits import install as install_limits
 from cfv.gateway.submit import Submitter
 from cfv.settings import Settings
 
 
-def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter) -> web.Application:
-    """The gateway's routes and middlewares over the given pool and submitter."""
+def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter,
+               limiter: RateLimiter | None = None) -> web.Application:
+    """The gateway's routes and middlewares over the given pool and submitter (and rate limiter: without one,
+    the app makes its own over ``settings.redis_url``)."""
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[error_middleware, auth_middleware])
+                          middlewares=[error_middleware, auth_failure_middleware, auth_middleware,
+                                       rate_limit_middleware])
+    install_limits(app, settings, limiter)
     app[keys.SETTINGS] = settings
     app[keys.POOL] = pool
     app[keys.SUBMITTER] = submitter
@@ -27,6 +33,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     app.add_routes(kantata_choices.routes)
     app.add_routes(kantata_sets.routes)
     app.add_routes(plane.routes)
+    app.add_routes(subjects.routes)
     app.router.add_get("/healthz", _health)
     return app
 

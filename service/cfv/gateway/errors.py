@@ -72,7 +72,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 _HTTP_ERROR_TYPES = {400: "validation", 401: "authentication", 404: "not_found", 405: "method_not_allowed",
-                     413: "request_too_large"}
+                     413: "request_too_large", 429: "rate_limited"}
 
 
 PLANE_PATHS = "/api/v1/workspaces/"
@@ -82,6 +82,8 @@ def error_response(request: web.Request, status: int, errors: list[dict[str, Any
                    headers: dict[str, str] | None = None) -> web.Response:
     """An error answer in the shape of the request's face."""
     if request.path.startswith(PLANE_PATHS):
+        if status == 429:  # Plane throttles with Django REST framework, which answers {"detail": ...}
+            return json_response({"detail": "; ".join(e["message"] for e in errors)}, status, headers)
         return json_response(plane_error_body(status, errors), status, headers)
     return json_response({"errors": errors}, status, headers)
 

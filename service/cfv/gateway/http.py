@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from cfv.gateway import keys
 from cfv.gateway.errors import ApiError, from_validation, json_response
+from cfv.gateway.limits import JsonLimitExceeded, check_json_limits, too_deep
 from cfv.gateway.submit import Submitted
 from cfv.worker.apply import Outcome
 
@@ -17,23 +19,47 @@ M = TypeVar("M", bound=BaseModel)
 
 async def read_json(request: web.Request, model: type[M]) -> M:
     """The request body parsed as ``model``, or a 400 naming what is wrong."""
-    body = await request.read()
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise ApiError.one(400, "validation", f"the body is not valid JSON: {error}") from None
+    data = await read_json_data(request)
     try:
         return model.model_validate(data)
     except ValidationError as error:
         raise from_validation(error) from None
 
 
+async def read_json_data(request: web.Request) -> Any:
+    """The request body as JSON within the request limits (``CFV_MAX_JSON_DEPTH``, ``CFV_MAX_STRING_LENGTH``),
+    or a 400 naming what is wrong (413 beyond ``CFV_MAX_BODY_BYTES``, from aiohttp). Every handler reads its
+    body through here (or :func:`read_json`)."""
+    body = await request.read()
+    settings = request.app[keys.SETTINGS]
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        if "depth limit" in str(error) or "recursion" in str(error):  # orjson's own limit (1024) is ours too
+            raise _limit_error(too_deep(settings.max_json_depth)) from None
+        raise ApiError.one(400, "validation", f"the body is not valid JSON: {error}") from None
+    try:
+        check_json_limits(data, settings.max_json_depth, settings.max_string_length)
+    except JsonLimitExceeded as error:
+        raise _limit_error(error) from None
+    return data
+
+
+def _limit_error(error: JsonLimitExceeded) -> ApiError:
+    return ApiError.one(400, "limit_exceeded", error.message, error.field)
+
+
 def failure_status(outcome: Outcome, *, invalid: int = 422, conflict: int = 422) -> int:
-    """The status of a failed write: 500 for an internal failure, 412 for a stale version, 404 when
-    everything refused was unknown, ``conflict`` for a clash, else ``invalid`` (each face has its codes)."""
+    """The status of a failed write: 500 for an internal failure, 401/403 for refused credentials/access, 412
+    for a stale version, 404 when everything refused was unknown, ``conflict`` for a clash, else ``invalid``
+    (each face has its codes)."""
     types = {e["type"] for e in outcome["errors"]}
     if "internal" in types:
         return 500
+    if "unauthenticated" in types:
+        return 401
+    if "forbidden" in types:
+        return 403
     if "precondition_failed" in types:
         return 412
     if types == {"not_found"}:

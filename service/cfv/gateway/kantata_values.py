@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 from aiohttp import web
 from cfv_schemas.commands import MAX_BULK, CommandItem
 from cfv_schemas.kantata import UpdateValuesIn, ValueUpdateIn
@@ -21,7 +20,7 @@ from cfv.domain.fields import CHOICE_TYPES, SubjectType
 from cfv.domain.values import InvalidValue, canonical_subject_id
 from cfv.gateway import keys
 from cfv.gateway.errors import ApiError, json_response, not_found
-from cfv.gateway.http import accepted, failure_status, read_json, wants_async
+from cfv.gateway.http import accepted, failure_status, read_json, read_json_data, wants_async
 from cfv.gateway.kantata import VALUES, listing, pagination, render_fields, render_value
 from cfv.store.queries import query
 
@@ -329,7 +328,7 @@ async def delete_values(request: web.Request) -> web.Response:
     """Delete up to 100 values named by ``ids=1,2,3`` (query or body), all or nothing."""
     raw = request.query.get("ids")
     if raw is None and request.can_read_body:
-        body = await request.json(loads=_loads)
+        body = await read_json_data(request)
         raw = body.get("ids") if isinstance(body, dict) else None
     ids = list(dict.fromkeys(_ids(str(raw) if raw is not None else None, "ids") or []))
     if not ids:
@@ -339,9 +338,3 @@ async def delete_values(request: web.Request) -> web.Response:
     values = await _current(request, ids)
     return await _submit(request, [_change(v, op="delete") for v in values], ids, deleting=True)
 
-
-def _loads(text: str) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as error:
-        raise _bad(f"the body is not valid JSON: {error}") from None

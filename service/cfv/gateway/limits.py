@@ -1,0 +1,329 @@
+"""Rate limits, shared by every gateway through Redis, and limits on the shape of request bodies.
+
+**Budgets.** Each API key has three budgets per window (``CFV_RATE_LIMIT_WINDOW`` seconds), one per endpoint
+class (:func:`endpoint_class`): ``writes`` (value writes, both faces), ``reads`` (any GET) and ``definitions``
+(everything else: fields, choices, sets, projects, properties, options, administration). Each source address
+has a budget of failed authentications (401 answers); once it is spent, the address is answered 429 before its
+key is even looked at. Every answer under ``/api/`` carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
+``X-RateLimit-Reset`` (whole seconds until the window ends) of the budget it was counted against; a 429 adds
+``Retry-After``.
+
+**Algorithm: a fixed window per counter**, started by the counter's first hit and ended by the key's expiry in
+Redis. One ``INCR`` (and, on the first hit, a ``PEXPIRE``) in a Lua script: one round trip, atomic, and the
+counter expires by itself. It was chosen over a sliding window or GCRA because its answer *is* the headers:
+the count left and when it is whole again are exact, where GCRA's "remaining" is an estimate, and because
+a window that starts at the first hit needs no agreement between the gateways' clocks (Redis keeps the time).
+Its known cost: a client may spend one window's budget at the end of a window and the next one's right
+after, twice the budget in a short span. These budgets guard fairness and stop runaway clients; they are not
+traffic shaping, so that burst is acceptable.
+
+**Redis unavailable: fail open.** A check that Redis does not answer within ``CFV_REDIS_TIMEOUT`` serves the
+request unlimited and without rate-limit headers, and further checks skip Redis for a couple of seconds (so
+an unreachable Redis does not add its timeout to every request); a warning is logged at most once a minute.
+Rate limits protect the service's fairness; they hold no data and guard no invariant (keys carry 256 random
+bits, so the failed-authentication budget is not what stops key guessing), so an outage of Redis should not
+become an outage of the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from cfv.gateway import keys
+from cfv.gateway.errors import ApiError, Handler
+from cfv.settings import Settings
+
+log = structlog.get_logger("cfv.gateway")
+
+WRITES = "writes"
+READS = "reads"
+DEFINITIONS = "definitions"
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Value endpoints: Kantata's /api/v1/custom_field_values[/...] and Plane's value of one property of a work item.
+_VALUE_PATH = re.compile(r"/api/v1/(?:custom_field_values(?:/.*)?"
+                         r"|workspaces/[^/]+/projects/[^/]+/work-items/[^/]+/work-item-properties/[^/]+/values/?)")
+
+_SKIP_REDIS_SECONDS = 2.0  # after a failed check, serve unlimited this long before asking Redis again
+_WARN_EVERY_SECONDS = 60.0
+
+
+def endpoint_class(method: str, path: str) -> str:
+    """The budget a request counts against: ``reads`` (GET, HEAD, OPTIONS), ``writes`` (any other method on a
+    value endpoint, of either face) or ``definitions`` (any other method on anything else)."""
+    if method.upper() in _READ_METHODS:
+        return READS
+    if _VALUE_PATH.fullmatch(path):
+        return WRITES
+    return DEFINITIONS
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Where a counter stands after a check."""
+
+    limit: int
+    remaining: int
+    reset: int  # whole seconds until the window ends (at least 1)
+    allowed: bool
+
+    def headers(self) -> dict[str, str]:
+        """The ``X-RateLimit-*`` headers of this budget."""
+        return {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining),
+                "X-RateLimit-Reset": str(self.reset)}
+
+
+# KEYS[1] the counter, ARGV[1] the window in ms. Counts the hit; a new counter starts its window.
+_HIT = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+# KEYS[1] the counter. Reads it without counting (0 and -2 when there is none).
+_PEEK = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+return {count, redis.call('PTTL', KEYS[1])}
+"""
+
+
+def redis_client(settings: Settings) -> Redis:
+    """A client of the rate-limit Redis that gives up quickly: short timeouts and no retries, since a check
+    that cannot be made serves the request unlimited (see the module's documentation)."""
+    return Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout,
+                          socket_connect_timeout=settings.redis_timeout, retry=Retry(NoBackoff(), 0),
+                          client_name="cfv-gateway")
+
+
+def namespace(settings: Settings) -> str:
+    """The prefix of this deployment's counters: ``CFV_RATE_LIMIT_PREFIX``, or ``cfv:<database name>``, since key
+    ids are only unique within a database (two deployments sharing a Redis must not share budgets)."""
+    if settings.rate_limit_prefix:
+        return settings.rate_limit_prefix
+    return "cfv:" + (urlsplit(settings.database_url).path.strip("/") or "default")
+
+
+class RateLimiter:
+    """Counts requests against their budgets in Redis, one round trip per check; fails open."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._window_ms = max(1, round(settings.rate_limit_window * 1000))
+        self._window = settings.rate_limit_window
+        self._limits = {WRITES: settings.rate_limit_writes, READS: settings.rate_limit_reads,
+                        DEFINITIONS: settings.rate_limit_definitions}
+        self._auth_limit = settings.auth_failure_limit
+        self._prefix = namespace(settings)
+        self._deadline = settings.redis_timeout * 2 + 0.1  # a bound beyond the socket timeouts, whatever happens
+        self._hit = redis.register_script(_HIT)
+        self._peek = redis.register_script(_PEEK)
+        self._skip_until = 0.0
+        self._warned_at = -math.inf
+
+    @property
+    def window(self) -> float:
+        """Seconds per window."""
+        return self._window
+
+    async def hit(self, key_id: int, endpoint: str) -> Budget | None:
+        """Count a request of a key against the budget of its endpoint class; None if Redis cannot say."""
+        limit = self._limits[endpoint]
+        counted = await self._run(self._hit, f"{self._prefix}:rate:{endpoint}:{key_id}")
+        if counted is None:
+            return None
+        count, ttl = counted
+        return Budget(limit, max(0, limit - count), self._seconds(ttl), count <= limit)
+
+    async def auth_failures(self, address: str) -> Budget | None:
+        """The failed-authentication budget of a source address, uncounted: not allowed once spent."""
+        seen = await self._run(self._peek, self._auth_key(address))
+        if seen is None:
+            return None
+        count, ttl = seen
+        limit = self._auth_limit
+        return Budget(limit, max(0, limit - count), self._seconds(ttl), count < limit)
+
+    async def auth_failed(self, address: str) -> Budget | None:
+        """Count a failed authentication of a source address."""
+        counted = await self._run(self._hit, self._auth_key(address))
+        if counted is None:
+            return None
+        count, ttl = counted
+        limit = self._auth_limit
+        return Budget(limit, max(0, limit - count), self._seconds(ttl), count <= limit)
+
+    async def close(self) -> None:
+        """Close the Redis client (the limiter's owner decides when)."""
+        await self._redis.aclose()
+
+    def _auth_key(self, address: str) -> str:
+        return f"{self._prefix}:auth:{address}"
+
+    def _seconds(self, ttl_ms: int) -> int:
+        if ttl_ms < 0:  # no counter (yet): a window would start now
+            ttl_ms = self._window_ms
+        return max(1, math.ceil(ttl_ms / 1000))
+
+    async def _run(self, script: Any, key: str) -> tuple[int, int] | None:
+        now = time.monotonic()
+        if now < self._skip_until:
+            return None
+        try:
+            async with asyncio.timeout(self._deadline):
+                count, ttl = await script(keys=[key], args=[self._window_ms])
+        except (RedisError, OSError, TimeoutError) as error:
+            self._skip_until = now + _SKIP_REDIS_SECONDS
+            if now - self._warned_at >= _WARN_EVERY_SECONDS:
+                self._warned_at = now
+                log.warning("rate limits not enforced: Redis did not answer; serving requests unlimited",
+                            error=type(error).__name__, retry_in=_SKIP_REDIS_SECONDS)
+            return None
+        return int(count), int(ttl)
+
+
+LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter", RateLimiter)
+BUDGET: web.RequestKey[Budget] = web.RequestKey("rate_limit_budget", Budget)
+
+
+def _address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+@web.middleware
+async def auth_failure_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Before authentication: refuse (429) an address that spent its failed-authentication budget; count
+    every 401 answered to it."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    limiter = request.app[LIMITER]
+    address = _address(request)
+    seen = await limiter.auth_failures(address)
+    if seen is not None and not seen.allowed:
+        request[BUDGET] = seen
+        raise ApiError.one(
+            429, "rate_limited",
+            f"too many failed authentications from this address (at most {seen.limit} per "
+            f"{limiter.window:g} s); retry in {seen.reset} s", headers={"Retry-After": str(seen.reset)})
+    try:
+        return await handler(request)
+    except ApiError as error:
+        if error.status == 401:
+            counted = await limiter.auth_failed(address)
+            if counted is not None:
+                request[BUDGET] = counted
+        raise
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """After authentication: count the request against its key's budget of its endpoint class; 429 once spent."""
+    principal = request.get(keys.PRINCIPAL)
+    if principal is None or not request.path.startswith("/api/"):
+        return await handler(request)
+    limiter = request.app[LIMITER]
+    endpoint = endpoint_class(request.method, request.path)
+    budget = await limiter.hit(principal.key_id, endpoint)
+    if budget is not None:
+        request[BUDGET] = budget
+        if not budget.allowed:
+            raise ApiError.one(
+                429, "rate_limited",
+                f"this key's budget of {budget.limit} {endpoint} requests per {limiter.window:g} s is spent; "
+                f"retry in {budget.reset} s", headers={"Retry-After": str(budget.reset)})
+    return await handler(request)
+
+
+async def rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the ``X-RateLimit-*`` headers of the budget the request was counted against,
+    on whatever answer it gets (the error middleware builds new responses for errors, so the middlewares
+    cannot add them themselves)."""
+    budget = request.get(BUDGET)
+    if budget is not None:
+        response.headers.update(budget.headers())
+
+
+def install(app: web.Application, settings: Settings, limiter: RateLimiter | None) -> None:
+    """Give ``app`` its limiter (a new one over ``settings.redis_url``, closed with the app, if none is given)
+    and the rate-limit headers."""
+    if limiter is None:
+        limiter = RateLimiter(redis_client(settings), settings)
+        owned = limiter
+
+        async def close(_: web.Application) -> None:
+            await owned.close()
+
+        app.on_cleanup.append(close)
+    app[LIMITER] = limiter
+    app.on_response_prepare.append(rate_limit_headers)
+
+
+# Request limits ----------------------------------------------------------------------------------------------
+
+
+class JsonLimitExceeded(ValueError):
+    """A request body beyond ``CFV_MAX_JSON_DEPTH`` or ``CFV_MAX_STRING_LENGTH``."""
+
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+def too_deep(max_depth: int, field: str | None = None) -> JsonLimitExceeded:
+    """The error of a body nested deeper than ``max_depth``."""
+    return JsonLimitExceeded(f"the body nests arrays and objects deeper than {max_depth} levels "
+                             f"(CFV_MAX_JSON_DEPTH)", field)
+
+
+def check_json_limits(data: Any, max_depth: int, max_string: int) -> None:
+    """Raise :class:`JsonLimitExceeded` if ``data`` (parsed JSON) nests arrays and objects more than
+    ``max_depth`` deep, or holds a string (a value or an object's key) of more than ``max_string`` characters.
+
+    Depth counts containers: a scalar is 0 deep, ``[]`` and ``{}`` 1, ``{"a": [1]}`` 2. The error's field is
+    the dotted path of the offending place (``custom_field_values.3.value``), as validation errors name
+    fields. Iterative, so no depth of input exhausts Python's stack.
+    """
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(data, 0, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        if isinstance(node, str):
+            if len(node) > max_string:
+                raise _too_long(max_string, len(node), path)
+        elif isinstance(node, dict):
+            if depth + 1 > max_depth:
+                raise too_deep(max_depth, _dotted(path))
+            for key, value in node.items():
+                if len(key) > max_string:
+                    raise _too_long(max_string, len(key), path, key=True)
+                stack.append((value, depth + 1, (*path, key)))
+        elif isinstance(node, list):
+            if depth + 1 > max_depth:
+                raise too_deep(max_depth, _dotted(path))
+            stack.extend((value, depth + 1, (*path, index)) for index, value in enumerate(node))
+
+
+def _too_long(max_string: int, length: int, path: tuple[str | int, ...], *, key: bool = False) -> JsonLimitExceeded:
+    what = "an object key" if key else "a string"
+    return JsonLimitExceeded(f"{what} of {length} characters is longer than {max_string} (CFV_MAX_STRING_LENGTH)",
+                             _dotted(path))
+
+
+def _dotted(path: tuple[str | int, ...]) -> str | None:
+    return ".".join(str(part) for part in path) or None
