@@ -64,13 +64,15 @@ async def template_db() -> AsyncIterator[str]:
 
 
 # DELETE rather than TRUNCATE: on tables this small it is 30 times faster (no new files to sync). Replica
-# mode skips the foreign-key triggers, so the order does not matter.
+# mode skips the foreign-key triggers, so the order does not matter. Reference data the migrations seed
+# (access_levels) stays.
 _RESET = """
 DO $$
 DECLARE r record;
 BEGIN
     SET LOCAL session_replication_role = replica;
-    FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%' LOOP
+    FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%'
+                                              AND tablename <> ALL ('{access_levels}') LOOP
         EXECUTE format('DELETE FROM %I', r.tablename);
     END LOOP;
     FOR r IN SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' LOOP

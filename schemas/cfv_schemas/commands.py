@@ -82,7 +82,8 @@ class SubjectPlacement(BaseModel):
 
     subject_type: Literal["Story", "Resource"]
     subject_id: StrictInt | StrictStr
-    project: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
+    project: StrictInt | Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="a Workspace id (Kantata project) or a project UUID (Plane)")
 
 
 class RegisterSubjects(_CommandBase):

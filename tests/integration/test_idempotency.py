@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from cfv.store.accounts import issue_key
 from conftest import EventCollector, Stack, Workspace
 from kantata_support import assert_errors_shape, counts, item, values_of, write
 
@@ -64,7 +65,7 @@ async def test_keys_are_per_workspace(stack: Stack, workspace: Workspace, other_
     [a], [b] = values_of(first), values_of(second)
     assert a["id"] != b["id"] and (a["value"], b["value"]) == (1, 2)
     assert await counts(db) == (2, 2, 2)
-    rows = await db.fetch("SELECT workspace_id FROM idempotency_keys WHERE key = 'shared-key' ORDER BY 1")
+    rows = await db.fetch("SELECT workspace_id FROM idempotency_keys WHERE key LIKE '%|shared-key' ORDER BY 1")
     assert [r["workspace_id"] for r in rows] == sorted([workspace.id, other_workspace.id])
 
 
@@ -115,3 +116,19 @@ async def test_async_retry_with_a_key_points_at_the_same_values(stack: Stack, wo
     assert operation["status"] == "succeeded", operation
     assert values_of(operation["result"]) == values_of(first)
     assert await counts(db) == (1, 1, 1)
+
+
+async def test_keys_are_per_api_key(stack: Stack, workspace: Workspace, db: Any) -> None:
+    """Another API key of the same workspace reusing an Idempotency-Key neither replays the first key's outcome
+    nor is refused for it: the key is its own request."""
+    points = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
+    second = Workspace(workspace.id, workspace.slug, (await issue_key(db, workspace.id, name="second")).secret)
+    key = {"Idempotency-Key": "shared-key"}
+    status, first, _ = await write(stack, workspace, item(points, 1), headers=key)
+    assert status == 200, first
+    status, other, _ = await write(stack, second, item(points, 2), headers=key)
+    assert status == 200, other
+    assert values_of(other)[0]["value"] == 2 and values_of(other)[0]["id"] != values_of(first)[0]["id"]
+    status, again, _ = await write(stack, workspace, item(points, 1), headers=key)
+    assert status == 200 and values_of(again) == values_of(first)  # the first key's retry still replays
+    assert await counts(db) == (2, 1, 2)  # two versions of one value

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from cfv.domain.fields import SubjectType
+from cfv.domain.values import JSON, InvalidValue, canonical_subject_id
 
 #: Subjects governed by account-level roles; the others belong to a project.
 ACCOUNT_SUBJECTS = frozenset({SubjectType.ESTIMATE, SubjectType.WORKSPACE_GROUP, SubjectType.USER})
@@ -49,6 +50,20 @@ def valid_levels(subject_type: SubjectType) -> tuple[str, ...]:
     if subject_type in ACCOUNT_SUBJECTS:
         return ACCOUNT_ROLES
     return (*PROJECT_PERMISSIONS, ACCOUNT_ADMIN)
+
+
+def canonical_project(raw: JSON) -> str:
+    """A project's one spelling: a Kantata project (a Workspace subject) id as a decimal positive integer, or a
+    Plane project UUID in lower case; anything else is :class:`InvalidValue`."""
+    if isinstance(raw, str) and not (raw.isascii() and raw.isdigit()):
+        try:
+            return canonical_subject_id(SubjectType.WORK_ITEM, raw)
+        except InvalidValue:
+            raise InvalidValue("a project is a Workspace id (a positive integer) or a project UUID") from None
+    try:
+        return canonical_subject_id(SubjectType.WORKSPACE, raw)
+    except InvalidValue:
+        raise InvalidValue("a project is a Workspace id (a positive integer) or a project UUID") from None
 
 
 def subject_project(subject_type: SubjectType, subject_id: str, field_project: str | None,

@@ -117,11 +117,24 @@ async def get_operation(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"id": str(operation_id), "status": row["status"]}
     outcome = row["outcome"]
     if row["status"] == "succeeded":
-        body["result"] = listing(VALUES, [render_value(v) for v in outcome["values"]])
+        values = await readable(pool, _principal(request), outcome["values"])
+        body["result"] = listing(VALUES, [render_value(v) for v in values])
     elif row["status"] == "failed":
         body["errors"] = outcome["errors"]
         body["http_status"] = failure_status(outcome)
     return json_response(body)
+
+
+async def readable(pool: asyncpg.Pool[Any], principal: Principal,
+                   values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The values (of an outcome) the principal may read: an operation shows no more than the values do."""
+    if principal.is_admin or not values:
+        return values
+    allowed = {n for (n,) in await pool.fetch(
+        query("readable_values"), principal.workspace_id, principal.user_id, principal.account_role,
+        [v["subject_type"] for v in values], [v["subject_id"] for v in values],
+        [v["custom_field_id"] for v in values])}
+    return [v for n, v in enumerate(values, 1) if n in allowed]
 
 
 # --- fields -------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 from cfv_schemas.kantata import SubjectProjectsIn
 
+from cfv.domain.access import canonical_project
 from cfv.domain.fields import SubjectType
 from cfv.domain.values import render_subject_id
 from cfv.gateway import keys
@@ -34,4 +35,4 @@ async def register_subjects(request: web.Request) -> web.Response:
     return json_response({"subject_projects": [
         {"subject_type": s.subject_type,
          "subject_id": render_subject_id(SubjectType(s.subject_type), str(s.subject_id)),
-         "project": s.project} for s in body.subject_projects]})
+         "project": canonical_project(s.project)} for s in body.subject_projects]})

@@ -114,3 +114,9 @@ LANGUAGE sql STABLE AS $$
             false)
     END
 $$;
+
+-- Idempotency keys now belong to the API key that sent them (stored as '<actor>|<key>'): scope the recorded
+-- ones by the setter of their operation's values.
+UPDATE idempotency_keys i SET key = (o.outcome -> 'values' -> 0 ->> 'setter') || '|' || i.key
+FROM operations o
+WHERE o.id = i.operation_id AND o.outcome -> 'values' -> 0 ->> 'setter' IS NOT NULL;

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cfv_schemas.commands import Command, RegisterSubjects, WriteValues
 
-from cfv.domain.access import PROJECT_ADMIN, Action, Grants, allowed, refusal, subject_project
+from cfv.domain.access import PROJECT_ADMIN, Action, Grants, allowed, canonical_project, refusal, subject_project
 from cfv.domain.fields import FieldDefinition, SubjectType
 from cfv.domain.values import InvalidValue, canonical_subject_id
 from cfv.domain.writes import ErrorType, ItemError, ValidWrite
@@ -115,13 +115,18 @@ class BatchAccess:
             except InvalidValue as error:
                 errors.append(ItemError(ErrorType.VALIDATION, str(error), "subject_id", index))
                 continue
+            try:
+                target = canonical_project(placement.project)
+            except InvalidValue as error:
+                errors.append(ItemError(ErrorType.VALIDATION, str(error), "project", index))
+                continue
             subject = (command.workspace_id, subject_type.value, subject_id)
             before = self._registered.get(subject)
-            for project in {placement.project, before} - {None}:
+            for project in {target, before} - {None}:
                 if not allowed(signer.grants, PROJECT_ADMIN, subject_type, project):
                     errors.append(ItemError(ErrorType.FORBIDDEN, f"placing {subject_type.value} {subject_id} in "
                                             f"a project takes project_admin on project {project}", "project", index))
-            placed.append((subject, placement.project))
+            placed.append((subject, target))
         if errors:
             return errors
         for subject, project in placed:

@@ -87,7 +87,7 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
         p = _validate(command.model_copy(update={"actor": authenticated.actor}), definitions)
         p.signer = authenticated
         prepared.append(p)
-    idempotency = await _idempotency_records(connection, fresh)
+    idempotency = await _idempotency_records(connection, [p.command for p in prepared if p.signer is not None])
     for p in prepared:
         if p.deleting is not None:
             p.stored_keys = [ValueKey(SubjectType(r["subject_type"]), r["subject_id"], p.deleting.id)
@@ -109,7 +109,7 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
         command, signer = p.command, p.signer
         if signer is None:
             continue
-        idem = (command.workspace_id, command.idempotency_key) if command.idempotency_key else None
+        idem = (command.workspace_id, _idempotency_scope(command)) if command.idempotency_key else None
         if idem is not None and idem in idempotency:
             p.outcome = _replay(command, *idempotency[idem])
             continue
@@ -159,7 +159,7 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
     await _complete_operations(connection, fresh, outcomes, now)
     if batch.idempotency:  # after the operations they point at
         await connection.execute(query("record_idempotency_keys"), *_columns(
-            (c.workspace_id, c.idempotency_key, c.request_hash or "", c.id) for c in batch.idempotency), now)
+            (c.workspace_id, _idempotency_scope(c), c.request_hash or "", c.id) for c in batch.idempotency), now)
     outcomes.update(done)
     await _notify(connection, [c for c in commands if c.id not in taken], outcomes, wake_relay=bool(batch.events))
     return [_failed(c.id, [_id_taken()]) if c.id in taken else outcomes[c.id] for c in commands]
@@ -245,8 +245,14 @@ async def _idempotency_records(
     if not keyed:
         return {}
     rows = await connection.fetch(query("idempotency_records"), [c.workspace_id for c in keyed],
-                                  [c.idempotency_key for c in keyed])
+                                  [_idempotency_scope(c) for c in keyed])
     return {(r["workspace_id"], r["key"]): (r["request_hash"], r["outcome"]) for r in rows}
+
+
+def _idempotency_scope(command: Command) -> str:
+    """An idempotency key belongs to the API key that sent it (the authenticated actor): another key reusing it
+    neither replays the first one's outcome nor is refused for it."""
+    return f"{command.actor}|{command.idempotency_key}"
 
 
 def _replay(command: Command, request_hash: str, original: Outcome) -> Outcome:

@@ -18,6 +18,13 @@ SELECT status, outcome FROM operations WHERE id = $1 AND workspace_id = $2;
 -- name: mark_operation_pending
 INSERT INTO operations (id, workspace_id, status) VALUES ($1, $2, 'pending') ON CONFLICT (id) DO NOTHING;
 
+-- name: readable_values
+-- Which of the given values ($4, $5, $6: subject types, subject ids, field ids) the reader may see, by position.
+SELECT k.n
+FROM unnest($4::text[], $5::text[], $6::bigint[]) WITH ORDINALITY AS k (subject_type, subject_id, custom_field_id, n)
+JOIN custom_fields f ON f.id = k.custom_field_id AND f.workspace_id = $1
+WHERE cfv_allowed($1, $2, $3, f.read_access, k.subject_type, k.subject_id, f.project_id);
+
 -- name: operation_outcomes
 SELECT id, outcome FROM operations WHERE id = ANY($1::uuid[]) AND status <> 'pending';
 
