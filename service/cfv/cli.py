@@ -1,4 +1,5 @@
-"""The operator's command line: ``cfv migrate | run | gateway | worker | relay | workspace | key | topology``."""
+"""The operator's command line: ``cfv migrate | run | gateway | worker | relay | workspace | key | user |
+topology``."""
 
 from __future__ import annotations
 
@@ -9,18 +10,23 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import click
 
 from cfv import logs, processes
 from cfv.broker.topology import definitions
+from cfv.domain.access import ACCOUNT_ROLES, PROJECT_PERMISSIONS
 from cfv.settings import Settings
-from cfv.store.accounts import issue_key
-from cfv.store.database import connect
+from cfv.store import accounts
+from cfv.store.accounts import AccountError
+from cfv.store.database import Connection, connect
 from cfv.store.migrate import apply_migrations, ensure_database
 from cfv.store.queries import query
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -114,29 +120,238 @@ def workspace_create(settings: Settings, slug: str, name: str | None) -> None:
     click.echo(f"workspace {slug} {'created' if asyncio.run(create()) else 'already exists'}")
 
 
+_ROLE = click.Choice(ACCOUNT_ROLES)
+_PERMISSION = click.Choice(PROJECT_PERMISSIONS)
+_WORKSPACE = click.option("--workspace", "slug", required=True, metavar="SLUG", help="the workspace (its slug)")
+
+
+async def _in_workspace(settings: Settings, slug: str, work: Callable[[Connection, int], Awaitable[T]]) -> T:
+    """Run ``work`` on a connection with the id of workspace ``slug``; account errors become click errors."""
+    db = await connect(settings.database_url)
+    try:
+        workspace_id = await db.fetchval(query("workspace_id"), slug)
+        if workspace_id is None:
+            raise click.ClickException(f"no workspace {slug}")
+        try:
+            return await work(db, workspace_id)
+        except AccountError as error:
+            raise click.ClickException(error.message) from None
+    finally:
+        await db.close()
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    for row in (header, *rows):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+async def _user(db: Connection, workspace_id: int, ref: str) -> accounts.User:
+    user = await accounts.find_user(db, workspace_id, ref)
+    if user is None:
+        raise click.ClickException(f"no user {ref} in this workspace (name one by id, email or service name)")
+    return user
+
+
 @main.group()
 def key() -> None:
-    """Manage API keys."""
+    """Manage API keys.
+
+    A key belongs to a user of a workspace (a person or a service account) and acts with that user's account
+    role and project memberships. The secret is printed once, when the key is made; cfv keeps only its hash.
+    """
 
 
 @key.command("create")
-@click.option("--workspace", "slug", required=True, help="the workspace the key belongs to")
+@_WORKSPACE
+@click.option("--user", "user_ref", metavar="ID_OR_EMAIL",
+              help="the user the key belongs to, by id or email; with --role, an email nobody has yet makes "
+                   "that person")
+@click.option("--service", metavar="NAME",
+              help="the service account the key belongs to; with --role, one that does not exist yet is made")
+@click.option("--role", type=_ROLE, metavar="ROLE", help="the account role of a user made by --user or "
+              "--service (lowest first: " + ", ".join(ACCOUNT_ROLES) + ")")
+@click.option("--user-name", metavar="NAME", help="the name of a person made by --user --role (default: the "
+              "email address)")
+@click.option("--expires", metavar="WHEN", help="when the key expires: a duration from now (30d, 12h, 90m, "
+              "2w) or an ISO date or date and time (UTC unless it has an offset); default: never")
 @click.option("--name", help="a note to tell keys apart")
 @click.pass_obj
-def key_create(settings: Settings, slug: str, name: str | None) -> None:
-    """Create an API key and print it; it is stored only as a hash and cannot be shown again."""
+def key_create(settings: Settings, slug: str, user_ref: str | None, service: str | None, role: str | None,
+               user_name: str | None, expires: str | None, name: str | None) -> None:
+    """Create an API key and print it (only the key, on standard output; details go to standard error).
 
-    async def create() -> str:
-        db = await connect(settings.database_url)
-        try:
-            workspace_id = await db.fetchval(query("workspace_id"), slug)
-            if workspace_id is None:
-                raise click.ClickException(f"no workspace {slug}")
-            return (await issue_key(db, workspace_id, name=name)).secret
-        finally:
-            await db.close()
+    It is stored only as a hash and cannot be shown again. Without --user or --service, the key belongs to the
+    workspace's 'owner' service account, an account administrator.
+    """
+    if user_ref is not None and service is not None:
+        raise click.UsageError("give --user or --service, not both")
+    if role is not None and user_ref is None and service is None:
+        raise click.UsageError("--role makes a user: give --user EMAIL or --service NAME too")
+    if user_name is not None and (user_ref is None or role is None):
+        raise click.UsageError("--user-name names a person made by --user EMAIL --role ROLE")
+    try:
+        expires_at = None if expires is None else accounts.parse_expiry(expires, field="--expires")
+    except AccountError as error:
+        raise click.BadParameter(error.message, param_hint="--expires") from None
 
-    click.echo(asyncio.run(create()))
+    async def create(db: Connection, workspace_id: int) -> tuple[accounts.IssuedKey, str]:
+        async with accounts.locked(db, workspace_id):
+            user_id, made = None, ""
+            if user_ref is not None or service is not None:
+                ref = user_ref if user_ref is not None else service
+                assert ref is not None
+                user = await (accounts.find_user(db, workspace_id, ref) if user_ref is not None else
+                              accounts.find_service(db, workspace_id, ref))
+                if user is None:
+                    if role is None:
+                        raise click.ClickException(f"no user {ref} in workspace {slug}; give --role to make "
+                                                   f"{'it' if service else 'that person'}")
+                    if user_ref is not None and "@" not in user_ref:
+                        raise click.ClickException(f"no user {user_ref}; to make a person, name them by email")
+                    user = await accounts.create_user(
+                        db, workspace_id, account_role=role, kind="service" if service else "person",
+                        name=service or user_name or ref, email=user_ref)
+                    made = f"made {user.kind} {user.id} ({user.account_role}); "
+                elif role is not None and role != user.account_role:
+                    raise click.ClickException(
+                        f"user {user.id} exists with role {user.account_role}; --role only applies to a user it "
+                        "makes (change roles with the admin API)")
+                user_id = user.id
+            issued = await accounts.issue_key(db, workspace_id, user_id=user_id, name=name, expires_at=expires_at)
+            return issued, made
+
+    issued, made = asyncio.run(_in_workspace(settings, slug, create))
+    click.echo(issued.secret)
+    click.echo(f"{made}key {issued.id} (prefix {issued.prefix}) of user {issued.user_id}, expires "
+               f"{_when(issued.expires_at) if issued.expires_at else 'never'}; it cannot be shown again", err=True)
+
+
+@key.command("list")
+@_WORKSPACE
+@click.option("--user", "user_ref", metavar="ID_OR_EMAIL", help="only this user's keys")
+@click.pass_obj
+def key_list(settings: Settings, slug: str, user_ref: str | None) -> None:
+    """List the workspace's keys (revoked and expired ones too); secrets are never shown, nor stored."""
+
+    async def fetch(db: Connection, workspace_id: int) -> tuple[list[accounts.KeyInfo], dict[int, accounts.User]]:
+        user_id = None if user_ref is None else (await _user(db, workspace_id, user_ref)).id
+        users = {u.id: u for u in await accounts.list_users(db, workspace_id)}
+        return await accounts.list_keys(db, workspace_id, user_id=user_id), users
+
+    found, users = asyncio.run(_in_workspace(settings, slug, fetch))
+    now = datetime.now(UTC)
+    rows = []
+    for k in found:
+        user = users.get(k.user_id)
+        status = k.status(now)
+        if status == "active" and user is not None and not user.active:
+            status = "user deactivated"
+        rows.append((str(k.id), k.prefix, f"{k.user_id} {user.name if user else ''}".strip(), k.name or "",
+                     _when(k.created_at), _when(k.expires_at), status))
+    _table(("ID", "PREFIX", "USER", "NAME", "CREATED", "EXPIRES", "STATUS"), rows)
+
+
+@key.command("revoke")
+@_WORKSPACE
+@click.argument("key_id", type=click.IntRange(min=1))
+@click.pass_obj
+def key_revoke(settings: Settings, slug: str, key_id: int) -> None:
+    """Revoke key KEY_ID (see `cfv key list`) for good.
+
+    Runs under the workspace's lock: it waits for the writes being applied, and every write applied after it
+    refuses the key. Gateways may still accept the key for reads for up to five seconds.
+    """
+
+    async def revoke(db: Connection, workspace_id: int) -> accounts.KeyInfo | None:  # the key before
+        async with accounts.locked(db, workspace_id):
+            before = await accounts.get_key(db, workspace_id, key_id)
+            if before is not None and before.revoked_at is None:
+                await accounts.revoke_key(db, workspace_id, key_id)
+            return before
+
+    before = asyncio.run(_in_workspace(settings, slug, revoke))
+    if before is None:
+        raise click.ClickException(f"no key {key_id} in workspace {slug}")
+    if before.revoked_at is not None:
+        click.echo(f"key {key_id} was already revoked at {_when(before.revoked_at)}")
+    else:
+        click.echo(f"key {key_id} revoked")
+
+
+@main.group(help="Manage users: people and service accounts, their account roles and project memberships.\n\n"
+            "Account roles, lowest first: " + ", ".join(ACCOUNT_ROLES) + ". Project permissions, lowest first: "
+            + ", ".join(PROJECT_PERMISSIONS) + ".")
+def user() -> None:
+    pass
+
+
+@user.command("create")
+@_WORKSPACE
+@click.option("--name", required=True, help="the person's name, or the service account's (unique)")
+@click.option("--email", help="the person's email address (required for a person)")
+@click.option("--service", is_flag=True, help="make a service account rather than a person")
+@click.option("--role", required=True, type=_ROLE, metavar="ROLE", help="the account role (lowest first: "
+              + ", ".join(ACCOUNT_ROLES) + ")")
+@click.pass_obj
+def user_create(settings: Settings, slug: str, name: str, email: str | None, service: bool, role: str) -> None:
+    """Create a user (a person, or with --service a service account) and print its id."""
+
+    async def create(db: Connection, workspace_id: int) -> accounts.User:
+        async with accounts.locked(db, workspace_id):
+            return await accounts.create_user(db, workspace_id, name=name, email=email, account_role=role,
+                                              kind="service" if service else "person")
+
+    made = asyncio.run(_in_workspace(settings, slug, create))
+    click.echo(f"{made.kind} {made.id} ({made.name}, {made.account_role}) created")
+
+
+@user.command("list")
+@_WORKSPACE
+@click.pass_obj
+def user_list(settings: Settings, slug: str) -> None:
+    """List the workspace's users, with their roles and how many keys they have."""
+
+    async def fetch(db: Connection, workspace_id: int) -> tuple[list[accounts.User], list[accounts.KeyInfo]]:
+        return await accounts.list_users(db, workspace_id), await accounts.list_keys(db, workspace_id)
+
+    users, all_keys = asyncio.run(_in_workspace(settings, slug, fetch))
+    now = datetime.now(UTC)
+    live: dict[int, int] = {}
+    for k in all_keys:
+        if k.status(now) == "active":
+            live[k.user_id] = live.get(k.user_id, 0) + 1
+    _table(("ID", "KIND", "NAME", "EMAIL", "ROLE", "STATUS", "KEYS"),
+           [(str(u.id), u.kind, u.name, u.email or "", u.account_role, "active" if u.active else
+             f"deactivated {_when(u.deactivated_at)}", str(live.get(u.id, 0))) for u in users])
+
+
+@user.command("grant")
+@_WORKSPACE
+@click.argument("user_ref", metavar="USER")
+@click.argument("project")
+@click.argument("permission", type=_PERMISSION, metavar="PERMISSION")
+@click.pass_obj
+def user_grant(settings: Settings, slug: str, user_ref: str, project: str, permission: str) -> None:
+    """Give USER (an id, an email address or a service account's name) PERMISSION on PROJECT (a Kantata
+    Workspace id or a Plane project UUID), or change the permission they have there.
+
+    PERMISSION, lowest first: project_collaboration, time_logging, financial, project_admin.
+    """
+
+    async def grant(db: Connection, workspace_id: int) -> tuple[accounts.Membership, bool, int]:
+        async with accounts.locked(db, workspace_id):
+            found = await _user(db, workspace_id, user_ref)
+            membership, created = await accounts.set_membership(db, workspace_id, found.id, project, permission)
+            return membership, created, found.id
+
+    membership, created, user_id = asyncio.run(_in_workspace(settings, slug, grant))
+    click.echo(f"user {user_id} {'now has' if created else 'changed to'} {membership.permission} on project "
+               f"{membership.project}")
 
 
 @main.command()

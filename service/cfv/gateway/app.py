@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from cfv.gateway import kantata, kantata_choices, kantata_sets, kantata_values, keys, plane, subjects
+from cfv.gateway import admin, kantata, kantata_choices, kantata_sets, kantata_values, keys, plane, subjects
 from cfv.gateway.auth import Authenticator, auth_middleware
 from cfv.gateway.errors import error_middleware, json_response
 from cfv.gateway.limits import RateLimiter, auth_failure_middleware, rate_limit_middleware
@@ -32,6 +32,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     app.add_routes(kantata.routes)
     app.add_routes(kantata_choices.routes)
     app.add_routes(kantata_sets.routes)
+    app.add_routes(admin.routes)
     app.add_routes(plane.routes)
     app.add_routes(subjects.routes)
     app.router.add_get("/healthz", _health)

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 from cfv_schemas.commands import Command, CommandItem, DeleteField, RegisterSubjects, SubjectPlacement, WriteValues
+from cfv_schemas.signing import public_key
 
 from cfv.broker.publisher import CommandPublisher, PublishFailed
 from cfv.faults import TRANSIENT_ERRORS
@@ -97,14 +98,15 @@ class Submitter:
                 return Submitted(command.id, outcome)
             except TimeoutError:
                 self._waiter.forget(command.id, future)
-        await self._mark_pending(command)
+        await self._mark_pending(principal, command)
         return Submitted(command.id, None)
 
-    async def _mark_pending(self, command: Command) -> None:
+    async def _mark_pending(self, principal: Principal, command: Command) -> None:
         """Record that the operation exists, so polling it finds it even before a worker took it."""
         # If the database is down, the command is still safe on the broker: the operation appears once applied.
         with contextlib.suppress(*TRANSIENT_ERRORS):
-            await self._pool.execute(query("mark_operation_pending"), command.id, command.workspace_id)
+            await self._pool.execute(query("mark_operation_pending"), command.id, command.workspace_id,
+                                     public_key(principal.signer) if principal.signer else None)
 
 
 def _valid_idempotency_key(key: str) -> bool:

@@ -79,6 +79,10 @@ ALTER TABLE api_keys
     ADD FOREIGN KEY (workspace_id, user_id) REFERENCES users (workspace_id, id) ON DELETE CASCADE;
 CREATE INDEX api_keys_user ON api_keys (workspace_id, user_id);
 
+-- Who submitted a pending operation (the public key of their API key): a refusal of that key's command may
+-- settle it; a message signed by anyone else cannot.
+ALTER TABLE operations ADD COLUMN public_key bytea;
+
 -- The project a subject belongs to: a Workspace subject is a project; a work item belongs to its property's
 -- project; Stories and Resources as registered; the others (account subjects) to none.
 CREATE FUNCTION cfv_subject_project(p_workspace bigint, p_subject_type text, p_subject_id text,

@@ -81,6 +81,11 @@ class BatchAccess:
             return ItemError(ErrorType.UNAUTHENTICATED, "the signing API key is revoked or expired", "credentials")
         return signer
 
+    def of_workspace(self, public_key: bytes, workspace_id: int) -> bool:
+        """Whether ``public_key`` is (or was: revoked, expired) a key of ``workspace_id``."""
+        found = self._signers.get(public_key)
+        return found is not None and found[0] == workspace_id
+
     def write_errors(self, signer: Signer, workspace_id: int, writes: Sequence[ValidWrite]) -> list[ItemError]:
         """The writes (and value deletes) ``signer`` may not make: each field's ``write_access`` decides."""
         errors = []

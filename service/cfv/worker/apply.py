@@ -62,16 +62,19 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
     assert row is not None
     now: datetime = row["now"]
 
-    completed = await connection.fetch(query("completed_operations"), [c.id for c in commands])
-    done = {r["id"]: r["outcome"] for r in completed}
-    # An id is one operation of one workspace: another workspace's command reusing it learns nothing of it.
-    owners = {r["id"]: r["workspace_id"] for r in completed}
-    taken = {c.id for c in commands if owners.get(c.id, c.workspace_id) != c.workspace_id}
+    known = await connection.fetch(query("known_operations"), [c.id for c in commands])
+    # An id is one operation of one workspace: another workspace's command reusing it (pending or done) is
+    # refused, and learns nothing of it.
+    owners = {r["id"]: (r["workspace_id"], r["public_key"]) for r in known}
+    # Per command, not per id: a forged copy of an id is refused, the genuine command of that id goes on.
+    taken = [c.id in owners and not _same_owner(owners[c.id], c.workspace_id, key)
+             for c, key in zip(commands, signed_by, strict=True)]
+    done = {r["id"]: r["outcome"] for r in known if r["status"] != "pending"}
     fresh: list[Command] = []
     fresh_signers: list[bytes] = []
     seen: set[uuid.UUID] = set()
-    for command, public_key in zip(commands, signed_by, strict=True):
-        if command.id not in done and command.id not in seen:
+    for command, public_key, is_taken in zip(commands, signed_by, taken, strict=True):
+        if command.id not in done and command.id not in seen and not is_taken:
             seen.add(command.id)
             fresh.append(command)
             fresh_signers.append(public_key)
@@ -156,13 +159,27 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
     for p in prepared:
         assert p.outcome is not None
         outcomes[p.command.id] = p.outcome
-    await _complete_operations(connection, fresh, outcomes, now)
+    # A command refused for its credentials only records a new operation: it may name somebody's pending one.
+    unauthenticated = {p.command.id for p in prepared if p.signer is None}
+    await _complete_operations(connection, [(c, key) for c, key in zip(fresh, fresh_signers, strict=True)
+                                            if c.id not in unauthenticated], outcomes, now)
+    if unauthenticated:
+        await connection.execute(query("fail_unauthenticated"), *_columns(
+            (c.id, c.workspace_id, _json(outcomes[c.id]), key)
+            for c, key in zip(fresh, fresh_signers, strict=True) if c.id in unauthenticated), now)
+    # A gateway waiting for a command hears its refusal only if signed by a key of the command's workspace
+    # (revoked, expired): gateways sign with their caller's key, and nobody else can.
+    silent = {c.id for c, key in zip(fresh, fresh_signers, strict=True)
+              if c.id in unauthenticated and not access.of_workspace(key, c.workspace_id)}
     if batch.idempotency:  # after the operations they point at
         await connection.execute(query("record_idempotency_keys"), *_columns(
             (c.workspace_id, _idempotency_scope(c), c.request_hash or "", c.id) for c in batch.idempotency), now)
     outcomes.update(done)
-    await _notify(connection, [c for c in commands if c.id not in taken], outcomes, wake_relay=bool(batch.events))
-    return [_failed(c.id, [_id_taken()]) if c.id in taken else outcomes[c.id] for c in commands]
+    await _notify(connection, [c for c, refused in zip(commands, taken, strict=True)
+                               if not refused and c.id not in silent], outcomes,
+                  wake_relay=bool(batch.events))
+    return [_failed(c.id, [_id_taken()]) if refused else outcomes[c.id]
+            for c, refused in zip(commands, taken, strict=True)]
 
 
 def _field_ids(command: Command) -> list[int]:
@@ -171,6 +188,12 @@ def _field_ids(command: Command) -> list[int]:
     if isinstance(command, RegisterSubjects):
         return []
     return [item.custom_field_id for item in command.items]
+
+
+def _same_owner(owner: tuple[int, bytes | None], workspace_id: int, public_key: bytes) -> bool:
+    """Whether an operation recorded for ``owner`` (a workspace, and the key that submitted it, if the gateway
+    recorded it pending) may be the one a command of ``workspace_id`` signed with ``public_key`` names."""
+    return owner[0] == workspace_id and (owner[1] is None or bytes(owner[1]) == public_key)
 
 
 def _id_taken() -> ItemError:
@@ -342,12 +365,14 @@ class _BatchWrites:
 
 
 async def _complete_operations(
-    connection: Connection, commands: Sequence[Command], outcomes: dict[uuid.UUID, Outcome],
+    connection: Connection, commands: Sequence[tuple[Command, bytes]], outcomes: dict[uuid.UUID, Outcome],
     now: datetime,
 ) -> None:
+    """Record the outcomes of ``commands`` (each with the key that signed it)."""
     if commands:
         await connection.execute(query("complete_operations"), *_columns(
-            (c.id, c.workspace_id, outcomes[c.id]["status"], _json(outcomes[c.id])) for c in commands), now)
+            (c.id, c.workspace_id, outcomes[c.id]["status"], _json(outcomes[c.id]), key) for c, key in commands),
+            now)
 
 
 async def _notify(
@@ -386,20 +411,22 @@ async def fail_operations(
 ) -> list[Outcome]:
     """Mark ``operations`` failed with ``reason`` and tell their waiting gateways, in one transaction.
 
-    A message refused for its credentials may name anyone's operation: it only records operations that do not
-    exist yet, so it can never fail a real pending one.
+    A message refused before it could be applied (bad format, bad credentials) may name anyone's operation: it
+    only records operations that do not exist yet, so it can never fail a real pending one.
     """
     if not operations:
         return []
     outcomes = {op.id: _failed(op.id, [ItemError(kind, reason, "credentials" if kind is ErrorType.UNAUTHENTICATED
                                                  else "command")]) for op in operations}
+    # Only a command that failed inside cfv (internal) settles an operation that is already pending: a message
+    # refused before it could be applied may name anyone's operation, so it only records new ones.
+    internal = kind is ErrorType.INTERNAL
     async with connection.transaction():
         await connection.execute(query("fail_operations"), *_columns(
-            (op.id, op.workspace_id, _json(outcomes[op.id])) for op in operations),
-            kind is not ErrorType.UNAUTHENTICATED)
+            (op.id, op.workspace_id, _json(outcomes[op.id])) for op in operations), internal)
         channels, payloads = [], []
         for op in operations:
-            if op.reply_to and kind is not ErrorType.UNAUTHENTICATED:  # gateways sign: none waits for these
+            if op.reply_to and internal:  # the others name no operation a gateway waits for
                 for payload in reply_payloads([outcomes[op.id]]):
                     channels.append(reply_channel(op.reply_to))
                     payloads.append(payload)

@@ -34,8 +34,8 @@ FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS v (workspace_id
 ON CONFLICT (workspace_id, subject_type, subject_id) DO UPDATE
     SET project = excluded.project, updated_at = excluded.updated_at;
 
--- name: completed_operations
-SELECT id, workspace_id, outcome FROM operations WHERE id = ANY($1::uuid[]) AND status <> 'pending';
+-- name: known_operations
+SELECT id, workspace_id, status, outcome, public_key FROM operations WHERE id = ANY($1::uuid[]);
 
 -- name: field_definitions
 -- The choices a write may pick (active, not deleted), and the UUID of every choice (an edit may remove any).
@@ -57,7 +57,7 @@ SELECT id, slug FROM workspaces WHERE id = ANY($1::bigint[]);
 -- name: idempotency_records
 SELECT i.workspace_id, i.key, i.request_hash, o.outcome
 FROM idempotency_keys i
-JOIN operations o ON o.id = i.operation_id
+JOIN operations o ON o.id = i.operation_id AND o.workspace_id = i.workspace_id
 JOIN unnest($1::bigint[], $2::text[]) AS k (workspace_id, key)
     ON (i.workspace_id, i.key) = (k.workspace_id, k.key);
 
@@ -118,11 +118,13 @@ FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
 ORDER BY n;
 
 -- name: complete_operations
-INSERT INTO operations AS o (id, workspace_id, status, outcome, created_at, completed_at)
-SELECT id, workspace_id, status, outcome::jsonb, $5, $5
-FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[]) AS v (id, workspace_id, status, outcome)
+INSERT INTO operations AS o (id, workspace_id, status, outcome, created_at, completed_at, public_key)
+SELECT id, workspace_id, status, outcome::jsonb, $6, $6, public_key
+FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bytea[])
+    AS v (id, workspace_id, status, outcome, public_key)
 ON CONFLICT (id) DO UPDATE
-    SET status = excluded.status, outcome = excluded.outcome, completed_at = excluded.completed_at
+    SET status = excluded.status, outcome = excluded.outcome, completed_at = excluded.completed_at,
+        public_key = excluded.public_key
     WHERE o.status = 'pending' AND o.workspace_id = excluded.workspace_id;
 
 -- name: record_idempotency_keys
@@ -135,15 +137,26 @@ SELECT count(pg_notify(channel, payload)) FROM unnest($1::text[], $2::text[]) AS
 
 -- name: fail_operations
 -- Operations named by a message that can never be applied. Unknown workspaces are skipped: nobody could
--- read such an operation anyway. $4 false: only record operations not recorded yet (a message with bad
--- credentials must not fail someone else's pending operation).
+-- read such an operation anyway. $4 false: only record operations not recorded yet (a message refused
+-- before it could be applied must not fail someone else's pending operation).
 INSERT INTO operations AS o (id, workspace_id, status, outcome, completed_at)
 SELECT v.id, v.workspace_id, 'failed', v.outcome::jsonb, now()
 FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS v (id, workspace_id, outcome)
 JOIN workspaces w ON w.id = v.workspace_id
 ON CONFLICT (id) DO UPDATE
     SET status = 'failed', outcome = excluded.outcome, completed_at = excluded.completed_at
-    WHERE o.status = 'pending' AND $4::boolean;
+    WHERE o.status = 'pending' AND o.workspace_id = excluded.workspace_id AND $4::boolean;
+
+-- name: fail_unauthenticated
+-- Commands whose credentials were refused at apply time (an unknown, revoked or expired key, or one of another
+-- workspace). They settle a pending operation only if the same key submitted it.
+INSERT INTO operations AS o (id, workspace_id, status, outcome, created_at, completed_at, public_key)
+SELECT v.id, v.workspace_id, 'failed', v.outcome::jsonb, $5, $5, v.public_key
+FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bytea[]) AS v (id, workspace_id, outcome, public_key)
+JOIN workspaces w ON w.id = v.workspace_id
+ON CONFLICT (id) DO UPDATE
+    SET status = 'failed', outcome = excluded.outcome, completed_at = excluded.completed_at
+    WHERE o.status = 'pending' AND o.workspace_id = excluded.workspace_id AND o.public_key = excluded.public_key;
 
 -- name: field_value_keys
 -- The keys holding a value of a field about to be deleted (read under the workspace's lock).

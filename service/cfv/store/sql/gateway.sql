@@ -16,7 +16,9 @@ UPDATE api_keys SET public_key = $2 WHERE id = $1 AND public_key IS NULL;
 SELECT status, outcome FROM operations WHERE id = $1 AND workspace_id = $2;
 
 -- name: mark_operation_pending
-INSERT INTO operations (id, workspace_id, status) VALUES ($1, $2, 'pending') ON CONFLICT (id) DO NOTHING;
+-- With the public key of the API key that submitted it: only that key's refusal may settle it (see apply.sql).
+INSERT INTO operations (id, workspace_id, status, public_key) VALUES ($1, $2, 'pending', $3)
+ON CONFLICT (id) DO NOTHING;
 
 -- name: readable_values
 -- Which of the given values ($4, $5, $6: subject types, subject ids, field ids) the reader may see, by position.
