@@ -163,4 +163,5 @@ async def test_header_bytes_that_are_not_utf8_get_json_answers(stack: Stack, wor
     assert await counts(db) == (0, 0, 0)
     status, answer = await raw_post(stack, b"X-API-Key: " + key + b"\r\nIdempotency-Key: caf\xc3\xa9\r\n", body)
     assert status == 200, answer  # UTF-8 is fine
-    assert await db.fetchval("SELECT key FROM idempotency_keys") == "café"
+    setter = values_of(answer)[0]["setter"]
+    assert await db.fetchval("SELECT key FROM idempotency_keys") == f"{setter}|café"  # scoped to its API key

@@ -26,15 +26,15 @@ async def test_create_answers_201_in_kantata_format_and_stores_the_field(stack: 
                                                                           db: Any) -> None:
     status, body, headers = await stack.request("POST", FIELDS, workspace, json={"custom_field": {
         "name": "  Colour  ", "subject_type": "Story", "value_type": "multi", "description": "paint",
-        "choices": ["red", {"label": "green"}, "blue"], "write_access": "project_lead",
-        "read_access": "reports_viewer"}})
+        "choices": ["red", {"label": "green"}, "blue"], "write_access": "financial",
+        "read_access": "time_logging"}})
     assert status == 201, body
     assert headers["Content-Type"].startswith("application/json")
     field = only_field(body)
     assert field["name"] == "Colour"  # surrounding whitespace stripped
     assert field["description"] == "paint"
     assert (field["subject_type"], field["value_type"]) == ("Story", "multi")
-    assert (field["write_access"], field["read_access"]) == ("project_lead", "reports_viewer")
+    assert (field["write_access"], field["read_access"]) == ("financial", "time_logging")
     assert field["relation_target"] is None and field["relation_multi"] is False
     assert [(c["label"], c["position"]) for c in field["choices"]] == [("red", 0), ("green", 1), ("blue", 2)]
     assert all(isinstance(c["id"], str) and c["id"].isdigit() for c in field["choices"])
@@ -75,8 +75,8 @@ async def test_default_access_follows_the_subject_type(stack: Stack, workspace: 
 
 async def test_explicit_access_overrides_only_what_is_given(stack: Stack, workspace: Workspace) -> None:
     field = await stack.create_field(workspace, name="Budget", subject_type="Estimate", value_type="currency",
-                                     read_access="financial")
-    assert (field["write_access"], field["read_access"]) == ("account_admin", "financial")
+                                     read_access="reports_viewer_with_cost")
+    assert (field["write_access"], field["read_access"]) == ("account_admin", "reports_viewer_with_cost")
 
 
 BAD_DEFINITIONS = [
@@ -170,20 +170,20 @@ async def test_patch_changes_name_description_and_access(stack: Stack, workspace
     field = await stack.create_field(workspace, name="Old", subject_type="Story", value_type="string",
                                      description="before")
     status, body, _ = await stack.request("PATCH", f"{FIELDS}/{field['id']}", workspace, json={"custom_field": {
-        "name": "New", "write_access": "project_lead"}})
+        "name": "New", "write_access": "time_logging"}})
     assert status == 200, body
     changed = only_field(body)
-    assert changed["name"] == "New" and changed["write_access"] == "project_lead"
+    assert changed["name"] == "New" and changed["write_access"] == "time_logging"
     assert changed["description"] == "before" and changed["read_access"] == field["read_access"]
     assert changed["value_type"] == "string" and changed["subject_type"] == "Story"
     assert changed["updated_at"] > field["updated_at"]
 
     status, body, _ = await stack.request("PATCH", f"{FIELDS}/{field['id']}", workspace, json={"custom_field": {
-        "description": "after", "read_access": "account_collaboration"}})
+        "description": "after", "read_access": "project_collaboration"}})
     assert status == 200
     changed = only_field(body)
     assert (changed["name"], changed["description"], changed["read_access"]) == (
-        "New", "after", "account_collaboration")
+        "New", "after", "project_collaboration")
 
     status, body, _ = await stack.request("GET", f"{FIELDS}/{field['id']}", workspace)
     assert only_field(body) == changed
