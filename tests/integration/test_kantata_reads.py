@@ -219,7 +219,8 @@ async def test_list_filters_order_includes_and_bad_queries(stack: Stack, workspa
     assert body["custom_field_choices"][str(green)]["label"] == "green"
     assert body["custom_field_choices"][str(green)]["custom_field_id"] == colour["id"]
     assert body["custom_field_choices"][str(green)]["id"] == str(green)
-    assert body["users"] == {setter: {"id": setter, "kind": "api_key"}}
+    assert body["users"] == {setter: {"id": setter, "kind": "api_key", "user_id": await owner_id(db, workspace),
+                                      "user_kind": "service", "name": "owner"}}
     assert body["stories"] == {s: {"id": s, "type": "Story"} for s in ("1", "2", "3")}
 
     includes: list[tuple[dict[str, str], str, set[str]]] = [
@@ -318,7 +319,8 @@ async def test_get_one_value_with_etag_and_includes(stack: Stack, workspace: Wor
     assert set(body) == BASE_KEYS | {"custom_fields", "custom_field_choices", "users", "stories"}, body
     assert set(body["custom_fields"]) == {colour["id"]}
     assert set(body["custom_field_choices"]) == {str(blue), str(red)}
-    assert body["users"] == {setter: {"id": setter, "kind": "api_key"}}
+    assert body["users"] == {setter: {"id": setter, "kind": "api_key", "user_id": await owner_id(db, workspace),
+                                      "user_kind": "service", "name": "owner"}}
     assert body["stories"] == {"7": {"id": "7", "type": "Story"}}
     status, body, _ = await get(stack, workspace, f"{VALUES}/{estimate['id']}", include="subject")
     assert status == 200 and body["estimates"] == {"5": {"id": "5", "type": "Estimate"}}, body
@@ -835,3 +837,8 @@ async def test_out_of_range_inputs_are_answered_not_500(stack: Stack, workspace:
             wrong.append((method, path, body_sent, f"expected {expected}", status, body))
     assert not wrong, "\n".join(map(str, wrong))
     assert await counts(db) == before
+
+
+async def owner_id(db: Any, workspace: Workspace) -> str:
+    """The id (as text) of the workspace's 'owner' service account, whose key the tests write with."""
+    return str(await db.fetchval("SELECT id FROM users WHERE workspace_id = $1 AND name = 'owner'", workspace.id))

@@ -151,13 +151,25 @@ async def _add_includes(body: dict[str, Any], includes: set[str], values: list[R
             str(c["id"]): {"id": str(c["id"]), "custom_field_id": str(c["custom_field_id"]), "label": c["label"],
                            "position": c["position"]}
             for c in await pool.fetch(query("choices_by_ids"), choice_ids)}
-    if "setter" in includes:  # setters are API keys until cfv knows its users
-        body.setdefault("users", {}).update({v["setter"]: {"id": v["setter"], "kind": "api_key"} for v in values})
+    if "setter" in includes:  # a setter is an API key ("key:<id>"), of a user
+        key_ids = {int(v["setter"].removeprefix("key:")) for v in values
+                   if v["setter"].startswith("key:") and v["setter"][4:].isdigit()}
+        owners = {f"key:{r['key_id']}": r for r in await pool.fetch(query("key_owners"), _workspace_id(request),
+                                                                      list(key_ids))}
+        body.setdefault("users", {}).update({v["setter"]: _setter(v["setter"], owners.get(v["setter"]))
+                                             for v in values})
     if "subject" in includes:
         for v in values:
             subject_key = SUBJECT_KEYS[SubjectType(v["subject_type"])]
             subject_id = str(v["subject_id"])
             body.setdefault(subject_key, {})[subject_id] = {"id": subject_id, "type": v["subject_type"]}
+
+
+def _setter(setter: str, owner: Row | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": setter, "kind": "api_key"}
+    if owner is not None:
+        out.update(user_id=str(owner["user_id"]), user_kind=owner["kind"], name=owner["name"])
+    return out
 
 
 @routes.get("/api/v1/custom_field_values")

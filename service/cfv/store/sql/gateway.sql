@@ -9,6 +9,12 @@ WHERE k.secret_hash = $1;
 -- name: membership_permission
 SELECT permission FROM project_memberships WHERE workspace_id = $1 AND user_id = $2 AND project = $3;
 
+-- name: key_owners
+-- The users behind setters (API keys) of the workspace.
+SELECT k.id AS key_id, u.id AS user_id, u.kind, u.name
+FROM api_keys k JOIN users u ON (u.workspace_id, u.id) = (k.workspace_id, k.user_id)
+WHERE k.workspace_id = $1 AND k.id = ANY($2::bigint[]);
+
 -- name: record_public_key
 UPDATE api_keys SET public_key = $2 WHERE id = $1 AND public_key IS NULL;
 
