@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from cfv_schemas import commands, events, kantata, outcomes, plane
+from cfv_schemas import admin, commands, events, kantata, outcomes, plane
 
 MODELS: dict[str, type[BaseModel]] = {
     "command-envelope": commands.CommandEnvelope,
@@ -40,6 +40,11 @@ MODELS: dict[str, type[BaseModel]] = {
     "plane-write-value": plane.ValueIn,
     "plane-value": plane.ValueOut,
     "kantata-subject-projects": kantata.SubjectProjectsIn,
+    "admin-user-create": admin.UserCreate,
+    "admin-user-update": admin.UserUpdate,
+    "admin-membership": admin.MembershipPut,
+    "admin-key-create": admin.KeyCreate,
+    "admin-key-update": admin.KeyUpdate,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "json"

@@ -23,19 +23,13 @@ import asyncpg
 import orjson
 from cfv.gateway.app import create_app
 from cfv.gateway.limits import RateLimiter
+from cfv.gateway.plane import OPTION, OPTIONS, PROJECT, PROPERTIES, PROPERTY, VALUES, WORK_ITEM_VALUES
+from cfv.gateway.plane import PREFIX as PLANE
 from cfv.settings import Settings
 from conftest import Stack, Workspace, running_stack
 from plane_support import Plane, new_project
 
 API = "/api/v1"
-PLANE = "/api/v1/workspaces/{slug}/projects/"
-PROJECT = PLANE + "{project_id}/"
-PROPERTIES = PROJECT + "work-item-properties/"
-PROPERTY = PROPERTIES + "{property_id}/"
-OPTIONS = PROPERTY + "options/"
-OPTION = OPTIONS + "{option_id}/"
-WORK_ITEM_VALUES = PROJECT + "work-items/{work_item_id}/work-item-properties/values/"
-VALUES = PROJECT + "work-items/{work_item_id}/work-item-properties/{property_id}/values/"
 UNKNOWN_INT = "987654"
 NO_SUCH_SLUG = "no-such-workspace"
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, ValidationError
+from cfv_schemas.admin import KeyCreate, KeyUpdate, MembershipPut, UserCreate, UserUpdate
+from pydantic import BaseModel, ValidationError
 
 from cfv.gateway import keys
 from cfv.gateway.auth import Principal, require_admin
@@ -44,65 +45,7 @@ USERS = "users"
 MEMBERSHIPS = "memberships"
 API_KEYS = "api_keys"
 _STATUS = {"validation": 422, "conflict": 409, "not_found": 404}
-_NO_NUL = r"^[^\x00]*$"
 M = TypeVar("M", bound=BaseModel)
-
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=_NO_NUL)]
-Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320, pattern=_NO_NUL)]
-Word = Annotated[str, StringConstraints(max_length=255, pattern=_NO_NUL)]  # checked against its list later
-Moment = Annotated[str, StringConstraints(max_length=64)]
-
-
-class UserCreate(BaseModel):
-    """``POST /api/v1/users``: a person (with an email address) or a service account (with a unique name)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["person", "service"] = "person"
-    name: Name
-    email: Email | None = None
-    account_role: Word
-
-
-class UserUpdate(BaseModel):
-    """``PATCH /api/v1/users/{id}``: what to change; ``active: true`` reactivates (``false`` deactivates);
-    ``email: null`` removes a service account's address."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: Name | None = None
-    email: Email | None = None
-    account_role: Word | None = None
-    active: StrictBool | None = None
-
-
-class MembershipPut(BaseModel):
-    """``PUT /api/v1/users/{id}/memberships/{project}``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    permission: Word
-
-
-class KeyCreate(BaseModel):
-    """``POST /api/v1/users/{id}/api_keys``: an optional note, and when the key expires (never, by default)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: Name | None = None
-    expires_at: Moment | None = Field(default=None, description="an ISO 8601 date and time in the future "
-                                      "(UTC unless it has an offset)")
-    expires_in_days: StrictInt | None = Field(default=None, ge=1, le=36_500)
-
-
-class KeyUpdate(BaseModel):
-    """``PATCH /api/v1/api_keys/{id}``: ``expires_at`` (null: never; a past time expires the key now), ``name``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    expires_at: Moment | None = None
-    name: Name | None = None
-
 
 # --- rendering ----------------------------------------------------------------------------------------------
 
