@@ -24,6 +24,7 @@ from cfv.store.accounts import issue_key
 from conftest import Stack, Workspace, free_port, running_stack
 from kantata_support import FIELDS, VALUES, assert_errors_shape, item, values_of, write
 from plane_support import projects_path
+from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
@@ -406,3 +407,34 @@ async def test_bulks_over_100_are_refused(stack: Stack, workspace: Workspace) ->
         rate(headers)
     status, answer, _ = await stack.request("DELETE", f"{VALUES}?ids=" + ",".join(map(str, range(1, 102))), workspace)
     assert status == 400 and "100" in assert_errors_shape(answer)[0]["message"], answer
+
+
+async def test_counting_survives_redis_losing_its_scripts(settings: Settings, workspace: Workspace) -> None:
+    """After Redis restarts (or its scripts are flushed) the gateway loads its scripts again: counting goes
+    on, the budget is still enforced."""
+    settings = limited(settings, rate_limit_reads=3)
+    async with running_stack(settings, worker=False, relay=False) as stack:
+        status, _, headers = await stack.request("GET", FIELDS, workspace)
+        assert status == 200 and rate(headers)[:2] == (3, 2)
+        client = Redis.from_url(settings.redis_url)
+        try:
+            await client.script_flush()
+        finally:
+            await client.aclose()
+        seen = []
+        for _ in range(2):
+            status, _, headers = await stack.request("GET", FIELDS, workspace)
+            seen.append((status, rate(headers)[1]))
+        assert seen == [(200, 1), (200, 0)]
+        status, body, headers = await stack.request("GET", FIELDS, workspace)
+        assert_429(status, body, headers, plane=False, window=settings.rate_limit_window)
+
+
+async def test_concurrent_checks_count_exactly(settings: Settings, workspace: Workspace) -> None:
+    """Checks made together travel in one pipeline: each is still counted once, against one budget."""
+    settings = limited(settings, rate_limit_reads=25)
+    async with running_stack(settings, worker=False, relay=False) as stack:
+        answers = await asyncio.gather(*[stack.request("GET", FIELDS, workspace) for _ in range(40)])
+    statuses = sorted(status for status, _, _ in answers)
+    assert statuses == [200] * 25 + [429] * 15
+    assert sorted(rate(headers)[1] for status, _, headers in answers if status == 200) == list(range(25))
