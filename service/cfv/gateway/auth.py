@@ -83,6 +83,7 @@ class Authenticator:
     def __init__(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
         self._cache: dict[bytes, tuple[float, Principal]] = {}
+        self._generation = 0  # bumped by forget(): a lookup that began before must not refill the cache
 
     async def principal(self, request: web.Request) -> Principal:
         """The caller, or a 401 error."""
@@ -97,6 +98,7 @@ class Authenticator:
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
+        generation = self._generation
         row = await self._pool.fetchrow(query("principal_by_key_hash"), digest)
         # The lookup is by hash; comparing again in constant time costs nothing and keeps timing flat.
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), digest):
@@ -110,6 +112,8 @@ class Authenticator:
             await self._pool.execute(query("record_public_key"), row["key_id"], public_key(signer))
         principal = Principal(row["key_id"], row["user_id"], row["workspace_id"], row["slug"], row["account_role"],
                               signer)
+        if generation != self._generation:  # keys or roles changed meanwhile: answer, but do not remember
+            return principal
         if len(self._cache) > 10_000:
             self._cache.clear()
         expiry = now + _CACHE_SECONDS
@@ -120,6 +124,7 @@ class Authenticator:
 
     def forget(self) -> None:
         """Drop every cached principal (after a change of keys or roles made through this gateway)."""
+        self._generation += 1
         self._cache.clear()
 
 
