@@ -7,16 +7,19 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import click
 
 from cfv import logs, processes
+from cfv.broker.permissions import integration_permissions
 from cfv.broker.topology import definitions
 from cfv.domain.access import ACCOUNT_ROLES, PROJECT_PERMISSIONS
 from cfv.settings import Settings
@@ -352,6 +355,18 @@ def user_grant(settings: Settings, slug: str, user_ref: str, project: str, permi
     membership, created, user_id = asyncio.run(_in_workspace(settings, slug, grant))
     click.echo(f"user {user_id} {'now has' if created else 'changed to'} {membership.permission} on project "
                f"{membership.project}")
+
+
+@main.command("integration-permissions")
+@click.option("--workspace", "slug", required=True, help="the workspace whose events the integration may read")
+@click.option("--user", required=True, help="the integration's RabbitMQ user (its queues are named USER.*)")
+@click.pass_obj
+def integration_permissions_command(settings: Settings, slug: str, user: str) -> None:
+    """Print the rabbitmqctl commands that give an integration's RabbitMQ user its permissions: publish
+    commands, declare and consume its own queues (USER.*), and bind them to its workspace's events only."""
+    vhost = unquote(urlsplit(settings.amqp_url).path.lstrip("/")) or "/"
+    for command in integration_permissions(user, slug).rabbitmqctl(user, vhost):
+        click.echo(shlex.join(command))
 
 
 @main.command()
