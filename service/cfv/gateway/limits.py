@@ -88,33 +88,26 @@ class Budget:
                 "X-RateLimit-Reset": str(self.reset)}
 
 
-# KEYS[1] the counter, ARGV[1] the window in ms. Counts the hit; a new counter starts its window.
-_HIT = """
+# Counts a hit on the counter KEYS[1]; a new counter starts its window of ARGV[1] ms. Leaves count and ttl.
+_COUNT = """
 local count = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
     redis.call('PEXPIRE', KEYS[1], ARGV[1])
     ttl = tonumber(ARGV[1])
 end
-return {count, ttl}
 """
+_HIT = _COUNT + "return {count, ttl}"
 
-# KEYS[1] a key's counter, KEYS[2] its caller's address's failed-authentication counter; ARGV[1] the window in
-# ms, ARGV[2] the failure limit. One round trip per authenticated request: an address over its failure limit is
-# refused (and the key not counted), else the key's hit is counted as by _HIT.
+# KEYS[2] the caller's address's failed-authentication counter, ARGV[2] the failure limit. One round trip per
+# authenticated request: an address over its failure limit is refused (and the key not counted), else the
+# key's hit is counted as by _HIT.
 _CHECK = """
 local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
 if failures >= tonumber(ARGV[2]) then
     return {-1, redis.call('PTTL', KEYS[2]), failures}
 end
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[1])
-    ttl = tonumber(ARGV[1])
-end
-return {count, ttl, failures}
-"""
+""" + _COUNT + "return {count, ttl, failures}"
 
 
 def redis_client(settings: Settings) -> Redis:
