@@ -56,7 +56,8 @@ class _CommandBase(BaseModel):
     accepted_at: datetime
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
     request_hash: str | None = Field(default=None, description="hash of the request, for idempotency")
-    reply_to: str | None = Field(default=None, description="the gateway waiting for the outcome, if any")
+    reply_to: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,32}$")] | None = Field(
+        default=None, description="the gateway waiting for the outcome, if any (its id: set by gateways only)")
 
 
 class WriteValues(_CommandBase):

@@ -189,7 +189,8 @@ async def test_a_refused_message_naming_what_postgres_cannot_record_does_not_sto
         field_id = await number_field(stack, workspace)
         # A workspace id beyond bigint, in a message refused for its version.
         beyond = envelope(command(2**63, field_id, 1, 1), v=99)
-        # A valid command whose reply channel Postgres cannot notify: it fails in the database.
+        # A command whose reply channel Postgres could not notify: the envelope's schema refuses it now (reply_to is
+        # a gateway id), before the database would fail on it.
         unnotifiable = command(workspace.id, field_id, 1, 2, command_id=unnotifiable_id)
         unnotifiable["reply_to"] = "x" * 100
         async with worker_task(settings) as worker:
@@ -207,7 +208,8 @@ async def test_a_refused_message_naming_what_postgres_cannot_record_does_not_sto
 
     row = await db.fetchrow("SELECT status, outcome FROM operations WHERE id = $1", unnotifiable_id)
     assert row is not None and row["status"] == "failed", row
-    assert [e["type"] for e in row["outcome"]["errors"]] == ["internal"]
+    assert [e["type"] for e in row["outcome"]["errors"]] == ["validation"]
+    assert "reply_to" in row["outcome"]["errors"][0]["message"]
     versions = await db.fetch("SELECT seq, value FROM value_versions")
     assert [tuple(r) for r in versions] == [(1, 3)]
 

@@ -64,7 +64,8 @@ class Replies:
 @contextlib.asynccontextmanager
 async def replies_on(channel: aio_pika.abc.AbstractChannel) -> AsyncIterator[Replies]:
     """A reply queue consumed for the duration of the block."""
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    # The worker replies only to a queue of the publishing user (user_id, checked by RabbitMQ): guest's.
+    queue = await channel.declare_queue(f"guest.replies.{uuid.uuid4().hex}", exclusive=True, auto_delete=True)
     replies = Replies(queue.name)
     await queue.consume(replies.on_message, no_ack=True)
     yield replies
@@ -72,7 +73,9 @@ async def replies_on(channel: aio_pika.abc.AbstractChannel) -> AsyncIterator[Rep
 
 async def publish(channel: aio_pika.abc.AbstractChannel, body: bytes, headers: dict[str, Any], routing_key: str,
                   **properties: Any) -> None:
-    """Publish ``body`` to ``cfv.commands`` with exactly ``headers`` (persistent, confirmed)."""
+    """Publish ``body`` to ``cfv.commands`` with exactly ``headers`` (persistent, confirmed), as user guest."""
+    if "reply_to" in properties:
+        properties.setdefault("user_id", "guest")
     exchange = await channel.get_exchange(topology.COMMANDS_EXCHANGE)
     await exchange.publish(aio_pika.Message(body, content_type="application/json", headers=headers,
                                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **properties),
@@ -790,3 +793,28 @@ async def test_writes_queued_before_a_grant_succeed_if_it_comes_before_they_are_
         assert outcome["status"] == "succeeded", (operation_id, outcome)
         assert outcome["values"][0]["setter"] == f"key:{key.id}"
     assert await db.fetchval("SELECT count(*) FROM value_versions") == 6
+
+
+async def test_replies_go_only_to_the_publishers_own_queues(settings: Settings, workspace: Workspace) -> None:
+    """A reply_to naming someone else's queue (another integration's, cfv's own) gets nothing, signed or not:
+    the worker answers a direct reply-to, or a queue named after the publishing user (user_id, which RabbitMQ
+    checks against the connection)."""
+    async with running_stack(settings) as stack, broker_channel(settings) as channel, \
+            replies_on(channel) as replies:
+        field_id = await number_field(stack, workspace)
+        victim = await channel.declare_queue("globex-sync.events", auto_delete=True)
+        signed = write_command(workspace.id, field_id, 1, 1)
+        unsigned = envelope(write_command(workspace.id, field_id, 2, 2))
+        for properties in ({}, {"user_id": "guest"}):
+            body = envelope(signed | {"id": str(uuid.uuid4())})
+            await publish(channel, body, sign_message(body, workspace.key), str(workspace.id),
+                          reply_to=victim.name, correlation_id="signed", **properties)
+            await publish(channel, unsigned, {}, str(workspace.id), reply_to=victim.name,
+                          correlation_id="unsigned", **properties)
+        # A control on the publisher's own queue shows the worker has answered what came before it.
+        await publish_signed(channel, workspace.key, write_command(workspace.id, field_id, 3, 3),
+                             routing_key=str(workspace.id), replies=replies, correlation_id="control")
+        [control] = await replies.wait("control")
+        assert control["status"] == "succeeded", control
+        assert await victim.get(fail=False) is None
+

@@ -44,7 +44,7 @@ class BatchAccess:
     def __init__(self, signers: dict[bytes, tuple[int, Signer, bool]], registered: dict[_Subject, str]) -> None:
         self._signers = signers
         self._registered = registered
-        self.registrations: list[tuple[int, str, str, str]] = []  # to store at the end of the batch
+        self._placed: dict[_Subject, str] = {}  # to store at the end of the batch: the last placement of each
 
     @classmethod
     async def load(cls, connection: Connection, commands: Sequence[Command],
@@ -136,8 +136,13 @@ class BatchAccess:
             return errors
         for subject, project in placed:
             self._registered[subject] = project
-            self.registrations.append((*subject, project))
+            self._placed[subject] = project
         return []
+
+    @property
+    def registrations(self) -> list[tuple[int, str, str, str]]:
+        """The placements the batch made, one per subject (its last): the rows to store."""
+        return [(*subject, project) for subject, project in self._placed.items()]
 
 
 def _subjects(commands: Sequence[Command]) -> list[_Subject]:

@@ -11,9 +11,10 @@ wake waiting gateways.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -62,19 +63,15 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
     assert row is not None
     now: datetime = row["now"]
 
-    known = await connection.fetch(query("known_operations"), [c.id for c in commands])
-    # An id is one operation of one workspace: another workspace's command reusing it (pending or done) is
-    # refused, and learns nothing of it.
-    owners = {r["id"]: (r["workspace_id"], r["public_key"]) for r in known}
-    # Per command, not per id: a forged copy of an id is refused, the genuine command of that id goes on.
-    taken = [c.id in owners and not _same_owner(owners[c.id], c.workspace_id, key)
-             for c, key in zip(commands, signed_by, strict=True)]
-    done = {r["id"]: r["outcome"] for r in known if r["status"] != "pending"}
+    known = {r["id"]: r for r in await connection.fetch(query("known_operations"), [c.id for c in commands])}
+    claims = _claims(commands, signed_by, known)
+    taken = [claim is _Claim.TAKEN for claim in claims]
+    done = {c.id: known[c.id]["outcome"] for c, claim in zip(commands, claims, strict=True) if claim is _Claim.DONE}
     fresh: list[Command] = []
     fresh_signers: list[bytes] = []
     seen: set[uuid.UUID] = set()
-    for command, public_key, is_taken in zip(commands, signed_by, taken, strict=True):
-        if command.id not in done and command.id not in seen and not is_taken:
+    for command, public_key, claim in zip(commands, signed_by, claims, strict=True):
+        if claim is _Claim.NEW and command.id not in seen:
             seen.add(command.id)
             fresh.append(command)
             fresh_signers.append(public_key)
@@ -119,6 +116,9 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
         if isinstance(command, RegisterSubjects):
             refused = access.register(signer, command)
             p.outcome = _failed(command.id, refused) if refused else _succeeded(command.id)
+            if idem is not None and not refused:
+                idempotency[idem] = (command.request_hash or "", p.outcome)
+                batch.idempotency.append(command)
             continue
         if p.outcome is None and p.deleting is not None:
             if p.deleting.id in deleted_fields:
@@ -159,24 +159,25 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
     for p in prepared:
         assert p.outcome is not None
         outcomes[p.command.id] = p.outcome
-    # A command refused for its credentials only records a new operation: it may name somebody's pending one.
+    # A command refused for its credentials records its failure without settling anyone's operation. Signed
+    # by a key of its workspace (revoked, expired) it settles that key's pending operation and owns the
+    # record; signed by a stranger, the record is owned by nobody (the genuine command of that id may still
+    # come, and takes it over) and no gateway hears of it: gateways sign with their callers' keys.
     unauthenticated = {p.command.id for p in prepared if p.signer is None}
     await _complete_operations(connection, [(c, key) for c, key in zip(fresh, fresh_signers, strict=True)
                                             if c.id not in unauthenticated], outcomes, now)
+    strangers = {c.id for c, key in zip(fresh, fresh_signers, strict=True)
+                 if c.id in unauthenticated and not access.of_workspace(key, c.workspace_id)}
     if unauthenticated:
         await connection.execute(query("fail_unauthenticated"), *_columns(
-            (c.id, c.workspace_id, _json(outcomes[c.id]), key)
+            (c.id, c.workspace_id, _json(outcomes[c.id]), None if c.id in strangers else key)
             for c, key in zip(fresh, fresh_signers, strict=True) if c.id in unauthenticated), now)
-    # A gateway waiting for a command hears its refusal only if signed by a key of the command's workspace
-    # (revoked, expired): gateways sign with their caller's key, and nobody else can.
-    silent = {c.id for c, key in zip(fresh, fresh_signers, strict=True)
-              if c.id in unauthenticated and not access.of_workspace(key, c.workspace_id)}
     if batch.idempotency:  # after the operations they point at
         await connection.execute(query("record_idempotency_keys"), *_columns(
             (c.workspace_id, _idempotency_scope(c), c.request_hash or "", c.id) for c in batch.idempotency), now)
     outcomes.update(done)
-    await _notify(connection, [c for c, refused in zip(commands, taken, strict=True)
-                               if not refused and c.id not in silent], outcomes,
+    await _notify(connection, [c for c, claim in zip(commands, claims, strict=True)
+                               if claim is not _Claim.TAKEN and c.id not in strangers], outcomes,
                   wake_relay=bool(batch.events))
     return [_failed(c.id, [_id_taken()]) if refused else outcomes[c.id]
             for c, refused in zip(commands, taken, strict=True)]
@@ -190,10 +191,33 @@ def _field_ids(command: Command) -> list[int]:
     return [item.custom_field_id for item in command.items]
 
 
-def _same_owner(owner: tuple[int, bytes | None], workspace_id: int, public_key: bytes) -> bool:
-    """Whether an operation recorded for ``owner`` (a workspace, and the key that submitted it, if the gateway
-    recorded it pending) may be the one a command of ``workspace_id`` signed with ``public_key`` names."""
-    return owner[0] == workspace_id and (owner[1] is None or bytes(owner[1]) == public_key)
+class _Claim(Enum):
+    """What a command's id is to it: its own operation done, one to apply, or another's."""
+
+    DONE = "done"  # recorded and settled for this command's key: answered from the record
+    NEW = "new"  # unknown, pending for this key, or owned by nobody: applied (taking the record over)
+    TAKEN = "taken"  # another workspace's or key's operation (or, in this batch, a copy of another's command)
+
+
+def _claims(commands: Sequence[Command], signed_by: Sequence[bytes],
+            known: Mapping[uuid.UUID, Any]) -> list[_Claim]:
+    """The one rule of operation ownership: an operation id belongs to a workspace and the key that signed its
+    command. A record owned by nobody (a refusal of an unsigned or unknown-key message) can be taken over; in
+    a batch, the first command of an id decides its owner."""
+    claims = []
+    first: dict[uuid.UUID, tuple[int, bytes]] = {}
+    for command, key in zip(commands, signed_by, strict=True):
+        owner = (command.workspace_id, key)
+        row = known.get(command.id)
+        if first.setdefault(command.id, owner) != owner:
+            claims.append(_Claim.TAKEN)
+        elif row is None or (row["workspace_id"] == command.workspace_id and row["public_key"] is None):
+            claims.append(_Claim.NEW)
+        elif row["workspace_id"] == command.workspace_id and bytes(row["public_key"]) == key:
+            claims.append(_Claim.NEW if row["status"] == "pending" else _Claim.DONE)
+        else:
+            claims.append(_Claim.TAKEN)
+    return claims
 
 
 def _id_taken() -> ItemError:
@@ -407,12 +431,14 @@ class NamedOperation:
 
 
 async def fail_operations(
-    connection: Connection, operations: Sequence[NamedOperation], reason: str, kind: ErrorType
+    connection: Connection, operations: Sequence[NamedOperation], reason: str, kind: ErrorType,
+    signer: bytes | None = None,
 ) -> list[Outcome]:
     """Mark ``operations`` failed with ``reason`` and tell their waiting gateways, in one transaction.
 
     A message refused before it could be applied (bad format, bad credentials) may name anyone's operation: it
-    only records operations that do not exist yet, so it can never fail a real pending one.
+    only records operations that do not exist yet (owned by nobody), so it can never fail a real pending one.
+    A verified message that failed inside cfv (``signer``: its key) settles its own key's pending operations.
     """
     if not operations:
         return []
@@ -423,10 +449,11 @@ async def fail_operations(
     internal = kind is ErrorType.INTERNAL
     async with connection.transaction():
         await connection.execute(query("fail_operations"), *_columns(
-            (op.id, op.workspace_id, _json(outcomes[op.id])) for op in operations), internal)
+            (op.id, op.workspace_id, _json(outcomes[op.id])) for op in operations), internal and signer is not None,
+            signer if internal else None)
         channels, payloads = [], []
         for op in operations:
-            if op.reply_to and internal:  # the others name no operation a gateway waits for
+            if op.reply_to and internal and signer is not None:  # the others name no operation a gateway waits for
                 for payload in reply_payloads([outcomes[op.id]]):
                     channels.append(reply_channel(op.reply_to))
                     payloads.append(payload)

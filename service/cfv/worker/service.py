@@ -139,7 +139,7 @@ class Worker:
                     log.error("command failed in the database", error=repr(error))
                     await self._refuse(deliveries[0].message, "the command could not be applied because of an "
                                        "internal error; it is kept in the dead-letter queue for the operator",
-                                       ErrorType.INTERNAL)
+                                       ErrorType.INTERNAL, deliveries[0].signer)
                     deliveries.clear()
                     return
                 # One message broke the whole batch: apply message by message to find it; the others commit.
@@ -151,10 +151,11 @@ class Worker:
                         deliveries.remove(delivery)
                 return
 
-    async def _refuse(self, message: AbstractIncomingMessage, reason: str, kind: ErrorType) -> None:
+    async def _refuse(self, message: AbstractIncomingMessage, reason: str, kind: ErrorType,
+                      signer: bytes | None = None) -> None:
         """Dead-letter ``message``, mark whatever operations it names as failed, and answer its ``reply_to``."""
         log.error("refusing command message", reason=reason, message_id=message.message_id)
-        outcomes = await self._fail_operations(message.body, reason, kind)
+        outcomes = await self._fail_operations(message.body, reason, kind, signer)
         if message.reply_to:
             await self._publish_reply(message, outcomes or [{"id": None, "status": "failed", "values": [],
                                                              "errors": [{"type": kind.value, "message": reason,
@@ -171,6 +172,10 @@ class Worker:
         """Publish ``outcomes`` to the message's ``reply_to`` queue; a reply that cannot go is logged, not retried
         (the outcomes stay readable as operations)."""
         assert message.reply_to is not None
+        if not may_reply_to(message):
+            log.info("not replying: reply_to is neither a direct reply-to nor a queue of the publishing user",
+                     reply_to=message.reply_to, user_id=message.user_id)
+            return
         try:
             if self._reply_channel is None or self._reply_channel.is_closed:
                 self._reply_channel = await self._connection.channel(publisher_confirms=False)
@@ -181,13 +186,14 @@ class Worker:
         except Exception as error:
             log.warning("cannot send a reply", error=repr(error), reply_to=message.reply_to)
 
-    async def _fail_operations(self, body: bytes, reason: str, kind: ErrorType) -> list[Outcome]:
+    async def _fail_operations(self, body: bytes, reason: str, kind: ErrorType,
+                               signer: bytes | None) -> list[Outcome]:
         named = _named_operations(body)
         backoff = Backoff()
         while True:
             try:
                 async with self._pool.acquire() as connection:
-                    return await fail_operations(connection, named, reason, kind)
+                    return await fail_operations(connection, named, reason, kind, signer)
             except TRANSIENT_ERRORS:
                 await backoff.pause()
             except asyncpg.PostgresError as error:
@@ -198,6 +204,17 @@ class Worker:
                 if not any(op.reply_to for op in named):
                     return []
                 named = [NamedOperation(op.id, op.workspace_id, None) for op in named]
+
+
+def may_reply_to(message: AbstractIncomingMessage) -> bool:
+    """Whether the worker may publish to the message's ``reply_to``: RabbitMQ's direct reply-to (a name the
+    broker made for the publisher's channel), or a queue of the publishing user, named ``<user>.*``, the user
+    being the message's ``user_id``, which RabbitMQ checks against the connection. Anything else could make
+    the worker post into another tenant's queue."""
+    reply_to = message.reply_to or ""
+    if reply_to.startswith("amq.rabbitmq.reply-to"):
+        return True
+    return bool(message.user_id) and reply_to.startswith(f"{message.user_id}.")
 
 
 def decode(message: AbstractIncomingMessage) -> Delivery:

@@ -125,7 +125,8 @@ FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bytea[])
 ON CONFLICT (id) DO UPDATE
     SET status = excluded.status, outcome = excluded.outcome, completed_at = excluded.completed_at,
         public_key = excluded.public_key
-    WHERE o.status = 'pending' AND o.workspace_id = excluded.workspace_id;
+    WHERE o.workspace_id = excluded.workspace_id
+      AND (o.public_key IS NULL OR (o.status = 'pending' AND o.public_key = excluded.public_key));
 
 -- name: record_idempotency_keys
 INSERT INTO idempotency_keys (workspace_id, key, request_hash, operation_id, created_at)
@@ -138,18 +139,21 @@ SELECT count(pg_notify(channel, payload)) FROM unnest($1::text[], $2::text[]) AS
 -- name: fail_operations
 -- Operations named by a message that can never be applied. Unknown workspaces are skipped: nobody could
 -- read such an operation anyway. $4 false: only record operations not recorded yet (a message refused
--- before it could be applied must not fail someone else's pending operation).
-INSERT INTO operations AS o (id, workspace_id, status, outcome, completed_at)
-SELECT v.id, v.workspace_id, 'failed', v.outcome::jsonb, now()
+-- before it could be applied must not fail someone else's pending operation); true: also settle the pending
+-- operations of key $5 (a verified message that failed inside cfv).
+INSERT INTO operations AS o (id, workspace_id, status, outcome, completed_at, public_key)
+SELECT v.id, v.workspace_id, 'failed', v.outcome::jsonb, now(), $5::bytea
 FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS v (id, workspace_id, outcome)
 JOIN workspaces w ON w.id = v.workspace_id
 ON CONFLICT (id) DO UPDATE
     SET status = 'failed', outcome = excluded.outcome, completed_at = excluded.completed_at
-    WHERE o.status = 'pending' AND o.workspace_id = excluded.workspace_id AND $4::boolean;
+    WHERE o.status = 'pending' AND o.workspace_id = excluded.workspace_id AND $4::boolean
+      AND o.public_key = $5::bytea;
 
 -- name: fail_unauthenticated
 -- Commands whose credentials were refused at apply time (an unknown, revoked or expired key, or one of another
--- workspace). They settle a pending operation only if the same key submitted it.
+-- workspace). They settle a pending operation only if the same key submitted it; a null key (a stranger's)
+-- leaves the record owned by nobody.
 INSERT INTO operations AS o (id, workspace_id, status, outcome, created_at, completed_at, public_key)
 SELECT v.id, v.workspace_id, 'failed', v.outcome::jsonb, $5, $5, v.public_key
 FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bytea[]) AS v (id, workspace_id, outcome, public_key)
