@@ -16,6 +16,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictInt, StrictStr, StringConstraints, Tag
 
 MAX_BULK = 100
+MAX_COMMANDS_PER_MESSAGE = 100  # one message is one signature check and one share of a transaction: bounded
 
 
 ExternalText = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
@@ -112,4 +113,4 @@ class CommandEnvelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: Literal[1] = 1
-    commands: Annotated[list[Command], Field(min_length=1)]
+    commands: Annotated[list[Command], Field(min_length=1, max_length=MAX_COMMANDS_PER_MESSAGE)]

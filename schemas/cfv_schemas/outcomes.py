@@ -40,6 +40,8 @@ class ValueOut(BaseModel):
     origin: str | None = None
     sequence: int
     setter: str
+    hidden: bool = Field(default=False, description=(
+        "the writer may write but not read this field: the value is not shown"))
     operation_id: UUID
     created_at: datetime
 

@@ -15,12 +15,11 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractExchange
 from aio_pika.exceptions import ChannelInvalidStateError, DeliveryError
-from cfv_schemas.commands import Command
+from cfv_schemas.commands import MAX_COMMANDS_PER_MESSAGE, Command
 from cfv_schemas.signing import public_key, sign_message
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 CONTENT_TYPE = "application/json"
-MAX_COMMANDS_PER_MESSAGE = 100
 
 
 class PublishFailed(Exception):

@@ -129,8 +129,9 @@ def _unique_error(write: ValidWrite, value: JSON, overlay: Mapping[ValueKey, Key
             continue
         current = (overlay.get(key) or states[key]).current
         if current is not None and current.value == value:
+            # Not naming which subject: the writer may not be allowed to read it.
             return ItemError(ErrorType.CONFLICT, f"{write.definition.name}: {value!r} is already the value of "
-                             f"{key.subject_type} {key.subject_id}; values of this field are unique", "value",
+                             f"another {key.subject_type}; values of this field are unique", "value",
                              write.index, write.key.custom_field_id)
     return None
 

@@ -83,8 +83,8 @@ def render_outcome(outcome: Outcome) -> web.Response:
 
 
 def render_value(value: dict[str, Any]) -> dict[str, Any]:
-    """A stored value in Kantata's form."""
-    return {
+    """A stored value in Kantata's form (``"hidden": true`` and no value when the writer may not read it)."""
+    out = {
         "id": str(value["id"]),
         "subject_type": value["subject_type"],
         "subject_id": render_subject_id(SubjectType(value["subject_type"]), value["subject_id"]),
@@ -101,6 +101,9 @@ def render_value(value: dict[str, Any]) -> dict[str, Any]:
         "created_at": value["created_at"],
         "updated_at": value["created_at"],
     }
+    if value.get("hidden"):
+        out["hidden"] = True
+    return out
 
 
 @routes.get("/api/v1/operations/{operation_id}")

@@ -96,9 +96,9 @@ def render_values(
         "external_id": stored["external_id"], "external_source": stored["external_source"],
         "created_at": stored["set_at"], "updated_at": stored["set_at"],
     }
-    if is_multi:
+    if is_multi:  # a hidden value (the writer may not read the property) is an empty list
         return [{"id": str(uuid.uuid5(VALUE_NAMESPACE, f"{stored['id']}/{item}")), "value": item, **base}
-                for item in value]
+                for item in value or []]
     return {"id": str(uuid.uuid5(VALUE_NAMESPACE, str(stored["id"]))), "value": value, **base}
 
 

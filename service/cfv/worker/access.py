@@ -99,6 +99,13 @@ class BatchAccess:
                                         "custom_field_id", write.index, definition.id))
         return errors
 
+    def can_read(self, signer: Signer, workspace_id: int, write: ValidWrite) -> bool:
+        """Whether ``signer`` may read the value ``write`` leaves (its answer shows it only then)."""
+        definition, key = write.definition, write.key
+        project = subject_project(key.subject_type, key.subject_id, definition.project,
+                                  self._registered.get((workspace_id, key.subject_type.value, key.subject_id)))
+        return allowed(signer.grants, definition.read_access, key.subject_type, project)
+
     @staticmethod
     def field_deletion_error(signer: Signer, definition: FieldDefinition) -> ItemError | None:
         """Deleting a field (and its values) takes an account administrator, or a project administrator of a

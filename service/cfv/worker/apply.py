@@ -86,6 +86,10 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
             continue
         p = _validate(command.model_copy(update={"actor": authenticated.actor}), definitions)
         p.signer = authenticated
+        if p.deleting is not None:  # refused before its values are read: nobody may make the worker read them
+            refusal = access.field_deletion_error(authenticated, p.deleting)
+            if refusal is not None:
+                p.outcome, p.deleting = _failed(command.id, [refusal]), None
         prepared.append(p)
     idempotency = await _idempotency_records(connection, [p.command for p in prepared if p.signer is not None])
     for p in prepared:
@@ -124,10 +128,6 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
             if p.deleting.id in deleted_fields:
                 p.outcome = _failed(command.id, [_field_not_found(p.deleting.id)])
                 continue
-            refusal = access.field_deletion_error(signer, p.deleting)
-            if refusal is not None:
-                p.outcome = _failed(command.id, [refusal])
-                continue
             deleted_fields.add(p.deleting.id)
             p.writes = _deletes_of_field(p.deleting, p.stored_keys, states.get(command.workspace_id, {}))
         elif p.outcome is None and deleted_fields:  # validated before an earlier command deleted its field
@@ -145,7 +145,8 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
             if errors:
                 p.outcome = _failed(command.id, errors)
                 continue
-            p.outcome = batch.add(command, p.writes, changes, slugs[command.workspace_id])
+            p.outcome = batch.add(command, p.writes, changes, slugs[command.workspace_id],
+                                  [access.can_read(signer, command.workspace_id, w) for w in p.writes])
             if idem is not None:  # only successes are remembered: a refused request may be corrected
                 idempotency[idem] = (command.request_hash or "", p.outcome)
                 batch.idempotency.append(command)
@@ -358,13 +359,15 @@ class _BatchWrites:
         self.idempotency: list[Command] = []
         self.last_writer: dict[tuple[int, ValueKey], tuple[Command, ValidWrite]] = {}
 
-    def add(self, command: Command, writes: list[ValidWrite], changes: list[Change], slug: str) -> Outcome:
-        values = []
-        for write, change in zip(writes, changes, strict=True):
+    def add(self, command: Command, writes: list[ValidWrite], changes: list[Change], slug: str,
+            readable: list[bool]) -> Outcome:
+        """Gather a command's changes; its outcome shows the values the writer may read (the others hidden)."""
+        values: list[dict[str, Any]] = []
+        for write, change, shown in zip(writes, changes, readable, strict=True):
             self.versions.append((command, write, change))
             self.last_writer[(command.workspace_id, change.key)] = (command, write)
             self.events.append(_event(command, write, change, slug, self.now))
-            values.append(_value_out(command, write, change, self.now))
+            values.append(_value_out(command, write, change, self.now, hidden=not shown))
         return {"id": str(command.id), "status": "succeeded", "values": values, "errors": []}
 
     async def write(self, connection: Connection, states: dict[int, dict[ValueKey, KeyState]]) -> None:
@@ -515,8 +518,10 @@ def _failed(command_id: uuid.UUID, errors: Iterable[ItemError]) -> Outcome:
         for e in errors]}
 
 
-def _value_out(command: Command, write: ValidWrite, change: Change, now: datetime) -> dict[str, Any]:
-    """The value a change left (for a delete: the one it removed, with a null value)."""
+def _value_out(command: Command, write: ValidWrite, change: Change, now: datetime, *,
+               hidden: bool = False) -> dict[str, Any]:
+    """The value a change left (for a delete: the one it removed, with a null value); ``hidden``: the writer may
+    not read the field, so the value is not shown (a multi choice edit, say, would show the whole set)."""
     definition = write.definition
     stored = change.after or change.before
     assert stored is not None
@@ -524,9 +529,9 @@ def _value_out(command: Command, write: ValidWrite, change: Change, now: datetim
         "change": change.kind.value, "id": stored.id, "subject_type": change.key.subject_type.value,
         "subject_id": change.key.subject_id, "custom_field_id": definition.id,
         "custom_field_name": definition.name, "value_type": definition.value_type.value,
-        "value": change.after.value if change.after else None,
+        "value": change.after.value if change.after and not hidden else None,
         "external_id": stored.external.id, "external_source": stored.external.source, "origin": write.origin,
-        "sequence": change.seq, "setter": command.actor,
+        "sequence": change.seq, "setter": command.actor, "hidden": hidden,
         "operation_id": str(command.id), "created_at": now.isoformat(),
     }
 
