@@ -110,7 +110,8 @@ class QueueClient:
         future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._waiting[correlation] = future
         await publish_raw(self._channel, api_key, envelope(*commands), str(workspace_id),
-                          message_id=uuid.uuid4().hex, reply_to=self._queue.name, correlation_id=correlation)
+                          message_id=uuid.uuid4().hex, reply_to=self._queue.name, correlation_id=correlation,
+                          user_id="guest")
         return await asyncio.wait_for(future, 20)
 
     async def write(self, user: User, field_id: int, subject_type: str, subject_id: int, value: Any,
@@ -127,7 +128,8 @@ class QueueClient:
 async def queue(settings: Settings) -> AsyncIterator[QueueClient]:
     """A queue client with an exclusive reply queue on this test's virtual host."""
     async with broker_channel(settings) as channel:
-        replies = await channel.declare_queue(exclusive=True)
+        # The worker replies only to a queue of the publishing user (user_id, checked by RabbitMQ): guest's.
+        replies = await channel.declare_queue(f"guest.replies.{uuid.uuid4().hex}", exclusive=True)
         client = QueueClient(channel, replies)
         await replies.consume(client._on_reply, no_ack=True)
         yield client
@@ -230,8 +232,10 @@ async def test_access_levels_table_is_the_python_ladders(db: asyncpg.Connection[
 
 async def test_sql_cfv_allowed_agrees_with_python_allowed(db: asyncpg.Connection[Any], workspace: Workspace) -> None:
     """Every role x every membership of the subject's project (and none) x every subject type and placement x every
-    level (and an unknown one): the read side's ``cfv_allowed`` and the worker's ``allowed`` agree, and so do
-    ``cfv_subject_project`` and ``subject_project``."""
+    level (and an unknown one): the read side's ``cfv_allowed`` and the worker's ``allowed`` (with
+    ``subject_project``) agree, given the reader's memberships and the subject's registered project as the read
+    queries gather them (from project_memberships and subject_projects) and as Python holds them; and the project
+    ``cfv_allowed`` takes each subject to be in is the one ``subject_project`` names."""
     plane_a, plane_b = str(uuid.uuid4()), str(uuid.uuid4())
     users: list[tuple[int, Grants]] = []
     for n, (role, permission) in enumerate(itertools.product(ACCOUNT_ROLES, (None, *PROJECT_PERMISSIONS))):
@@ -255,44 +259,101 @@ async def test_sql_cfv_allowed_agrees_with_python_allowed(db: asyncpg.Connection
         ("Resource", "1", None), ("Resource", "2", None), ("Resource", "3", None),
         ("WorkItem", work_item, plane_a), ("WorkItem", work_item, plane_b),
         ("WorkItem", "9f0e1c2d-3b4a-4c5d-8e6f-7a8b9c0d1e2f", None), ("WorkItem", work_item, None),
+        ("WorkItem", "9f0e1c2d-3b4a-4c5d-8e6f-7a8b9c0d1e2f", plane_b),  # registered in P1: the property's wins
     ]
     levels = (*ACCOUNT_ROLES, *PROJECT_PERMISSIONS, "bogus")
     cases = [(user_id, grants, level, subject) for (user_id, grants), level, subject
              in itertools.product(users, levels, subjects)]
-    sql = await db.fetch(
-        "SELECT t.n, cfv_allowed($1, t.u, t.r, t.l, t.st, t.sid, t.fp) AS ok "
+    registered = [registrations.get((c[3][0], c[3][1])) for c in cases]
+    columns = ([c[0] for c in cases], [c[1].account_role for c in cases], [c[2] for c in cases],
+               [c[3][0] for c in cases], [c[3][1] for c in cases], [c[3][2] for c in cases])
+    # As the read queries call it: the reader's memberships aggregated from project_memberships, the subject's
+    # registered project joined from subject_projects.
+    as_read = await db.fetch(
+        "SELECT t.n, cfv_allowed(t.r, (SELECT coalesce(jsonb_object_agg(m.project, m.permission), '{}'::jsonb) "
+        "                              FROM project_memberships m WHERE m.workspace_id = $1 AND m.user_id = t.u), "
+        "                   t.l, t.st, t.sid, t.fp, sp.project) AS ok "
         "FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::uuid[]) "
-        "WITH ORDINALITY AS t (u, r, l, st, sid, fp, n) ORDER BY t.n", workspace.id,
-        [c[0] for c in cases], [c[1].account_role for c in cases], [c[2] for c in cases],
-        [c[3][0] for c in cases], [c[3][1] for c in cases], [c[3][2] for c in cases])
-    assert len(sql) == len(cases)
+        "WITH ORDINALITY AS t (u, r, l, st, sid, fp, n) "
+        "LEFT JOIN subject_projects sp ON (sp.workspace_id, sp.subject_type, sp.subject_id) = ($1, t.st, t.sid) "
+        "ORDER BY t.n", workspace.id, *columns)
+    # And fed what Python holds: the grants' memberships and the registrations.
+    as_given = await db.fetch(
+        "SELECT t.n, cfv_allowed(t.r, t.m::jsonb, t.l, t.st, t.sid, t.fp, t.reg) AS ok "
+        "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::text[]) "
+        "WITH ORDINALITY AS t (r, m, l, st, sid, fp, reg, n) ORDER BY t.n",
+        columns[1], [orjson.dumps(c[1].projects).decode() for c in cases], *columns[2:], registered)
+    assert len(as_read) == len(as_given) == len(cases) == 30 * 11 * 17
     mismatches = []
-    for (user_id, grants, level, (subject_type, subject_id, field_project)), row in zip(cases, sql, strict=True):
-        project = subject_project(SubjectType(subject_type), subject_id, field_project,
-                                  registrations.get((subject_type, subject_id)))
+    for (user_id, grants, level, (subject_type, subject_id, field_project)), registration, read, given in zip(
+            cases, registered, as_read, as_given, strict=True):
+        project = subject_project(SubjectType(subject_type), subject_id, field_project, registration)
         python = allowed(grants, level, SubjectType(subject_type), project)
-        if row["ok"] is not python:
+        if read["ok"] is not python or given["ok"] is not python:
             mismatches.append(f"user {user_id} {grants} level {level} on {subject_type} {subject_id} "
-                              f"(field project {field_project}): SQL {row['ok']}, Python {python}")
+                              f"(field project {field_project}, registered in {registration}): SQL {read['ok']} "
+                              f"as read, {given['ok']} as given, Python {python}")
     assert not mismatches, f"{len(mismatches)} of {len(cases)} disagree:\n" + "\n".join(mismatches[:50])
-    # A spot check through fetchval, as a read query calls it.
-    user_id, grants = users[-1]  # account_admin (with project_admin on P1)
-    assert grants.account_role == ACCOUNT_ADMIN
-    assert await db.fetchval("SELECT cfv_allowed($1,$2,$3,$4,$5,$6,$7)", workspace.id, user_id,
-                             grants.account_role, ACCOUNT_ADMIN, "Story", "3", None) is True
-    some_user, some_grants = users[5 + 4]  # project_creator with project_admin on P1
+    # A spot check through fetchval, with the memberships as a jsonb parameter.
+    admin_grants = users[-1][1]  # account_admin (with project_admin on P1)
+    assert admin_grants.account_role == ACCOUNT_ADMIN
+    assert await db.fetchval("SELECT cfv_allowed($1,$2,$3,$4,$5,$6,$7)", admin_grants.account_role, {}, ACCOUNT_ADMIN,
+                             "Story", "3", None, None) is True
+    some_grants = users[5 + 4][1]  # project_creator with project_admin on P1
     assert some_grants.projects.get(P1) == PROJECT_ADMIN and some_grants.account_role == "project_creator"
-    assert await db.fetchval("SELECT cfv_allowed($1,$2,$3,$4,$5,$6,$7)", workspace.id, some_user,
-                             some_grants.account_role, "financial", "Story", "1", None) is True
-    assert await db.fetchval("SELECT cfv_allowed($1,$2,$3,$4,$5,$6,$7)", workspace.id, some_user,
-                             some_grants.account_role, "financial", "Story", "3", None) is False
+    assert await db.fetchval("SELECT cfv_allowed($1,$2,$3,$4,$5,$6,$7)", some_grants.account_role,
+                             some_grants.projects, "financial", "Story", "1", None, P1) is True
+    assert await db.fetchval("SELECT cfv_allowed($1,$2,$3,$4,$5,$6,$7)", some_grants.account_role,
+                             some_grants.projects, "financial", "Story", "3", None, None) is False
 
-    projects = await db.fetch(
-        "SELECT cfv_subject_project($1, t.st, t.sid, t.fp) AS p FROM unnest($2::text[], $3::text[], $4::uuid[]) "
-        "WITH ORDINALITY AS t (st, sid, fp, n) ORDER BY t.n", workspace.id, [s[0] for s in subjects],
-        [s[1] for s in subjects], [s[2] for s in subjects])
-    assert [r["p"] for r in projects] == [
-        subject_project(SubjectType(t), i, fp, registrations.get((t, i))) for t, i, fp in subjects]
+    # The project each subject is in, as cfv_allowed sees it: a membership on one candidate project at a time
+    # reaches the lowest project level exactly when the candidate is the subject's project (never, for an
+    # account subject or a subject in no project).
+    candidates = sorted({s[1] for s in subjects} | {s[2] for s in subjects if s[2]} | set(registrations.values()))
+    probes = list(itertools.product(subjects, candidates))
+    seen = await db.fetch(
+        "SELECT t.n, cfv_allowed($1, jsonb_build_object(t.c, $2::text), $2, t.st, t.sid, t.fp, sp.project) AS ok "
+        "FROM unnest($3::text[], $4::text[], $5::uuid[], $6::text[]) WITH ORDINALITY AS t (st, sid, fp, c, n) "
+        "LEFT JOIN subject_projects sp ON (sp.workspace_id, sp.subject_type, sp.subject_id) = ($7, t.st, t.sid) "
+        "ORDER BY t.n", LOWEST_ACCOUNT, LOWEST_PROJECT, [s[0] for (s, _) in probes], [s[1] for (s, _) in probes],
+        [s[2] for (s, _) in probes], [c for (_, c) in probes], workspace.id)
+    in_sql = {subject: {c for ((s, c), row) in zip(probes, seen, strict=True) if s == subject and row["ok"]}
+              for subject in subjects}
+    assert in_sql == {
+        (t, i, fp): {p} - {None} for t, i, fp in subjects
+        for p in [subject_project(SubjectType(t), i, fp, registrations.get((t, i)))]}
+
+
+async def test_the_reads_inline_cfv_allowed(db: asyncpg.Connection[Any], workspace: Workspace) -> None:
+    """cfv_allowed is one expression that Postgres inlines into every read (a function it cannot inline, as one
+    with a sub-select, runs once per row: seconds for a listing of 50,000 values): no plan calls it. And an
+    administrator's reads look up neither memberships nor placements: their filter is simply true."""
+    reader = await make_user(db, workspace, "reader", NON_ADMIN_TOP, {P1: PROJECT_ADMIN})
+    admin = await make_user(db, workspace, "admin", ACCOUNT_ADMIN)
+    project = uuid.uuid4()
+    as_of = await db.fetchval("SELECT now()")
+    listing = (workspace.id, "Story", None, None, None, None, "updated_at", False, 20, 0)
+    reads: dict[str, Any] = {  # name -> (arguments before the reader, after it)
+        "list_values": (listing, ()),
+        "list_values_as_of": ((*listing, as_of), ()),
+        "values_by_ids": ((workspace.id, [1, 2]), ()),
+        "value_history": ((workspace.id, "Story", "1", 1), ()),
+        "work_item_values": ((workspace.id, str(uuid.uuid4()), None, project), ()),
+        "readable_values": ((workspace.id,), (["Story"], ["1"], [1])),
+    }
+    problems = []
+    for name, (before, after) in reads.items():
+        for user in (reader, admin):
+            plan = "\n".join(r[0] for r in await db.fetch(f"EXPLAIN (VERBOSE, COSTS OFF) {query(name)}",
+                                                          *before, user.id, user.role, *after))
+            if "cfv_allowed" in plan:
+                problems.append(f"{name} calls cfv_allowed for {user.role}:\n{plan}")
+            if user is reader and "array_position" not in plan:
+                problems.append(f"{name} does not filter for {user.role}:\n{plan}")
+            if user is admin and ("project_memberships" in plan or "subject_projects" in plan
+                                  or "array_position" in plan):
+                problems.append(f"{name} looks up memberships or placements for an administrator:\n{plan}")
+    assert not problems, "\n\n".join(problems)
 
 
 # --- the write / delete / read matrix over HTTP and the queue ------------------------------------------------

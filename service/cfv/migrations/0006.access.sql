@@ -4,7 +4,8 @@
 -- with a project-level permission, the project each subject belongs to, and keys that belong to a user.
 
 -- The two ladders of access levels. A higher rank includes every lower one of its scope. The worker checks
--- writes with the same ladders in Python (cfv.domain.access); a test keeps the two equal.
+-- writes with the same ladders in Python (cfv.domain.access), and cfv_allowed (below) spells them again for
+-- reads; tests keep the three equal.
 CREATE TABLE access_levels (
     name   text PRIMARY KEY,
     scope  text NOT NULL CHECK (scope IN ('account', 'project')),
@@ -83,38 +84,44 @@ CREATE INDEX api_keys_user ON api_keys (workspace_id, user_id);
 -- settle it; a message signed by anyone else cannot.
 ALTER TABLE operations ADD COLUMN public_key bytea;
 
--- The project a subject belongs to: a Workspace subject is a project; a work item belongs to its property's
--- project; Stories and Resources as registered; the others (account subjects) to none.
-CREATE FUNCTION cfv_subject_project(p_workspace bigint, p_subject_type text, p_subject_id text,
-                                    p_field_project uuid) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT CASE
-        WHEN p_subject_type = 'Workspace' THEN p_subject_id
-        WHEN p_subject_type = 'WorkItem' AND p_field_project IS NOT NULL THEN p_field_project::text
-        WHEN p_subject_type IN ('Estimate', 'WorkspaceGroup', 'User') THEN NULL
-        ELSE (SELECT s.project FROM subject_projects s
-              WHERE (s.workspace_id, s.subject_type, s.subject_id) = (p_workspace, p_subject_type, p_subject_id))
-    END
-$$;
-
--- Whether a user (with account role p_role) reaches access level p_level on a subject: the read-side twin
--- of cfv.domain.access.allowed, used to filter what reads return.
-CREATE FUNCTION cfv_allowed(p_workspace bigint, p_user bigint, p_role text, p_level text, p_subject_type text,
-                            p_subject_id text, p_field_project uuid) RETURNS boolean
-LANGUAGE sql STABLE AS $$
+-- Whether a reader reaches access level p_level on a subject: the read-side twin of cfv.domain.access.allowed
+-- (with subject_project), used to filter what reads return. The reader is an account role (p_role) and their
+-- project memberships as one jsonb object, project -> permission, which a read query aggregates once
+-- (coalesce(jsonb_object_agg(project, permission), '{}') over project_memberships); p_registered is the
+-- subject's project as registered (subject_projects.project, from a LEFT JOIN).
+--
+-- The subject's project: a Workspace subject is a project; a work item belongs to its property's project, or
+-- else where it was registered; Stories and Resources where registered; account subjects (Estimate,
+-- WorkspaceGroup, User) to none: the account role governs them.
+--
+-- One pure expression, without sub-selects, so the planner inlines it into each query (a function with a
+-- sub-select would be called once per row, and reads that count every matching row would run it 50,000 times
+-- for 50,000 values). So the two ladders (lowest first) are spelled here too, as arrays ranked by
+-- array_position: they must equal access_levels above and the Python ladders, which
+-- tests/integration/test_access_matrix.py checks (the table against Python, and this function against Python's
+-- allowed over every role, membership, subject and level). Not STRICT (that would stop the inlining) and
+-- coalesced, so it answers true or false, never null.
+CREATE FUNCTION cfv_allowed(p_role text, p_memberships jsonb, p_level text, p_subject_type text,
+                            p_subject_id text, p_field_project uuid, p_registered text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
         WHEN p_role = 'account_admin' THEN true
         WHEN p_level = 'account_admin' THEN false
         WHEN p_subject_type IN ('Estimate', 'WorkspaceGroup', 'User') THEN coalesce(
-            (SELECT r.rank >= l.rank FROM access_levels r, access_levels l
-             WHERE r.name = p_role AND l.name = p_level AND l.scope = 'account'), false)
+            coalesce(array_position(ARRAY['account_collaboration', 'project_creator', 'project_lead',
+                                          'reports_viewer', 'reports_viewer_with_cost', 'account_admin'], p_role), 0)
+            >= array_position(ARRAY['account_collaboration', 'project_creator', 'project_lead', 'reports_viewer',
+                                    'reports_viewer_with_cost', 'account_admin'], p_level),
+            false)
         ELSE coalesce(
-            (SELECT r.rank >= l.rank
-             FROM project_memberships m
-             JOIN access_levels r ON r.name = m.permission
-             JOIN access_levels l ON l.name = p_level AND l.scope = 'project'
-             WHERE m.workspace_id = p_workspace AND m.user_id = p_user
-               AND m.project = cfv_subject_project(p_workspace, p_subject_type, p_subject_id, p_field_project)),
+            coalesce(array_position(ARRAY['project_collaboration', 'time_logging', 'financial', 'project_admin'],
+                                    p_memberships ->> CASE
+                                        WHEN p_subject_type = 'Workspace' THEN p_subject_id
+                                        WHEN p_subject_type = 'WorkItem' AND p_field_project IS NOT NULL
+                                            THEN p_field_project::text
+                                        ELSE p_registered
+                                    END), 0)
+            >= array_position(ARRAY['project_collaboration', 'time_logging', 'financial', 'project_admin'], p_level),
             false)
     END
 $$;

@@ -27,11 +27,19 @@ INSERT INTO operations (id, workspace_id, status, public_key) VALUES ($1, $2, 'p
 ON CONFLICT (id) DO NOTHING;
 
 -- name: readable_values
--- Which of the given values ($4, $5, $6: subject types, subject ids, field ids) the reader may see, by position.
+-- Which of the given values ($4, $5, $6: subject types, subject ids, field ids) the reader ($2, $3: user and
+-- role) may see, by position. Filtered as the value reads are (see list_values).
+WITH reader AS (  -- the reader's memberships, project -> permission
+    SELECT coalesce(jsonb_object_agg(project, permission), '{}'::jsonb) AS projects
+    FROM project_memberships WHERE workspace_id = $1 AND user_id = $2
+)
 SELECT k.n
 FROM unnest($4::text[], $5::text[], $6::bigint[]) WITH ORDINALITY AS k (subject_type, subject_id, custom_field_id, n)
 JOIN custom_fields f ON f.id = k.custom_field_id AND f.workspace_id = $1
-WHERE cfv_allowed($1, $2, $3, f.read_access, k.subject_type, k.subject_id, f.project_id);
+LEFT JOIN (SELECT * FROM subject_projects WHERE $3 <> 'account_admin') AS sp
+    ON (sp.workspace_id, sp.subject_type, sp.subject_id) = ($1, k.subject_type, k.subject_id)
+WHERE cfv_allowed($3, (SELECT projects FROM reader), f.read_access, k.subject_type, k.subject_id, f.project_id,
+                  sp.project);
 
 -- name: operation_outcomes
 SELECT id, outcome FROM operations WHERE id = ANY($1::uuid[]) AND status <> 'pending';
@@ -74,20 +82,40 @@ RETURNING id;
 
 
 -- Reads return only what the reader may see: $user and $role (the last two arguments of each value query)
--- name the reader, and cfv_allowed (migration 0006) applies each field's read_access.
+-- name the reader, and cfv_allowed (migration 0006) applies each field's read_access. cfv_allowed is one pure
+-- expression, which Postgres inlines into the filter (the plan shows a CASE, no function call per row); what
+-- it needs besides the row is read once per query, not per row:
+-- - the reader's memberships, one jsonb object project -> permission (the "reader" CTE, passed as a scalar
+--   sub-select, so an InitPlan: evaluated once, and only if a row needs it);
+-- - the subject's registered project (subject_projects, at most one row per subject), joined; an
+--   administrator's filter is true before it looks at either, and nothing is looked up for them.
+-- readable_values (above) and work_item_values (plane.sql) do the same.
 
 -- name: list_values
 -- $7 the order ('updated_at' or 'id'), $8 descending; value ids break ties, so pages never overlap.
+WITH reader AS (  -- the reader's memberships, project -> permission
+    SELECT coalesce(jsonb_object_agg(project, permission), '{}'::jsonb) AS projects
+    FROM project_memberships WHERE workspace_id = $1 AND user_id = $11
+), placed AS MATERIALIZED (
+    -- The registered projects of the subjects listed, read once and hashed (an index probe per value would
+    -- be slower, and the generic plan of a prepared statement, which guesses few rows, would choose it);
+    -- nothing for an administrator.
+    SELECT s.subject_id, s.project FROM subject_projects s
+    WHERE s.workspace_id = $1 AND s.subject_type = $2 AND ($3::text[] IS NULL OR s.subject_id = ANY($3::text[]))
+      AND $12 <> 'account_admin'
+)
 SELECT c.value_id AS id, c.subject_type, c.subject_id, c.custom_field_id, f.name AS custom_field_name,
        f.value_type, c.value, c.seq AS sequence, c.setter, c.operation_id, c.external_id, c.external_source,
        c.origin, c.updated_at AS created_at, count(*) OVER () AS total
 FROM current_values c
 JOIN custom_fields f ON f.id = c.custom_field_id AND f.deleted_at IS NULL
+LEFT JOIN placed sp ON sp.subject_id = c.subject_id
 WHERE c.workspace_id = $1 AND c.subject_type = $2 AND c.value_id IS NOT NULL
   AND ($3::text[] IS NULL OR c.subject_id = ANY($3::text[]))
   AND ($4::bigint[] IS NULL OR c.custom_field_id = ANY($4::bigint[]))
   AND ($5::timestamptz IS NULL OR c.updated_at > $5) AND ($6::timestamptz IS NULL OR c.updated_at < $6)
-  AND cfv_allowed(c.workspace_id, $11, $12, f.read_access, c.subject_type, c.subject_id, f.project_id)
+  AND cfv_allowed($12, (SELECT projects FROM reader), f.read_access, c.subject_type, c.subject_id, f.project_id,
+                  sp.project)
 ORDER BY CASE WHEN $7 = 'updated_at' AND NOT $8 THEN c.updated_at END,
          CASE WHEN $7 = 'updated_at' AND $8 THEN c.updated_at END DESC,
          CASE WHEN $8 THEN c.value_id END DESC,
@@ -95,22 +123,36 @@ ORDER BY CASE WHEN $7 = 'updated_at' AND NOT $8 THEN c.updated_at END,
 LIMIT $9 OFFSET $10;
 
 -- name: values_by_ids
+WITH reader AS (  -- the reader's memberships, project -> permission (see list_values)
+    SELECT coalesce(jsonb_object_agg(project, permission), '{}'::jsonb) AS projects
+    FROM project_memberships WHERE workspace_id = $1 AND user_id = $3
+)
 SELECT c.value_id AS id, c.subject_type, c.subject_id, c.custom_field_id, f.name AS custom_field_name,
        f.value_type, c.value, c.seq AS sequence, c.setter, c.operation_id, c.external_id, c.external_source,
        c.origin, c.updated_at AS created_at
 FROM current_values c
 JOIN custom_fields f ON f.id = c.custom_field_id AND f.deleted_at IS NULL
+LEFT JOIN (SELECT * FROM subject_projects WHERE $4 <> 'account_admin') AS sp
+    ON (sp.workspace_id, sp.subject_type, sp.subject_id) = (c.workspace_id, c.subject_type, c.subject_id)
 WHERE c.workspace_id = $1 AND c.value_id = ANY($2::bigint[])
-  AND cfv_allowed(c.workspace_id, $3, $4, f.read_access, c.subject_type, c.subject_id, f.project_id);
+  AND cfv_allowed($4, (SELECT projects FROM reader), f.read_access, c.subject_type, c.subject_id, f.project_id,
+                  sp.project);
 
 -- name: value_history
 -- Every version of one value, oldest first; a delete is a version with a null value.
+WITH reader AS (  -- the reader's memberships, project -> permission (see list_values)
+    SELECT coalesce(jsonb_object_agg(project, permission), '{}'::jsonb) AS projects
+    FROM project_memberships WHERE workspace_id = $1 AND user_id = $5
+)
 SELECT v.id, v.subject_type, v.subject_id, v.custom_field_id, f.name AS custom_field_name, f.value_type, v.value,
        v.seq AS sequence, v.setter, v.operation_id, v.external_id, v.external_source, v.origin, v.created_at
 FROM value_versions v
 JOIN custom_fields f ON f.id = v.custom_field_id
+LEFT JOIN (SELECT * FROM subject_projects WHERE $6 <> 'account_admin') AS sp
+    ON (sp.workspace_id, sp.subject_type, sp.subject_id) = (v.workspace_id, v.subject_type, v.subject_id)
 WHERE v.workspace_id = $1 AND v.subject_type = $2 AND v.subject_id = $3 AND v.custom_field_id = $4
-  AND cfv_allowed(v.workspace_id, $5, $6, f.read_access, v.subject_type, v.subject_id, f.project_id)
+  AND cfv_allowed($6, (SELECT projects FROM reader), f.read_access, v.subject_type, v.subject_id, f.project_id,
+                  sp.project)
 ORDER BY v.seq;
 
 -- name: choices_by_ids
@@ -205,15 +247,24 @@ WITH latest AS (
       AND ($3::text[] IS NULL OR v.subject_id = ANY($3::text[]))
       AND ($4::bigint[] IS NULL OR v.custom_field_id = ANY($4::bigint[]))
     ORDER BY v.subject_id, v.custom_field_id, v.seq DESC
+), reader AS (  -- the reader's memberships, project -> permission (see list_values)
+    SELECT coalesce(jsonb_object_agg(project, permission), '{}'::jsonb) AS projects
+    FROM project_memberships WHERE workspace_id = $1 AND user_id = $12
+), placed AS MATERIALIZED (  -- as in list_values
+    SELECT s.subject_id, s.project FROM subject_projects s
+    WHERE s.workspace_id = $1 AND s.subject_type = $2 AND ($3::text[] IS NULL OR s.subject_id = ANY($3::text[]))
+      AND $13 <> 'account_admin'
 )
 SELECT l.id, l.subject_type, l.subject_id, l.custom_field_id, f.name AS custom_field_name, f.value_type, l.value,
        l.seq AS sequence, l.setter, l.operation_id, l.external_id, l.external_source, l.origin, l.created_at,
        count(*) OVER () AS total
 FROM latest l
 JOIN custom_fields f ON f.id = l.custom_field_id AND (f.deleted_at IS NULL OR f.deleted_at > $11)
+LEFT JOIN placed sp ON sp.subject_id = l.subject_id
 WHERE l.value IS NOT NULL
   AND ($5::timestamptz IS NULL OR l.created_at > $5) AND ($6::timestamptz IS NULL OR l.created_at < $6)
-  AND cfv_allowed(l.workspace_id, $12, $13, f.read_access, l.subject_type, l.subject_id, f.project_id)
+  AND cfv_allowed($13, (SELECT projects FROM reader), f.read_access, l.subject_type, l.subject_id, f.project_id,
+                  sp.project)
 ORDER BY CASE WHEN $7 = 'updated_at' AND NOT $8 THEN l.created_at END,
          CASE WHEN $7 = 'updated_at' AND $8 THEN l.created_at END DESC,
          CASE WHEN $8 THEN l.id END DESC,

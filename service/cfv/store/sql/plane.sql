@@ -99,11 +99,19 @@ RETURNING *;
 
 
 -- name: work_item_values
--- The current values of a work item for the given properties (all of a project's when $3 is null).
+-- The current values of a work item for the given properties (all of a project's when $3 is null), those the
+-- reader ($5, $6: user and role) may read (see the reads of gateway.sql).
+WITH reader AS (  -- the reader's memberships, project -> permission (see list_values)
+    SELECT coalesce(jsonb_object_agg(project, permission), '{}'::jsonb) AS projects
+    FROM project_memberships WHERE workspace_id = $1 AND user_id = $5
+)
 SELECT c.custom_field_id, c.value_id AS id, c.value, c.external_id, c.external_source, c.updated_at AS set_at
 FROM current_values c
 JOIN custom_fields f ON f.id = c.custom_field_id AND f.deleted_at IS NULL
+LEFT JOIN (SELECT * FROM subject_projects WHERE $6 <> 'account_admin') AS sp
+    ON (sp.workspace_id, sp.subject_type, sp.subject_id) = (c.workspace_id, c.subject_type, c.subject_id)
 WHERE c.workspace_id = $1 AND c.subject_type = 'WorkItem' AND c.subject_id = $2 AND c.value_id IS NOT NULL
   AND f.project_id = $4 AND ($3::bigint IS NULL OR c.custom_field_id = $3)
-  AND cfv_allowed(c.workspace_id, $5, $6, f.read_access, c.subject_type, c.subject_id, f.project_id)
+  AND cfv_allowed($6, (SELECT projects FROM reader), f.read_access, c.subject_type, c.subject_id, f.project_id,
+                  sp.project)
 ORDER BY c.custom_field_id;
