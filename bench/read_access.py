@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import time
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import asyncpg
 from cfv.store.migrate import apply_migrations
 from cfv.store.queries import query
+from e2e import machine  # this folder is on the path when a benchmark runs as a script
 
 ADMIN_DSN = os.environ.get("CFV_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 DB_NAME = "cfv_bench_reads"
@@ -43,17 +43,6 @@ ORDER BY CASE WHEN $7 = 'updated_at' AND NOT $8 THEN c.updated_at END,
          CASE WHEN $8 THEN c.value_id END DESC,
          c.value_id
 LIMIT $9 OFFSET $10"""
-
-
-def machine() -> str:
-    cpu = "?"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}"
 
 
 async def prepare(db: asyncpg.Connection[Any], values: int) -> dict[str, Any]:
