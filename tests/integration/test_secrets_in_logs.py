@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 
 def _forms(secret: str) -> list[str]:
     """Every form of a key that would betray it: the key, its random part, its hash, its signing seed."""
-    random_part = secret.rsplit("_", 1)[1]
+    random_part = secret.split("_", 2)[2]  # after "cfv_<prefix>_" (the random part may hold "_" itself)
+    assert len(random_part) >= 40
     seed = signing_key(secret).private_bytes_raw()
     return [secret, random_part, hashlib.sha256(secret.encode()).hexdigest(), seed.hex()]
 
