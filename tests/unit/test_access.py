@@ -17,6 +17,7 @@ from cfv.domain.access import (
     PROJECT_PERMISSIONS,
     Action,
     Grants,
+    administers,
     allowed,
     default_access,
     refusal,
@@ -223,3 +224,11 @@ def test_refusal_names_the_level_and_where() -> None:
     for project in (P1, None):
         message = refusal(Action.WRITE, ACCOUNT_ADMIN, SubjectType.STORY, "7", project)
         assert message == "this field's write_access requires account_admin on the account"
+
+
+def test_administers_a_project_with_project_admin_or_as_account_admin() -> None:
+    assert administers(Grants("account_admin"), None) and administers(Grants("account_admin"), "12")
+    assert administers(Grants("account_collaboration", {"12": "project_admin"}), "12")
+    assert not administers(Grants("account_collaboration", {"12": "project_admin"}), "13")
+    assert not administers(Grants("reports_viewer_with_cost", {"12": "financial"}), "12")
+    assert not administers(Grants("project_lead", {"12": "project_admin"}), None)

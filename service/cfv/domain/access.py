@@ -113,6 +113,11 @@ def allowed(grants: Grants, level: str, subject_type: SubjectType, project: str 
     return _PROJECT_RANK.get(grants.projects.get(project, ""), 0) >= need
 
 
+def administers(grants: Grants, project: str | None) -> bool:
+    """Whether ``grants`` administer ``project`` (an account administrator administers every project)."""
+    return grants.is_admin or (project is not None and grants.projects.get(project) == PROJECT_ADMIN)
+
+
 def refusal(action: Action, level: str, subject_type: SubjectType, subject_id: str, project: str | None) -> str:
     """Why a principal may not ``action`` a value: the message of a ``forbidden`` error."""
     if subject_type not in ACCOUNT_SUBJECTS and project is None and level != ACCOUNT_ADMIN:

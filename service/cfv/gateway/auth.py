@@ -20,7 +20,7 @@ from aiohttp import web
 from cfv_schemas.signing import public_key, signing_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cfv.domain.access import ACCOUNT_ADMIN, PROJECT_ADMIN
+from cfv.domain.access import ACCOUNT_ADMIN, Grants, administers
 from cfv.gateway import keys
 from cfv.gateway.errors import ApiError, Handler
 from cfv.store.queries import query
@@ -158,6 +158,6 @@ async def require_project_admin(pool: asyncpg.Pool[Any], principal: Principal, p
         return
     permission = await pool.fetchval(query("membership_permission"), principal.workspace_id, principal.user_id,
                                      project)
-    if permission != PROJECT_ADMIN:
+    if not administers(Grants(principal.account_role, {project: permission} if permission else {}), project):
         raise ApiError.one(403, "forbidden", f"only administrators of project {project} (or of the account) may "
                            "do this")

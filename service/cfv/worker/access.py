@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cfv_schemas.commands import Command, RegisterSubjects, WriteValues
 
-from cfv.domain.access import PROJECT_ADMIN, Action, Grants, allowed, canonical_project, refusal, subject_project
+from cfv.domain.access import Action, Grants, administers, allowed, canonical_project, refusal, subject_project
 from cfv.domain.fields import FieldDefinition, SubjectType
 from cfv.domain.values import InvalidValue, canonical_subject_id
 from cfv.domain.writes import ErrorType, ItemError, ValidWrite
@@ -110,8 +110,7 @@ class BatchAccess:
     def field_deletion_error(signer: Signer, definition: FieldDefinition) -> ItemError | None:
         """Deleting a field (and its values) takes an account administrator, or a project administrator of a
         work-item property's project."""
-        if signer.grants.is_admin or (definition.project is not None and signer.grants.projects.get(
-                definition.project) == PROJECT_ADMIN):
+        if administers(signer.grants, definition.project):
             return None
         return ItemError(ErrorType.FORBIDDEN, "only account administrators (or, for a work-item property, its "
                          "project's administrators) may delete a field", "custom_field_id", None, definition.id)
@@ -135,7 +134,7 @@ class BatchAccess:
             subject = (command.workspace_id, subject_type.value, subject_id)
             before = self._registered.get(subject)
             for project in {target, before} - {None}:
-                if not allowed(signer.grants, PROJECT_ADMIN, subject_type, project):
+                if not administers(signer.grants, project):
                     errors.append(ItemError(ErrorType.FORBIDDEN, f"placing {subject_type.value} {subject_id} in "
                                             f"a project takes project_admin on project {project}", "project", index))
             placed.append((subject, target))
