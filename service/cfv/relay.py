@@ -1,9 +1,15 @@
-"""The relay: publishes committed change events from the outbox to ``cfv.events``, in outbox order.
+"""The relay: publishes committed change events from the event log to ``cfv.events``, each workspace's in order.
 
-One relay is active at a time (it holds a Postgres advisory lock; others wait), so events leave in the
-order they were committed, which per (subject, field) is the order of the changes. An event is marked
-published only after the broker confirmed it; a crash in between publishes it again with the same event id:
-consumers may see a duplicate, never a gap.
+Workers number each workspace's events in commit order (``events.position``) and notify ``cfv_outbox`` with
+the workspaces that have new ones. The relay keeps a cursor per workspace, the last position the broker
+confirmed (``relay_cursors``): each round it reads the events after the cursors of the workspaces it was told
+about, publishes them as one window (:mod:`cfv.broker.confirmed`: one socket write, one wait for the
+confirms), and moves the cursors. A crash between the confirm and the cursor's move publishes those events
+again with the same ids: consumers may see a duplicate, never a gap. A sweep of every workspace, when the
+relay starts and whenever no notification came for ``relay_poll_interval``, finds what a missed notification
+hid.
+
+One relay is active at a time (it holds a Postgres advisory lock; others wait as standbys).
 """
 
 from __future__ import annotations
@@ -14,12 +20,12 @@ from typing import Any
 
 import aio_pika
 import asyncpg
-import orjson
 import structlog
-from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 from cfv_schemas.events import CONTENT_TYPE
 
 from cfv.broker import topology
+from cfv.broker.confirmed import ConfirmedPublisher, Outgoing, PublishError
 from cfv.faults import TRANSIENT_ERRORS
 from cfv.settings import Settings
 from cfv.store.database import connect
@@ -27,80 +33,88 @@ from cfv.store.queries import query
 from cfv.worker.apply import OUTBOX_CHANNEL
 
 log = structlog.get_logger("cfv.relay")
+_CONFIRM_TIMEOUT = 10.0
 
 
 class Relay:
-    """Moves events from the outbox to the broker."""
+    """Moves events from the event log to the broker."""
 
     def __init__(self, settings: Settings, connection: AbstractRobustConnection) -> None:
         self._settings = settings
         self._amqp = connection
         self._wake = asyncio.Event()
+        self._dirty: set[int] = set()  # workspaces that may have events after their cursor
+        self._sweep = True
         self.published = 0
 
     async def run(self) -> None:
         """Publish until cancelled, surviving lost connections to either side."""
-        channel = await self._amqp.channel(publisher_confirms=True)
-        declared = await topology.declare(
-            channel, shards=self._settings.command_shards, delivery_limit=self._settings.delivery_limit
-        )
+        channel = await self._amqp.channel()
+        await topology.declare(channel, shards=self._settings.command_shards,
+                               delivery_limit=self._settings.delivery_limit)
+        await channel.close()
         while True:
             try:
-                await self._lead(declared.events)
-            except TRANSIENT_ERRORS + (aio_pika.exceptions.AMQPError,) as error:
+                await self._lead()
+            except TRANSIENT_ERRORS + (aio_pika.exceptions.AMQPError, PublishError, OSError, EOFError) as error:
                 log.warning("relay interrupted, restarting", error=repr(error))
                 await asyncio.sleep(1.0)
 
-    async def _lead(self, exchange: AbstractExchange) -> None:
+    async def _lead(self) -> None:
         db = await connect(self._settings.database_url)
+        publisher: ConfirmedPublisher | None = None
         try:
             while not await db.fetchval(query("relay_lock")):  # noqa: ASYNC110 (polls a lock held elsewhere)
                 await asyncio.sleep(self._settings.relay_poll_interval)
-            log.info("relay active")
+            publisher = await ConfirmedPublisher.connect(self._settings.amqp_url, name="cfv-relay")
             await db.add_listener(OUTBOX_CHANNEL, self._notified)
+            cursors = {r["workspace_id"]: r["position"] for r in await db.fetch(query("relay_cursors"))}
+            self._sweep = True
+            log.info("relay active")
             while True:
-                self._wake.clear()
-                if await self._publish_round(db, exchange) < self._settings.relay_batch:
-                    with contextlib.suppress(TimeoutError):
+                if self._sweep:
+                    self._sweep = False
+                    self._dirty.update(r["workspace_id"] for r in await db.fetch(
+                        query("workspaces_with_unpublished_events")))
+                if not self._dirty:
+                    self._wake.clear()
+                    try:
                         await asyncio.wait_for(self._wake.wait(), self._settings.relay_poll_interval)
+                    except TimeoutError:
+                        self._sweep = True
+                    continue
+                await self._publish_round(db, publisher, cursors)
         finally:
+            if publisher is not None:
+                await publisher.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(db.close(), 2)
 
-    def _notified(self, *_: Any) -> None:
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        try:
+            self._dirty.update(int(part) for part in str(payload).split(",") if part)
+        except ValueError:
+            self._sweep = True
         self._wake.set()
 
-    async def _publish_round(self, db: asyncpg.Connection[Any], exchange: AbstractExchange) -> int:
-        rows = await db.fetch(query("unpublished_events"), self._settings.relay_batch)
+    async def _publish_round(self, db: asyncpg.Connection[Any], publisher: ConfirmedPublisher,
+                             cursors: dict[int, int]) -> None:
+        """Publish the next window of events of the dirty workspaces; move their cursors past it."""
+        workspaces = sorted(self._dirty)
+        self._dirty.clear()  # notifications arriving from now on mark them again
+        limit = self._settings.relay_batch
+        rows = await db.fetch(query("events_after"), workspaces, [cursors.get(ws, 0) for ws in workspaces], limit)
         if not rows:
-            return 0
-        # Publishes on one channel leave in call order; confirms are awaited together.
-        results = await asyncio.gather(
-            *(self._publish(exchange, row["routing_key"], row["event"]) for row in rows),
-            return_exceptions=True,
-        )
-        confirmed = []
-        for row, result in zip(rows, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("event not confirmed; will publish again", error=repr(result))
-                break  # mark only the confirmed prefix, so nothing later overtakes it
-            confirmed.append(row["position"])
-        if confirmed:
-            await db.execute(query("mark_published"), confirmed)
-            self.published += len(confirmed)
-        if len(confirmed) < len(rows):
-            await asyncio.sleep(0.5)
-        return len(confirmed)
-
-    async def _publish(self, exchange: AbstractExchange, routing_key: str, event: dict[str, Any]) -> None:
-        await exchange.publish(
-            aio_pika.Message(
-                orjson.dumps(event),
-                content_type=CONTENT_TYPE,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=event["id"],
-                type=event["type"],
-            ),
-            routing_key=routing_key,
-            timeout=10,
-        )
+            return
+        if len(rows) == limit:  # there may be more: look again next round
+            self._dirty.update(workspaces)
+        exchange = topology.EVENTS_EXCHANGE
+        async with asyncio.timeout(_CONFIRM_TIMEOUT):
+            await publisher.publish([Outgoing(exchange, r["routing_key"], r["event"].encode(), r["event_id"],
+                                              r["type"], CONTENT_TYPE) for r in rows])
+        heads: dict[int, int] = {}
+        for r in rows:
+            heads[r["workspace_id"]] = r["position"]
+        await db.execute(query("advance_cursors"), list(heads), list(heads.values()))
+        cursors.update(heads)
+        self.published += len(rows)

@@ -179,7 +179,7 @@ async def _apply(connection: Connection, commands: Sequence[Command], signed_by:
     outcomes.update(done)
     await _notify(connection, [c for c, claim in zip(commands, claims, strict=True)
                                if claim is not _Claim.TAKEN and c.id not in strangers], outcomes,
-                  wake_relay=bool(batch.events))
+                  announced={workspace_id for _, workspace_id, _, _ in batch.events})
     return [_failed(c.id, [_id_taken()]) if refused else outcomes[c.id]
             for c, refused in zip(commands, taken, strict=True)]
 
@@ -387,7 +387,7 @@ class _BatchWrites:
             await connection.execute(query("upsert_current"), *_columns(finals, width=13), self.now)
         if self.events:
             await connection.execute(query("insert_events"), *_columns(
-                (event_id, workspace_id, routing_key, _json(event))
+                (event_id, workspace_id, event["type"], routing_key, _json(event))
                 for event_id, workspace_id, routing_key, event in self.events), self.now)
 
 
@@ -404,9 +404,10 @@ async def _complete_operations(
 
 async def _notify(
     connection: Connection, commands: Sequence[Command], outcomes: dict[uuid.UUID, Outcome],
-    *, wake_relay: bool,
+    *, announced: set[int],
 ) -> None:
-    """Tell waiting gateways their commands' outcomes, and the relay that events wait; both at commit."""
+    """Tell waiting gateways their commands' outcomes, and the relay which workspaces have new events; both at
+    commit."""
     by_channel: dict[str, list[Outcome]] = {}
     for command in commands:
         if command.reply_to:
@@ -417,9 +418,9 @@ async def _notify(
         for payload in reply_payloads(channel_outcomes):
             channels.append(channel)
             payloads.append(payload)
-    if wake_relay:
+    if announced:
         channels.append(OUTBOX_CHANNEL)
-        payloads.append("")
+        payloads.append(",".join(map(str, sorted(announced))))
     if channels:
         await connection.fetchval(query("notify"), channels, payloads)
 

@@ -111,11 +111,13 @@ ON CONFLICT (workspace_id, subject_type, subject_id, custom_field_id) DO UPDATE
         updated_at = excluded.updated_at;
 
 -- name: insert_events
-INSERT INTO outbox (event_id, workspace_id, routing_key, event, created_at)
-SELECT event_id, workspace_id, routing_key, event::jsonb, $5
-FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
-    AS e (event_id, workspace_id, routing_key, event, n)
-ORDER BY n;
+-- Each workspace's events take the next positions of its log, in the order given (under the workspace's lock).
+INSERT INTO events (workspace_id, position, event_id, type, routing_key, event, created_at)
+SELECT e.workspace_id, h.head + row_number() OVER (PARTITION BY e.workspace_id ORDER BY e.n), e.event_id, e.type,
+       e.routing_key, e.event::json, $6
+FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+    AS e (event_id, workspace_id, type, routing_key, event, n)
+CROSS JOIN LATERAL (SELECT coalesce(max(position), 0) AS head FROM events WHERE workspace_id = e.workspace_id) h;
 
 -- name: complete_operations
 INSERT INTO operations AS o (id, workspace_id, status, outcome, created_at, completed_at, public_key)

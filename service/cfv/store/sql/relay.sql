@@ -1,10 +1,30 @@
 -- name: relay_lock
--- Only one relay publishes at a time, so events leave in outbox order; others wait as standbys.
+-- Only one relay publishes at a time, so each workspace's events leave in order; others wait as standbys.
 SELECT pg_try_advisory_lock(-7301, 1);
 
--- name: unpublished_events
-SELECT position, routing_key, event FROM outbox
-WHERE published_at IS NULL ORDER BY position LIMIT $1;
+-- name: relay_cursors
+SELECT workspace_id, position FROM relay_cursors;
 
--- name: mark_published
-UPDATE outbox SET published_at = now() WHERE position = ANY($1::bigint[]);
+-- name: workspaces_with_unpublished_events
+-- A sweep, when the relay starts and when no notification came for a while (one could have been missed).
+SELECT w.id AS workspace_id FROM workspaces w
+LEFT JOIN relay_cursors c ON c.workspace_id = w.id
+WHERE EXISTS (SELECT 1 FROM events e WHERE e.workspace_id = w.id AND e.position > coalesce(c.position, 0));
+
+-- name: events_after
+-- The next events of the given workspaces, each after its cursor, in position order; at most $3.
+SELECT e.workspace_id, e.position, e.event_id::text AS event_id, e.type, e.routing_key, e.event::text AS event
+FROM unnest($1::bigint[], $2::bigint[]) AS c (workspace_id, after)
+CROSS JOIN LATERAL (
+    SELECT * FROM events e
+    WHERE e.workspace_id = c.workspace_id AND e.position > c.after
+    ORDER BY e.position LIMIT $3
+) e
+ORDER BY e.workspace_id, e.position
+LIMIT $3;
+
+-- name: advance_cursors
+INSERT INTO relay_cursors AS c (workspace_id, position, published_at)
+SELECT workspace_id, position, now() FROM unnest($1::bigint[], $2::bigint[]) AS v (workspace_id, position)
+ON CONFLICT (workspace_id) DO UPDATE
+    SET position = greatest(c.position, excluded.position), published_at = excluded.published_at;
