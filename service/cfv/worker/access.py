@@ -1,9 +1,9 @@
 """The worker's access checks: who signed each command, and may they do what it asks (issue: roles and access).
 
-The worker is the authority. It reads keys, roles, memberships and subject registrations inside the
-transaction that applies the batch, under the workspace lock that key and role changes also take, so a key
-revoked or a role lowered before a batch starts cannot slip through it. The rules themselves are the pure
-ones of :mod:`cfv.domain.access`.
+The worker is the authority. Keys, roles, memberships and subject registrations are read inside the
+transaction that applies the batch (:func:`cfv.store.batches.load`), under the workspace lock that key and role
+changes also take, so a key revoked or a role lowered before a batch starts cannot slip through it. The rules
+themselves are the pure ones of :mod:`cfv.domain.access`; this module only holds them together for a batch.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from cfv.domain.access import Action, Grants, administers, allowed, canonical_pr
 from cfv.domain.fields import FieldDefinition, SubjectType
 from cfv.domain.values import InvalidValue, canonical_subject_id
 from cfv.domain.writes import ErrorType, ItemError, ValidWrite
-from cfv.store.database import Connection
-from cfv.store.queries import query
+from cfv.store.batches import SignerRow
 
 _Subject = tuple[int, str, str]  # workspace id, subject type, subject id
 
@@ -47,26 +46,15 @@ class BatchAccess:
         self._placed: dict[_Subject, str] = {}  # to store at the end of the batch: the last placement of each
 
     @classmethod
-    async def load(cls, connection: Connection, commands: Sequence[Command],
-                   signed_by: Sequence[bytes]) -> BatchAccess:
-        """Read what the checks of ``commands`` (signed by ``signed_by``, in order) need."""
-        if not commands:
-            return cls({}, {})
-        rows = await connection.fetch(query("signers"), list(set(signed_by)))
-        workspaces = list({r["workspace_id"] for r in rows})
+    def of(cls, signers: Sequence[SignerRow], memberships: Sequence[tuple[int, str, str]],
+           registered: dict[_Subject, str]) -> BatchAccess:
+        """The checks over what the batch's transaction read: its signing keys, their users' memberships (user,
+        project, permission) and the subjects' projects."""
         projects: dict[int, dict[str, str]] = {}
-        for m in await connection.fetch(query("memberships"), workspaces, [r["user_id"] for r in rows]):
-            projects.setdefault(m["user_id"], {})[m["project"]] = m["permission"]
-        signers = {bytes(r["public_key"]): (r["workspace_id"], Signer(
-            r["key_id"], r["user_id"], Grants(r["account_role"], projects.get(r["user_id"], {}))), r["valid"])
-            for r in rows}
-        subjects = list(dict.fromkeys(_subjects(commands)))
-        registered = {}
-        if subjects:
-            registered = {(r["workspace_id"], r["subject_type"], r["subject_id"]): r["project"]
-                          for r in await connection.fetch(query("subject_registrations"),
-                                                          *[list(column) for column in zip(*subjects, strict=True)])}
-        return cls(signers, registered)
+        for user_id, project, permission in memberships:
+            projects.setdefault(user_id, {})[project] = permission
+        return cls({r.public_key: (r.workspace_id, Signer(r.key_id, r.user_id, Grants(
+            r.account_role, projects.get(r.user_id, {}))), r.valid) for r in signers}, dict(registered))
 
     def authenticate(self, command: Command, public_key: bytes) -> Signer | ItemError:
         """The signer of ``command``, or why it may not act in the command's workspace."""
@@ -151,7 +139,7 @@ class BatchAccess:
         return [(*subject, project) for subject, project in self._placed.items()]
 
 
-def _subjects(commands: Sequence[Command]) -> list[_Subject]:
+def subjects_of(commands: Sequence[Command]) -> list[_Subject]:
     """The Stories and Resources the commands touch (registrations decide their project)."""
     found = []
     for command in commands:

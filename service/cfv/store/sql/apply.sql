@@ -7,25 +7,60 @@
 SELECT now() AS now, count(pg_advisory_xact_lock(ws)) AS locked
 FROM (SELECT DISTINCT unnest($1::bigint[]) AS ws ORDER BY 1) AS sorted;
 
--- name: signers
--- The keys that signed the batch's messages, with their users, as they are now: a key revoked (or a role
--- changed) a moment ago is seen here. Key and role changes take the workspace's lock, so they wait for the
--- batches of the workspace in flight, and the batches after them see the change.
-SELECT k.public_key, k.id AS key_id, k.workspace_id, u.id AS user_id, u.account_role,
-       k.revoked_at IS NULL AND u.deactivated_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) AS valid
-FROM api_keys k
-JOIN users u ON (u.workspace_id, u.id) = (k.workspace_id, k.user_id)
-WHERE k.public_key = ANY($1::bytea[]);
-
--- name: memberships
-SELECT user_id, project, permission FROM project_memberships
-WHERE workspace_id = ANY($1::bigint[]) AND user_id = ANY($2::bigint[]);
-
--- name: subject_registrations
-SELECT s.workspace_id, s.subject_type, s.subject_id, s.project
-FROM subject_projects s
-JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS k (workspace_id, subject_type, subject_id)
-    ON (s.workspace_id, s.subject_type, s.subject_id) = (k.workspace_id, k.subject_type, k.subject_id);
+-- name: load_batch
+-- What the checks and the fold of a batch need, in one statement. It runs after lock_workspaces (a statement
+-- of its own), so its snapshot sees every batch that held the locks before. Each column is a JSON array of rows,
+-- each row an array in the order its comment names; null when there is none.
+SELECT
+    -- operations already recorded: id, workspace, status, outcome, signing key (hex)
+    (SELECT json_agg(json_build_array(o.id, o.workspace_id, o.status, o.outcome, encode(o.public_key, 'hex')))
+     FROM operations o WHERE o.id = ANY($1::uuid[]))::text AS known,
+    -- the keys that signed the batch's messages, as they are now (a key revoked or a role changed a moment ago
+    -- is seen here; key and role changes take the workspace's lock): public key (hex), key, workspace, user,
+    -- account role, valid
+    (SELECT json_agg(json_build_array(encode(k.public_key, 'hex'), k.id, k.workspace_id, u.id, u.account_role,
+                                      k.revoked_at IS NULL AND u.deactivated_at IS NULL
+                                      AND (k.expires_at IS NULL OR k.expires_at > now())))
+     FROM api_keys k JOIN users u ON (u.workspace_id, u.id) = (k.workspace_id, k.user_id)
+     WHERE k.public_key = ANY($2::bytea[]))::text AS signers,
+    -- their users' project memberships: user, project, permission
+    (SELECT json_agg(DISTINCT jsonb_build_array(m.user_id, m.project, m.permission))
+     FROM project_memberships m JOIN api_keys k ON (k.workspace_id, k.user_id) = (m.workspace_id, m.user_id)
+     WHERE k.public_key = ANY($2::bytea[]))::text AS memberships,
+    -- the fields the commands name: id, workspace, name, subject type, value type, relation target, relation
+    -- multi, deleted, active, required, validation rules, unique, write access, read access, project, and every
+    -- choice as [id, uuid, may be picked (active, not deleted)]
+    (SELECT json_agg(json_build_array(f.id, f.workspace_id, f.name, f.subject_type, f.value_type, f.relation_target,
+                                      f.relation_multi, f.deleted_at IS NOT NULL, f.is_active, f.is_required,
+                                      f.validation_rules, f.unique_constraint, f.write_access, f.read_access,
+                                      f.project_id,
+                                      (SELECT json_agg(json_build_array(c.id, c.uuid,
+                                                                        c.is_active AND c.deleted_at IS NULL)
+                                                       ORDER BY c.id)
+                                       FROM custom_field_choices c WHERE c.custom_field_id = f.id)))
+     FROM custom_fields f WHERE f.id = ANY($3::bigint[]))::text AS fields,
+    -- the current state of the keys the commands name: workspace, subject type, subject id, field, seq, value
+    -- id, value, external id, external source
+    (SELECT json_agg(json_build_array(c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id, c.seq,
+                                      c.value_id, c.value, c.external_id, c.external_source))
+     FROM current_values c
+     JOIN unnest($4::bigint[], $5::text[], $6::text[], $7::bigint[])
+         AS k (workspace_id, subject_type, subject_id, custom_field_id)
+         ON (c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id)
+          = (k.workspace_id, k.subject_type, k.subject_id, k.custom_field_id))::text AS states,
+    -- the projects of the Stories and Resources the commands name: workspace, subject type, subject id, project
+    (SELECT json_agg(json_build_array(s.workspace_id, s.subject_type, s.subject_id, s.project))
+     FROM subject_projects s
+     JOIN unnest($8::bigint[], $9::text[], $10::text[]) AS k (workspace_id, subject_type, subject_id)
+         ON (s.workspace_id, s.subject_type, s.subject_id) = (k.workspace_id, k.subject_type, k.subject_id))::text
+        AS registrations,
+    -- the workspaces: id, slug, last position of its event log
+    (SELECT json_agg(json_build_array(w.id, w.slug,
+                                      (SELECT coalesce(max(e.position), 0) FROM events e WHERE e.workspace_id = w.id)))
+     FROM workspaces w WHERE w.id = ANY($11::bigint[]))::text AS workspaces,
+    -- fresh value ids, ascending
+    (SELECT array_agg(id ORDER BY id) FROM (SELECT nextval('value_ids') AS id FROM generate_series(1, $12::integer)) n)
+        AS ids;
 
 -- name: register_subjects
 INSERT INTO subject_projects AS s (workspace_id, subject_type, subject_id, project, updated_at)
@@ -34,26 +69,6 @@ FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS v (workspace_id
 ON CONFLICT (workspace_id, subject_type, subject_id) DO UPDATE
     SET project = excluded.project, updated_at = excluded.updated_at;
 
--- name: known_operations
-SELECT id, workspace_id, status, outcome, public_key FROM operations WHERE id = ANY($1::uuid[]);
-
--- name: field_definitions
--- The choices a write may pick (active, not deleted), and the UUID of every choice (an edit may remove any).
-SELECT f.id, f.workspace_id, f.name, f.subject_type, f.value_type, f.relation_target, f.relation_multi,
-       f.deleted_at IS NOT NULL AS deleted, f.is_active, f.is_required, f.validation_rules, f.unique_constraint,
-       f.write_access, f.read_access, f.project_id,
-       coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.is_active AND c.deleted_at IS NULL), '{}')
-           AS choice_ids,
-       coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL), '{}') AS all_choice_ids,
-       coalesce(array_agg(c.uuid ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL), '{}') AS choice_uuids
-FROM custom_fields f
-LEFT JOIN custom_field_choices c ON c.custom_field_id = f.id
-WHERE f.id = ANY($1::bigint[])
-GROUP BY f.id;
-
--- name: workspace_slugs
-SELECT id, slug FROM workspaces WHERE id = ANY($1::bigint[]);
-
 -- name: idempotency_records
 SELECT i.workspace_id, i.key, i.request_hash, o.outcome
 FROM idempotency_keys i
@@ -61,74 +76,76 @@ JOIN operations o ON o.id = i.operation_id AND o.workspace_id = i.workspace_id
 JOIN unnest($1::bigint[], $2::text[]) AS k (workspace_id, key)
     ON (i.workspace_id, i.key) = (k.workspace_id, k.key);
 
--- name: current_states
-SELECT c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id, c.seq, c.value_id, c.value,
-       c.external_id, c.external_source
-FROM current_values c
-JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS k (workspace_id, subject_type, subject_id,
-                                                                       custom_field_id)
-    ON (c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id)
-     = (k.workspace_id, k.subject_type, k.subject_id, k.custom_field_id);
-
 -- name: unique_holders
--- The keys of unique fields already holding one of the values about to be written.
-SELECT c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id
+-- The state of the keys of unique fields already holding one of the values about to be written (the fold
+-- needs them to refuse a clash); the columns of load_batch's states.
+SELECT c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id, c.seq, c.value_id, c.value, c.external_id,
+       c.external_source
 FROM current_values c
 JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS k (workspace_id, custom_field_id, unique_key)
     ON (c.workspace_id, c.custom_field_id, c.unique_key) = (k.workspace_id, k.custom_field_id, k.unique_key::jsonb);
 
+-- name: key_states
+-- The state of keys learnt of after load_batch (the values of a field being deleted); its states' columns.
+SELECT c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id, c.seq, c.value_id, c.value, c.external_id,
+       c.external_source
+FROM current_values c
+JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+    AS k (workspace_id, subject_type, subject_id, custom_field_id)
+    ON (c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id)
+     = (k.workspace_id, k.subject_type, k.subject_id, k.custom_field_id);
+
 -- name: allocate_value_ids
 SELECT nextval('value_ids') AS id FROM generate_series(1, $1::integer) ORDER BY 1;
 
+-- name: persist_batch
+-- Everything a batch writes in the common case, in one statement (one round trip): the new versions of values
+-- (a delete is a version with a null value), each key's state after the batch (given once per key), the change
+-- events (each workspace's at the positions given), the operations' outcomes, and the notifications that wake
+-- waiting gateways and the relay at commit. $39 is the transaction's time.
 -- JSON columns arrive as text[] (asyncpg would read lists inside a jsonb[] as extra array dimensions).
-
--- name: insert_versions
--- A delete is a version with a null value.
-INSERT INTO value_versions (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value, external_id,
-                            external_source, setter, operation_id, origin, created_at)
-SELECT id, workspace_id, subject_type, subject_id, custom_field_id, seq, value::jsonb, external_id, external_source,
-       setter, operation_id, origin, $13
-FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::uuid[], $12::text[])
-    AS v (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value, external_id, external_source,
-          setter, operation_id, origin);
-
--- name: upsert_current
--- Called with each key once: its state after the whole batch (a deleted value leaves a null value).
-INSERT INTO current_values AS c (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id,
-                                 value, external_id, external_source, setter, operation_id, origin, unique_key,
-                                 created_at, updated_at)
-SELECT workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value::jsonb, external_id,
-       external_source, setter, operation_id, origin, CASE WHEN is_unique THEN value::jsonb END, $14, $14
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::uuid[], $12::text[], $13::boolean[])
-    AS v (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value, external_id,
-          external_source, setter, operation_id, origin, is_unique)
-ON CONFLICT (workspace_id, subject_type, subject_id, custom_field_id) DO UPDATE
-    SET seq = excluded.seq, value_id = excluded.value_id, value = excluded.value, setter = excluded.setter,
-        operation_id = excluded.operation_id, external_id = excluded.external_id,
-        external_source = excluded.external_source, origin = excluded.origin, unique_key = excluded.unique_key,
-        updated_at = excluded.updated_at;
-
--- name: insert_events
--- Each workspace's events take the next positions of its log, in the order given (under the workspace's lock).
-INSERT INTO events (workspace_id, position, event_id, type, routing_key, event, created_at)
-SELECT e.workspace_id, h.head + row_number() OVER (PARTITION BY e.workspace_id ORDER BY e.n), e.event_id, e.type,
-       e.routing_key, e.event::json, $6
-FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
-    AS e (event_id, workspace_id, type, routing_key, event, n)
-CROSS JOIN LATERAL (SELECT coalesce(max(position), 0) AS head FROM events WHERE workspace_id = e.workspace_id) h;
-
--- name: complete_operations
-INSERT INTO operations AS o (id, workspace_id, status, outcome, created_at, completed_at, public_key)
-SELECT id, workspace_id, status, outcome::jsonb, $6, $6, public_key
-FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bytea[])
-    AS v (id, workspace_id, status, outcome, public_key)
-ON CONFLICT (id) DO UPDATE
-    SET status = excluded.status, outcome = excluded.outcome, completed_at = excluded.completed_at,
-        public_key = excluded.public_key
-    WHERE o.workspace_id = excluded.workspace_id
-      AND (o.public_key IS NULL OR (o.status = 'pending' AND o.public_key = excluded.public_key));
+WITH versions AS (
+    INSERT INTO value_versions (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value,
+                                external_id, external_source, setter, operation_id, origin, created_at)
+    SELECT id, workspace_id, subject_type, subject_id, custom_field_id, seq, value::jsonb, external_id,
+           external_source, setter, operation_id, origin, $39
+    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
+                $8::text[], $9::text[], $10::text[], $11::uuid[], $12::text[])
+        AS v (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value, external_id, external_source,
+              setter, operation_id, origin)
+), current AS (
+    INSERT INTO current_values AS c (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id,
+                                     value, external_id, external_source, setter, operation_id, origin, unique_key,
+                                     created_at, updated_at)
+    SELECT workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value::jsonb, external_id,
+           external_source, setter, operation_id, origin, CASE WHEN is_unique THEN value::jsonb END, $39, $39
+    FROM unnest($13::bigint[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::bigint[], $19::text[],
+                $20::text[], $21::text[], $22::text[], $23::uuid[], $24::text[], $25::boolean[])
+        AS v (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value, external_id,
+              external_source, setter, operation_id, origin, is_unique)
+    ON CONFLICT (workspace_id, subject_type, subject_id, custom_field_id) DO UPDATE
+        SET seq = excluded.seq, value_id = excluded.value_id, value = excluded.value, setter = excluded.setter,
+            operation_id = excluded.operation_id, external_id = excluded.external_id,
+            external_source = excluded.external_source, origin = excluded.origin,
+            unique_key = excluded.unique_key, updated_at = excluded.updated_at
+), logged AS (
+    INSERT INTO events (workspace_id, position, event_id, type, routing_key, event, created_at)
+    SELECT workspace_id, position, event_id, type, routing_key, event::json, $39
+    FROM unnest($26::bigint[], $27::bigint[], $28::uuid[], $29::text[], $30::text[], $31::text[])
+        AS e (workspace_id, position, event_id, type, routing_key, event)
+), settled AS (
+    -- A recorded operation is only taken over by its own key while pending, or when nobody owns it.
+    INSERT INTO operations AS o (id, workspace_id, status, outcome, created_at, completed_at, public_key)
+    SELECT id, workspace_id, status, outcome::jsonb, $39, $39, public_key
+    FROM unnest($32::uuid[], $33::bigint[], $34::text[], $35::text[], $36::bytea[])
+        AS v (id, workspace_id, status, outcome, public_key)
+    ON CONFLICT (id) DO UPDATE
+        SET status = excluded.status, outcome = excluded.outcome, completed_at = excluded.completed_at,
+            public_key = excluded.public_key
+        WHERE o.workspace_id = excluded.workspace_id
+          AND (o.public_key IS NULL OR (o.status = 'pending' AND o.public_key = excluded.public_key))
+)
+SELECT count(pg_notify(channel, payload)) FROM unnest($37::text[], $38::text[]) AS n (channel, payload);
 
 -- name: record_idempotency_keys
 INSERT INTO idempotency_keys (workspace_id, key, request_hash, operation_id, created_at)

@@ -1,0 +1,478 @@
+"""Planning a batch of commands, without I/O: what to read for it, and, from what was read, each command's
+outcome and every row the batch writes.
+
+Each command is all-or-nothing: a command with any invalid item writes nothing and fails, and the rest of the
+batch goes on. Commands are applied in the order given, which is the order their workspace's stream delivered
+them. A command already recorded for its own key is answered from its record and never applied twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import orjson
+from cfv_schemas.commands import Command, DeleteField, RegisterSubjects, WriteValues
+from cfv_schemas.events import EVENT_TYPES
+
+from cfv.domain.changes import EMPTY, Change, KeyState, StoredValue, fold_command
+from cfv.domain.fields import FieldDefinition, SubjectType
+from cfv.domain.values import InvalidValue, canonical_subject_id
+from cfv.domain.writes import ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey, WriteItem, validate_items
+from cfv.store.batches import KnownOperation, Loaded, Reads, WorkspaceKey, Writes, states_of
+from cfv.worker.access import BatchAccess, Signer, subjects_of
+
+Outcome = dict[str, Any]  # the JSON form of cfv_schemas.outcomes.Outcome, built directly on the hot path
+REPLY_CHANNEL_PREFIX = "cfv_reply_"
+OUTBOX_CHANNEL = "cfv_outbox"
+_NOTIFY_LIMIT = 7_800  # Postgres refuses payloads of 8000 bytes or more
+_BIGINT = range(-(2**63), 2**63)
+
+
+def reply_channel(gateway_id: str) -> str:
+    """The LISTEN channel on which a gateway hears the outcomes of its commands."""
+    return REPLY_CHANNEL_PREFIX + gateway_id
+
+
+def reads_of(commands: Sequence[Command], signed_by: Sequence[bytes]) -> Reads:
+    """What applying ``commands`` (signed by ``signed_by``) will need read."""
+    return Reads(
+        operation_ids=[c.id for c in commands], signers=list(signed_by),
+        field_ids=[field_id for c in commands for field_id in _field_ids(c)],
+        keys=[(c.workspace_id, key) for c in commands for key in _keys_named(c)],
+        subjects=subjects_of(commands), workspaces=[c.workspace_id for c in commands],
+        new_ids=sum(len(c.items) for c in commands if isinstance(c, WriteValues)))
+
+
+class _Claim(Enum):
+    """What a command's id is to it: its own operation done, one to apply, or another's."""
+
+    DONE = "done"  # recorded and settled for this command's key: answered from the record
+    NEW = "new"  # unknown, pending for this key, or owned by nobody: applied (taking the record over)
+    TAKEN = "taken"  # another workspace's or key's operation (or, in this batch, a copy of another's command)
+
+
+def claims(commands: Sequence[Command], signed_by: Sequence[bytes],
+           known: Mapping[uuid.UUID, KnownOperation]) -> list[_Claim]:
+    """The one rule of operation ownership: an operation id belongs to a workspace and the key that signed its
+    command. A record owned by nobody (a refusal of an unsigned or unknown-key message) can be taken over; in
+    a batch, the first command of an id decides its owner."""
+    found = []
+    first: dict[uuid.UUID, tuple[int, bytes]] = {}
+    for command, key in zip(commands, signed_by, strict=True):
+        owner = (command.workspace_id, key)
+        record = known.get(command.id)
+        if first.setdefault(command.id, owner) != owner:
+            found.append(_Claim.TAKEN)
+        elif record is None or (record.workspace_id == command.workspace_id and record.public_key is None):
+            found.append(_Claim.NEW)
+        elif record.workspace_id == command.workspace_id and record.public_key == key:
+            found.append(_Claim.NEW if record.status == "pending" else _Claim.DONE)
+        else:
+            found.append(_Claim.TAKEN)
+    return found
+
+
+@dataclass
+class _Prepared:
+    command: Command
+    public_key: bytes
+    writes: list[ValidWrite] = field(default_factory=list)
+    outcome: Outcome | None = None  # set when the command is settled without writing
+    deleting: FieldDefinition | None = None  # the field a DeleteField command deletes
+    stored_keys: list[ValueKey] = field(default_factory=list)  # and the keys holding its values before the batch
+    signer: Signer | None = None  # None: the command's credentials were refused (its outcome says why)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Each command's outcome, in order, and the rows the batch writes."""
+
+    outcomes: list[Outcome]
+    writes: Writes
+
+
+class BatchPlanner:
+    """Decides a batch from what was read for it. Between construction and :meth:`plan`, the caller reads what
+    the checks turned out to need: :meth:`idempotency_scopes`, :meth:`deleting`, :meth:`unique_probes`,
+    :meth:`keys_to_read` and :meth:`ids_needed`."""
+
+    def __init__(self, commands: Sequence[Command], signed_by: Sequence[bytes], loaded: Loaded,
+                 requested: Iterable[WorkspaceKey]) -> None:
+        self._commands = commands
+        self._signed_by = signed_by
+        self._loaded = loaded
+        self._requested = set(requested)
+        self._claims = claims(commands, signed_by, loaded.known)
+        self._access = BatchAccess.of(loaded.signers, loaded.memberships, loaded.registrations)
+        seen: set[uuid.UUID] = set()
+        self._prepared: list[_Prepared] = []
+        for command, public_key, claim in zip(commands, signed_by, self._claims, strict=True):
+            if claim is _Claim.NEW and command.id not in seen:
+                seen.add(command.id)
+                self._prepared.append(self._prepare(command, public_key))
+
+    def _prepare(self, command: Command, public_key: bytes) -> _Prepared:
+        authenticated = self._access.authenticate(command, public_key)
+        if isinstance(authenticated, ItemError):
+            return _Prepared(command, public_key, outcome=failed(command.id, [authenticated]))
+        p = _validate(command.model_copy(update={"actor": authenticated.actor}), public_key,
+                      self._loaded.definitions)
+        p.signer = authenticated
+        if p.deleting is not None:  # refused before its values are read: nobody may make the worker read them
+            refusal = self._access.field_deletion_error(authenticated, p.deleting)
+            if refusal is not None:
+                p.outcome, p.deleting = failed(command.id, [refusal]), None
+        return p
+
+    def idempotency_scopes(self) -> list[tuple[int, str]]:
+        """The (workspace, scoped idempotency key) of each authenticated command that has one."""
+        return [(p.command.workspace_id, _idempotency_scope(p.command)) for p in self._prepared
+                if p.signer is not None and p.command.idempotency_key is not None]
+
+    def deleting(self) -> list[int]:
+        """The fields this batch deletes (each needs its values' keys read)."""
+        return [p.deleting.id for p in self._prepared if p.deleting is not None]
+
+    def unique_probes(self) -> list[tuple[int, int, str]]:
+        """(workspace, field, value as JSON) of each write to a unique field: the holders of those values are
+        needed for the fold."""
+        return [(p.command.workspace_id, w.key.custom_field_id, _json(w.value)) for p in self._prepared
+                for w in p.writes if w.definition.unique and w.op is Op.WRITE and w.value is not None]
+
+    def keys_to_read(self, deletion_keys: Mapping[int, Sequence[tuple[str, str]]]) -> list[WorkspaceKey]:
+        """Keys whose state the fold needs and the first read did not name: the values of deleted fields (and,
+        as a safety net, any write's key the commands' own reading missed)."""
+        keys: list[WorkspaceKey] = []
+        for p in self._prepared:
+            if p.deleting is not None:
+                p.stored_keys = [ValueKey(SubjectType(t), i, p.deleting.id) for t, i in deletion_keys[p.deleting.id]]
+            keys.extend((p.command.workspace_id, key) for key in [w.key for w in p.writes] + p.stored_keys)
+        return [key for key in dict.fromkeys(keys) if key not in self._requested]
+
+    def ids_needed(self) -> int:
+        """Value ids beyond the first read's: a field's deletion also deletes the values this batch gives it, at
+        most one per write (call after :meth:`keys_to_read`)."""
+        writes = sum(len(p.writes) for p in self._prepared)
+        return sum(len(p.stored_keys) + writes for p in self._prepared if p.deleting is not None)
+
+    def plan(self, now: datetime, *, idempotency: dict[tuple[int, str], tuple[str, Outcome]],
+             more_states: Iterable[Sequence[Any]] = (), more_ids: Sequence[int] = ()) -> Plan:
+        """Every command's outcome and the rows to write, given the rows of :meth:`keys_to_read` and
+        :meth:`unique_probes` (``more_states``) and the ids of :meth:`ids_needed` (``more_ids``)."""
+        states = self._loaded.states
+        for workspace_id, found in states_of(more_states).items():
+            states.setdefault(workspace_id, {}).update(found)
+        ids = iter([*self._loaded.ids, *more_ids])
+        access = self._access
+        batch = _BatchWrites(now, self._loaded.slugs, dict(self._loaded.heads))
+        idempotent: list[Command] = []
+        deleted_fields: set[int] = set()
+        for p in self._prepared:
+            command, signer = p.command, p.signer
+            if signer is None:
+                continue
+            idem = (command.workspace_id, _idempotency_scope(command)) if command.idempotency_key else None
+            if idem is not None and idem in idempotency:
+                p.outcome = _replay(command, *idempotency[idem])
+                continue
+            if isinstance(command, RegisterSubjects):
+                refused = access.register(signer, command)
+                p.outcome = failed(command.id, refused) if refused else _succeeded(command.id)
+                if idem is not None and not refused:
+                    idempotency[idem] = (command.request_hash or "", p.outcome)
+                    idempotent.append(command)
+                continue
+            if p.outcome is None and p.deleting is not None:
+                if p.deleting.id in deleted_fields:
+                    p.outcome = failed(command.id, [_field_not_found(p.deleting.id)])
+                    continue
+                deleted_fields.add(p.deleting.id)
+                p.writes = _deletes_of_field(p.deleting, p.stored_keys, states.get(command.workspace_id, {}))
+            elif p.outcome is None and deleted_fields:  # validated before an earlier command deleted its field
+                gone = [_field_not_found(w.key.custom_field_id, w.index) for w in p.writes
+                        if w.key.custom_field_id in deleted_fields]
+                if gone:
+                    p.outcome = failed(command.id, gone)
+                    continue
+            if p.outcome is None:
+                forbidden = [] if p.deleting else access.write_errors(signer, command.workspace_id, p.writes)
+                if forbidden:
+                    p.outcome = failed(command.id, forbidden)
+                    continue
+                changes, errors = fold_command(states.setdefault(command.workspace_id, {}), p.writes, ids)
+                if errors:
+                    p.outcome = failed(command.id, errors)
+                    continue
+                p.outcome = batch.add(command, p.writes, changes,
+                                      [access.can_read(signer, command.workspace_id, w) for w in p.writes])
+                if idem is not None:  # only successes are remembered: a refused request may be corrected
+                    idempotency[idem] = (command.request_hash or "", p.outcome)
+                    idempotent.append(command)
+        writes = batch.rows(states)
+        writes.registrations = access.registrations
+        writes.deleted_fields = sorted(deleted_fields)
+        outcomes: dict[uuid.UUID, Outcome] = {}
+        for p in self._prepared:
+            assert p.outcome is not None
+            outcomes[p.command.id] = p.outcome
+        # A command refused for its credentials records its failure without settling anyone's operation. Signed
+        # by a key of its workspace (revoked, expired) it settles that key's pending operation and owns the
+        # record; signed by a stranger, the record is owned by nobody (the genuine command of that id may still
+        # come, and takes it over) and no gateway hears of it: gateways sign with their callers' keys.
+        strangers = set()
+        for p in self._prepared:
+            c = p.command
+            if p.signer is None:
+                of_workspace = access.of_workspace(p.public_key, c.workspace_id)
+                if not of_workspace:
+                    strangers.add(c.id)
+                writes.unauthenticated.append((c.id, c.workspace_id, _json(outcomes[c.id]),
+                                               p.public_key if of_workspace else None))
+            else:
+                writes.operations.append((c.id, c.workspace_id, outcomes[c.id]["status"], _json(outcomes[c.id]),
+                                          p.public_key))
+        writes.idempotency_keys = [(c.workspace_id, _idempotency_scope(c), c.request_hash or "", c.id)
+                                   for c in idempotent]  # after the operations they point at
+        for c, claim in zip(self._commands, self._claims, strict=True):
+            if claim is _Claim.DONE:
+                record = self._loaded.known[c.id]
+                assert record.outcome is not None
+                outcomes[c.id] = record.outcome
+        writes.notifications = _notifications(
+            [c for c, claim in zip(self._commands, self._claims, strict=True)
+             if claim is not _Claim.TAKEN and c.id not in strangers], outcomes, batch.announced)
+        return Plan([failed(c.id, [_id_taken()]) if claim is _Claim.TAKEN else outcomes[c.id]
+                     for c, claim in zip(self._commands, self._claims, strict=True)], writes)
+
+
+def _field_ids(command: Command) -> list[int]:
+    if isinstance(command, DeleteField):
+        return [command.custom_field_id]
+    if isinstance(command, RegisterSubjects):
+        return []
+    return [item.custom_field_id for item in command.items]
+
+
+def _keys_named(command: Command) -> list[ValueKey]:
+    """The keys a command's items name, in canonical form (items that name none are refused later)."""
+    if not isinstance(command, WriteValues):
+        return []
+    keys = []
+    for item in command.items:
+        try:
+            subject_type = SubjectType(item.subject_type)
+            if item.custom_field_id in _BIGINT:
+                keys.append(ValueKey(subject_type, canonical_subject_id(subject_type, item.subject_id),
+                                     item.custom_field_id))
+        except (ValueError, InvalidValue):
+            continue
+    return keys
+
+
+def _id_taken() -> ItemError:
+    return ItemError(ErrorType.CONFLICT, "this command id is already the id of another operation; use a new id",
+                     "id")
+
+
+def _field_not_found(field_id: int, index: int | None = None) -> ItemError:
+    return ItemError(ErrorType.NOT_FOUND, f"custom field {field_id} not found", "custom_field_id", index, field_id)
+
+
+def _deletes_of_field(definition: FieldDefinition, stored_keys: list[ValueKey],
+                      states: dict[ValueKey, KeyState]) -> list[ValidWrite]:
+    """A delete of every value the field holds now: stored before the batch, or written earlier in it."""
+    keys = dict.fromkeys(stored_keys + [k for k in states if k.custom_field_id == definition.id])
+    return [ValidWrite(index, key, None, definition, Op.DELETE) for index, key in enumerate(
+        key for key in keys if states.get(key, EMPTY).current is not None)]
+
+
+def _validate(command: Command, public_key: bytes, definitions: dict[int, FieldDefinition]) -> _Prepared:
+    if isinstance(command, RegisterSubjects):
+        return _Prepared(command, public_key)  # checked and applied in order, as registrations change what follows
+    if isinstance(command, DeleteField):
+        definition = definitions.get(command.custom_field_id)
+        if definition is None or definition.deleted or definition.workspace_id != command.workspace_id:
+            return _Prepared(command, public_key,
+                             outcome=failed(command.id, [_field_not_found(command.custom_field_id)]))
+        return _Prepared(command, public_key, deleting=definition)
+    items = [WriteItem(i.subject_type, i.subject_id, i.custom_field_id, i.value, Op(i.op), i.must_exist,
+                       ExternalRef(i.external_id, i.external_source), i.expected_version, i.origin)
+             for i in command.items]
+    valid, errors = validate_items(command.workspace_id, items, definitions)
+    if errors:
+        return _Prepared(command, public_key, outcome=failed(command.id, errors))
+    return _Prepared(command, public_key, writes=valid)
+
+
+def _idempotency_scope(command: Command) -> str:
+    """An idempotency key belongs to the API key that sent it (the authenticated actor): another key reusing it
+    neither replays the first one's outcome nor is refused for it."""
+    return f"{command.actor}|{command.idempotency_key}"
+
+
+def _replay(command: Command, request_hash: str, original: Outcome) -> Outcome:
+    if request_hash != (command.request_hash or ""):
+        return failed(command.id, [ItemError(
+            ErrorType.CONFLICT,
+            "this Idempotency-Key was already used with a different request; use a new key for a new request",
+            "Idempotency-Key")])
+    return {**original, "id": str(command.id), "replayed_from": original.get("replayed_from") or original["id"]}
+
+
+class _BatchWrites:
+    """The rows a batch will write, gathered as commands are folded."""
+
+    def __init__(self, now: datetime, slugs: Mapping[int, str], heads: dict[int, int]) -> None:
+        self.now = now
+        self._slugs = slugs
+        self._heads = heads
+        self._versions: list[tuple[Command, ValidWrite, Change]] = []
+        self._events: list[tuple[Any, ...]] = []
+        self._last_writer: dict[tuple[int, ValueKey], tuple[Command, ValidWrite]] = {}
+        self.announced: set[int] = set()
+
+    def add(self, command: Command, writes: list[ValidWrite], changes: list[Change], readable: list[bool]) -> Outcome:
+        """Gather a command's changes; its outcome shows the values the writer may read (the others hidden)."""
+        values: list[dict[str, Any]] = []
+        slug = self._slugs[command.workspace_id]
+        for write, change, shown in zip(writes, changes, readable, strict=True):
+            self._versions.append((command, write, change))
+            self._last_writer[(command.workspace_id, change.key)] = (command, write)
+            self._heads[command.workspace_id] = position = self._heads.get(command.workspace_id, 0) + 1
+            event_id, routing_key, event = _event(command, write, change, slug, self.now)
+            self._events.append((command.workspace_id, position, event_id, event["type"], routing_key, _json(event)))
+            values.append(_value_out(command, write, change, self.now, hidden=not shown))
+        if changes:
+            self.announced.add(command.workspace_id)
+        return {"id": str(command.id), "status": "succeeded", "values": values, "errors": []}
+
+    def rows(self, states: dict[int, dict[ValueKey, KeyState]]) -> Writes:
+        """The versions, current states (each key's after the whole batch) and events to write."""
+        versions = [(change.version_id, command.workspace_id, change.key.subject_type.value, change.key.subject_id,
+                     change.key.custom_field_id, change.seq, *_stored_columns(change.after), command.actor,
+                     command.id, write.origin) for command, write, change in self._versions]
+        current = []
+        for (workspace_id, key), (command, write) in self._last_writer.items():
+            state = states[workspace_id][key]
+            value_id = state.current.id if state.current is not None else None
+            current.append((workspace_id, key.subject_type.value, key.subject_id, key.custom_field_id, state.seq,
+                            value_id, *_stored_columns(state.current), command.actor, command.id, write.origin,
+                            write.definition.unique))
+        return Writes(versions=versions, current=current, events=self._events)
+
+
+def _notifications(commands: Sequence[Command], outcomes: dict[uuid.UUID, Outcome],
+                   announced: set[int]) -> list[tuple[str, str]]:
+    """Waiting gateways hear their commands' outcomes, and the relay which workspaces have new events."""
+    by_channel: dict[str, list[Outcome]] = {}
+    for command in commands:
+        if command.reply_to:
+            by_channel.setdefault(reply_channel(command.reply_to), []).append(outcomes[command.id])
+    found = [(channel, payload) for channel, channel_outcomes in by_channel.items()
+             for payload in reply_payloads(channel_outcomes)]
+    if announced:
+        found.append((OUTBOX_CHANNEL, ",".join(map(str, sorted(announced)))))
+    return found
+
+
+def reply_payloads(outcomes: Iterable[Outcome]) -> list[str]:
+    """Pack outcomes into NOTIFY payloads (JSON arrays) under Postgres's size limit.
+
+    An outcome too large for one payload travels as ``{"id": …, "fetch": true}``: the gateway reads it from
+    the operations table instead.
+    """
+    payloads: list[str] = []
+    parts: list[str] = []
+    size = 2
+    for outcome in outcomes:
+        text = orjson.dumps(outcome).decode()
+        if len(text.encode()) > _NOTIFY_LIMIT - 2:
+            text = orjson.dumps({"id": outcome["id"], "fetch": True}).decode()
+        if parts and size + len(text.encode()) + 1 > _NOTIFY_LIMIT:
+            payloads.append("[" + ",".join(parts) + "]")
+            parts, size = [], 2
+        parts.append(text)
+        size += len(text.encode()) + 1
+    if parts:
+        payloads.append("[" + ",".join(parts) + "]")
+    return payloads
+
+
+def _stored_columns(stored: StoredValue | None) -> tuple[str | None, str | None, str | None]:
+    """A value's ``value, external_id, external_source`` columns; all null for a deleted one."""
+    if stored is None:
+        return None, None, None
+    return _json(stored.value), stored.external.id, stored.external.source
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _succeeded(command_id: uuid.UUID) -> Outcome:
+    return {"id": str(command_id), "status": "succeeded", "values": [], "errors": []}
+
+
+def failed(command_id: uuid.UUID, errors: Iterable[ItemError]) -> Outcome:
+    """The outcome of a command refused for ``errors``."""
+    return {"id": str(command_id), "status": "failed", "values": [], "errors": [
+        {"type": e.type.value, "message": e.message, "field": e.field, "index": e.index,
+         "custom_field_id": e.custom_field_id}
+        for e in errors]}
+
+
+def _value_out(command: Command, write: ValidWrite, change: Change, now: datetime, *,
+               hidden: bool = False) -> dict[str, Any]:
+    """The value a change left (for a delete: the one it removed, with a null value); ``hidden``: the writer may
+    not read the field, so the value is not shown (a multi choice edit, say, would show the whole set)."""
+    definition = write.definition
+    stored = change.after or change.before
+    assert stored is not None
+    return {
+        "change": change.kind.value, "id": stored.id, "subject_type": change.key.subject_type.value,
+        "subject_id": change.key.subject_id, "custom_field_id": definition.id,
+        "custom_field_name": definition.name, "value_type": definition.value_type.value,
+        "value": change.after.value if change.after and not hidden else None,
+        "external_id": stored.external.id, "external_source": stored.external.source, "origin": write.origin,
+        "sequence": change.seq, "setter": command.actor, "hidden": hidden,
+        "operation_id": str(command.id), "created_at": now.isoformat(),
+    }
+
+
+def _ref(stored: StoredValue | None) -> dict[str, Any] | None:
+    if stored is None:
+        return None
+    return {"id": stored.id, "value": stored.value, "external_id": stored.external.id,
+            "external_source": stored.external.source}
+
+
+def _event(command: Command, write: ValidWrite, change: Change, slug: str,
+           now: datetime) -> tuple[uuid.UUID, str, dict[str, Any]]:
+    definition = write.definition
+    key = change.key
+    event_id = uuid.uuid4()
+    routing_key = f"{slug}.{key.subject_type.value}.{key.custom_field_id}.{change.kind.value}"
+    event = {
+        "specversion": "1.0",
+        "id": str(event_id),
+        "source": f"/workspaces/{slug}",
+        "type": EVENT_TYPES[change.kind.value],
+        "subject": f"{key.subject_type.value}/{key.subject_id}/custom_fields/{key.custom_field_id}",
+        "time": now.isoformat(),
+        "datacontenttype": "application/json",
+        "data": {
+            "workspace_id": command.workspace_id, "workspace": slug,
+            "subject_type": key.subject_type.value, "subject_id": key.subject_id,
+            "custom_field_id": key.custom_field_id, "value_type": definition.value_type.value,
+            "sequence": change.seq,
+            "before": _ref(change.before),
+            "after": _ref(change.after),
+            "setter": command.actor, "origin": write.origin, "operation_id": str(command.id),
+        },
+    }
+    return event_id, routing_key, event
