@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -374,7 +375,10 @@ def profiling(directory: str | None, names: list[str]) -> Any:
         yield
         return
     Path(directory).mkdir(parents=True, exist_ok=True)
-    spies = [subprocess.Popen(["py-spy", "record", "-p", str(METER.procs[name]), "-r", "200", "-f", "raw",  # noqa: S603, S607
+    spy_command = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    if spy_command is None:
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    spies = [subprocess.Popen([spy_command, "record", "-p", str(METER.procs[name]), "-r", "200", "-f", "raw",  # noqa: S603
                                "-o", f"{directory}/{name}.txt", "--nonblocking"], stdout=subprocess.DEVNULL)
              for name in names]
     try:

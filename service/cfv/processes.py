@@ -22,7 +22,7 @@ from cfv.gateway.replies import ReplyWaiter
 from cfv.gateway.submit import Submitter
 from cfv.relay import Relay
 from cfv.settings import Settings
-from cfv.store.database import create_pool
+from cfv.store.database import GENERIC_PLANS, create_pool
 from cfv.worker.service import Worker
 
 log = structlog.get_logger("cfv")
@@ -40,9 +40,10 @@ async def until_reachable(what: str, connect: Callable[[], Awaitable[T]]) -> T:
             await backoff.pause()
 
 
-async def _dependencies(settings: Settings, name: str) -> tuple[asyncpg.Pool[Any], AbstractRobustConnection]:
-    pool = await until_reachable("PostgreSQL", lambda: create_pool(settings.database_url,
-                                                                  size=settings.db_pool_size))
+async def _dependencies(settings: Settings, name: str, *, db_settings: dict[str, str] | None = None
+                        ) -> tuple[asyncpg.Pool[Any], AbstractRobustConnection]:
+    pool = await until_reachable("PostgreSQL", lambda: create_pool(settings.database_url, size=settings.db_pool_size,
+                                                                  settings=db_settings))
     amqp = await until_reachable("RabbitMQ", lambda: broker.connect(settings.amqp_url, name=name))
     return pool, amqp
 
@@ -75,7 +76,7 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
 
 async def run_worker(settings: Settings) -> None:
     """Apply commands until cancelled."""
-    pool, amqp = await _dependencies(settings, "cfv-worker")
+    pool, amqp = await _dependencies(settings, "cfv-worker", db_settings=GENERIC_PLANS)
     try:
         await Worker(settings, pool, amqp).run()
     finally:

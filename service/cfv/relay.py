@@ -28,7 +28,7 @@ from cfv.broker import topology
 from cfv.broker.confirmed import ConfirmedPublisher, Outgoing, PublishError
 from cfv.faults import TRANSIENT_ERRORS
 from cfv.settings import Settings
-from cfv.store.database import connect
+from cfv.store.database import GENERIC_PLANS, connect
 from cfv.store.queries import query
 from cfv.worker.apply import OUTBOX_CHANNEL
 
@@ -61,7 +61,7 @@ class Relay:
                 await asyncio.sleep(1.0)
 
     async def _lead(self) -> None:
-        db = await connect(self._settings.database_url)
+        db = await connect(self._settings.database_url, settings=GENERIC_PLANS)
         publisher: ConfirmedPublisher | None = None
         try:
             while not await db.fetchval(query("relay_lock")):  # noqa: ASYNC110 (polls a lock held elsewhere)

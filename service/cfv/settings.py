@@ -42,6 +42,9 @@ class Settings(BaseSettings):
                                         "properties, options, administration) per API key and window")
     auth_failure_limit: int = Field(100, ge=1, description="failed authentications (401) per source address and "
                                     "window; more are answered 429 before the key is checked")
+    rate_limit_lease: int = Field(50, ge=1, description="most tokens a gateway takes from a shared rate-limit "
+                                  "counter at once (at most a hundredth of the budget): one Redis round trip "
+                                  "serves that many requests")
     rate_limit_prefix: str = Field("", description="namespace of the counters in Redis; empty: cfv:<database name>")
     max_json_depth: int = Field(32, ge=1, description="deepest nesting of arrays and objects in a request body")
     max_string_length: int = Field(1_048_576, ge=1, description="longest string (in characters) in a request "

@@ -16,7 +16,7 @@ import orjson
 from aio_pika.abc import AbstractExchange
 from aio_pika.exceptions import ChannelInvalidStateError, DeliveryError
 from cfv_schemas.commands import MAX_COMMANDS_PER_MESSAGE, Command
-from cfv_schemas.signing import public_key, sign_message
+from cfv_schemas.signing import sign_message
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 CONTENT_TYPE = "application/json"
@@ -56,10 +56,11 @@ class CommandPublisher:
         self._lanes: dict[tuple[int, bytes], _Lane] = {}
         self.messages_published = 0
 
-    async def submit(self, command: Command, signer: Ed25519PrivateKey) -> None:
-        """Publish ``command`` signed by ``signer``; raise :class:`PublishFailed` unless the broker confirmed it."""
+    async def submit(self, command: Command, signer: Ed25519PrivateKey, public_key: bytes) -> None:
+        """Publish ``command`` signed by ``signer`` (whose public half is ``public_key``); raise
+        :class:`PublishFailed` unless the broker confirmed it."""
         pending = _Pending(command, asyncio.get_running_loop().create_future())
-        lane_key = (command.workspace_id, public_key(signer))
+        lane_key = (command.workspace_id, public_key)
         lane = self._lanes.setdefault(lane_key, _Lane())
         lane.waiting.append(pending)
         if not lane.busy:

@@ -39,6 +39,7 @@ class Principal:
     workspace_slug: str
     account_role: str
     signer: Ed25519PrivateKey | None = field(default=None, repr=False, compare=False)
+    public_key: bytes = field(default=b"", repr=False, compare=False)  # the signer's public half (derived once)
 
     @property
     def actor(self) -> str:
@@ -108,10 +109,11 @@ class Authenticator:
         if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
             raise ApiError.one(401, "authentication", "the API key has expired")
         signer = signing_key(key)
+        public = public_key(signer)
         if row["public_key"] is None:  # a key made before keys signed commands: record its public half now
-            await self._pool.execute(query("record_public_key"), row["key_id"], public_key(signer))
+            await self._pool.execute(query("record_public_key"), row["key_id"], public)
         principal = Principal(row["key_id"], row["user_id"], row["workspace_id"], row["slug"], row["account_role"],
-                              signer)
+                              signer, public)
         if generation != self._generation:  # keys or roles changed meanwhile: answer, but do not remember
             return principal
         if len(self._cache) > 10_000:

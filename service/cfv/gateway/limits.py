@@ -17,6 +17,16 @@ Its known cost: a client may spend one window's budget at the end of a window an
 after, twice the budget in a short span. These budgets guard fairness and stop runaway clients; they are not
 traffic shaping, so that burst is acceptable.
 
+**Leases: one Redis round trip per chunk of requests, not per request.** When a budget is large (the default
+ones are), a gateway takes its tokens from the shared counter in chunks (``CFV_RATE_LIMIT_LEASE``, at most one
+hundredth of the budget): one ``INCRBY`` hands it a range of token numbers, which it serves locally, each
+request taking the next number, so ``X-RateLimit-Remaining`` stays exact for the requests one gateway serves.
+Several gateways share the budget exactly to within a chunk each: a chunk a gateway leased and did not use by
+the end of the window is lost to the others. Once the counter passes the budget, each gateway refuses locally
+until the window ends. A request served from a lease does not look at its address's failed-authentication
+counter in Redis (the lease did, and an address this gateway saw fail is still refused locally). Budgets under
+200 (where a chunk would be one request) are counted request by request.
+
 **Redis unavailable: fail open.** A check that Redis does not answer within ``CFV_REDIS_TIMEOUT`` serves the
 request unlimited and without rate-limit headers, and further checks skip Redis for a couple of seconds (so
 an unreachable Redis does not add its timeout to every request); a warning is logged at most once a minute.
@@ -88,9 +98,10 @@ class Budget:
                 "X-RateLimit-Reset": str(self.reset)}
 
 
-# Counts a hit on the counter KEYS[1]; a new counter starts its window of ARGV[1] ms. Leaves count and ttl.
+# Counts ARGV[3] hits (1 if absent) on the counter KEYS[1]; a new counter starts its window of ARGV[1] ms. Leaves
+# count and ttl.
 _COUNT = """
-local count = redis.call('INCR', KEYS[1])
+local count = redis.call('INCRBY', KEYS[1], tonumber(ARGV[3] or '1'))
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
     redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -126,7 +137,16 @@ def namespace(settings: Settings) -> str:
     return "cfv:" + (urlsplit(settings.database_url).path.strip("/") or "default")
 
 
-_Check = tuple["AsyncScript", tuple[str, ...], "asyncio.Future[tuple[int, ...] | None]"]
+_Check = tuple["AsyncScript", tuple[str, ...], tuple[int, ...], "asyncio.Future[tuple[int, ...] | None]"]
+
+
+@dataclass(slots=True)
+class _Lease:
+    """Token numbers this gateway took from a shared counter: ``next`` to ``last``, valid until ``ends``."""
+
+    next: int
+    last: int
+    ends: float  # time.monotonic() when the counter's window ends
 
 
 class RateLimiter:
@@ -143,6 +163,10 @@ class RateLimiter:
         self._deadline = settings.redis_timeout * 2 + 0.1  # a bound beyond the socket timeouts, whatever happens
         self._hit = redis.register_script(_HIT)
         self._check = redis.register_script(_CHECK)
+        self._chunks = {endpoint: max(1, min(settings.rate_limit_lease, limit // 100))
+                        for endpoint, limit in self._limits.items()}
+        self._leases: dict[tuple[int, str], _Lease] = {}
+        self._leasing: dict[tuple[int, str], asyncio.Future[None]] = {}  # one lease request per counter at a time
         self._blocked: dict[str, tuple[float, Budget]] = {}  # addresses known to be over their failure budget
         self._waiting: list[_Check] = []
         self._busy = False
@@ -157,14 +181,47 @@ class RateLimiter:
     async def hit(self, key_id: int, endpoint: str, address: str) -> Budget | None:
         """Count a request of a key against the budget of its endpoint class, unless its address spent its
         failed-authentication budget (then that budget, not allowed); None if Redis cannot say."""
+        limit, chunk = self._limits[endpoint], self._chunks[endpoint]
+        if chunk == 1:
+            return await self._count(key_id, endpoint, address, 1)
+        lease_key = (key_id, endpoint)
+        while True:
+            lease = self._leases.get(lease_key)
+            now = time.monotonic()
+            if lease is not None and lease.ends > now:
+                if lease.next <= lease.last:
+                    count, lease.next = lease.next, lease.next + 1
+                    return Budget(limit, max(0, limit - count), max(1, math.ceil(lease.ends - now)), count <= limit)
+                if lease.last >= limit:  # the budget is spent until the window ends, whoever spent it
+                    return Budget(limit, 0, max(1, math.ceil(lease.ends - now)), False)
+            pending = self._leasing.get(lease_key)
+            if pending is not None:  # another request is leasing: take from what it brings
+                await asyncio.shield(pending)
+                continue
+            done = self._leasing[lease_key] = asyncio.get_running_loop().create_future()
+            try:
+                return await self._count(key_id, endpoint, address, chunk)
+            finally:
+                del self._leasing[lease_key]
+                done.set_result(None)
+
+    async def _count(self, key_id: int, endpoint: str, address: str, hits: int) -> Budget | None:
+        """Take ``hits`` tokens from the key's counter in Redis; the first is this request's, the others are
+        leased to the next ones."""
         limit = self._limits[endpoint]
-        counted = await self._run(self._check, f"{self._prefix}:rate:{endpoint}:{key_id}", self._auth_key(address))
+        counted = await self._run(self._check, (f"{self._prefix}:rate:{endpoint}:{key_id}", self._auth_key(address)),
+                                  (hits,))
         if counted is None:
             return None
         count, ttl, failures = counted
         if count < 0:
             return self._block(address, failures, ttl)
-        return Budget(limit, max(0, limit - count), self._seconds(ttl), count <= limit)
+        first = count - hits + 1
+        if hits > 1:
+            if len(self._leases) > 100_000:
+                self._leases.clear()
+            self._leases[(key_id, endpoint)] = _Lease(first + 1, count, time.monotonic() + max(ttl, 0) / 1000)
+        return Budget(limit, max(0, limit - first), self._seconds(ttl), first <= limit)
 
     def auth_failures(self, address: str) -> Budget | None:
         """The failed-authentication budget of an address this gateway knows to be spent, else None.
@@ -183,7 +240,7 @@ class RateLimiter:
 
     async def auth_failed(self, address: str) -> Budget | None:
         """Count a failed authentication of a source address."""
-        counted = await self._run(self._hit, self._auth_key(address))
+        counted = await self._run(self._hit, (self._auth_key(address),))
         if counted is None:
             return None
         count, ttl = counted[0], counted[1]
@@ -211,13 +268,14 @@ class RateLimiter:
             ttl_ms = self._window_ms
         return max(1, math.ceil(ttl_ms / 1000))
 
-    async def _run(self, script: AsyncScript, *counters: str) -> tuple[int, ...] | None:
+    async def _run(self, script: AsyncScript, counters: tuple[str, ...], args: tuple[int, ...] = ()
+                   ) -> tuple[int, ...] | None:
         """Run ``script`` on the ``counters``; checks made while a round trip is in flight wait and then go together in
         one pipeline (exact counts, a fraction of redis-py's per-call CPU under load)."""
         if time.monotonic() < self._skip_until:
             return None
         answer: asyncio.Future[tuple[int, ...] | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((script, counters, answer))
+        self._waiting.append((script, counters, args, answer))
         if not self._busy:
             self._busy = True
             asyncio.create_task(self._drain())  # noqa: RUF006 (kept by the loop until it ends)
@@ -228,7 +286,7 @@ class RateLimiter:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 answers = await self._round_trip(batch)
-                for (_, _, future), answer in zip(batch, answers, strict=True):
+                for (_, _, _, future), answer in zip(batch, answers, strict=True):
                     if not future.done():
                         future.set_result(answer)
         finally:
@@ -240,7 +298,7 @@ class RateLimiter:
             async with asyncio.timeout(self._deadline):
                 results = await self._pipeline(batch)
                 if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted or flushed its scripts
-                    for script in {id(s): s for s, _, _ in batch}.values():
+                    for script in {id(s): s for s, _, _, _ in batch}.values():
                         await self._redis.script_load(script.script)
                     results = await self._pipeline(batch)
             for result in results:
@@ -257,8 +315,8 @@ class RateLimiter:
 
     async def _pipeline(self, batch: list[_Check]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
-        for script, counters, _ in batch:
-            pipe.evalsha(script.sha, len(counters), *counters, self._window_ms, self._auth_limit)
+        for script, counters, args, _ in batch:
+            pipe.evalsha(script.sha, len(counters), *counters, self._window_ms, self._auth_limit, *args)
         return list(await pipe.execute(raise_on_error=False))
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import asyncpg
 import orjson
 from cfv_schemas.commands import Command, CommandItem, DeleteField, RegisterSubjects, SubjectPlacement, WriteValues
-from cfv_schemas.signing import public_key
 
 from cfv.broker.publisher import CommandPublisher, PublishFailed
 from cfv.faults import TRANSIENT_ERRORS
@@ -85,7 +84,7 @@ class Submitter:
         assert principal.signer is not None  # an authenticated principal always has one
         future = self._waiter.expect(command.id) if wait else None
         try:
-            await self._publisher.submit(command, principal.signer)
+            await self._publisher.submit(command, principal.signer, principal.public_key)
         except PublishFailed as error:
             if future is not None:
                 self._waiter.forget(command.id, future)
@@ -106,7 +105,7 @@ class Submitter:
         # If the database is down, the command is still safe on the broker: the operation appears once applied.
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self._pool.execute(query("mark_operation_pending"), command.id, command.workspace_id,
-                                     public_key(principal.signer) if principal.signer else None)
+                                     principal.public_key)
 
 
 def _valid_idempotency_key(key: str) -> bool:

@@ -86,6 +86,13 @@ class _Prepared:
     deleting: FieldDefinition | None = None  # the field a DeleteField command deletes
     stored_keys: list[ValueKey] = field(default_factory=list)  # and the keys holding its values before the batch
     signer: Signer | None = None  # None: the command's credentials were refused (its outcome says why)
+    actor: str = ""  # the setter: the signing key (``key:<id>``), whatever the command says
+
+    @property
+    def idempotency_scope(self) -> str:
+        """An idempotency key belongs to the API key that sent it (the authenticated actor): another key reusing
+        it neither replays the first one's outcome nor is refused for it."""
+        return f"{self.actor}|{self.command.idempotency_key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +127,8 @@ class BatchPlanner:
         authenticated = self._access.authenticate(command, public_key)
         if isinstance(authenticated, ItemError):
             return _Prepared(command, public_key, outcome=failed(command.id, [authenticated]))
-        p = _validate(command.model_copy(update={"actor": authenticated.actor}), public_key,
-                      self._loaded.definitions)
-        p.signer = authenticated
+        p = _validate(command, public_key, self._loaded.definitions)
+        p.signer, p.actor = authenticated, authenticated.actor
         if p.deleting is not None:  # refused before its values are read: nobody may make the worker read them
             refusal = self._access.field_deletion_error(authenticated, p.deleting)
             if refusal is not None:
@@ -131,7 +137,7 @@ class BatchPlanner:
 
     def idempotency_scopes(self) -> list[tuple[int, str]]:
         """The (workspace, scoped idempotency key) of each authenticated command that has one."""
-        return [(p.command.workspace_id, _idempotency_scope(p.command)) for p in self._prepared
+        return [(p.command.workspace_id, p.idempotency_scope) for p in self._prepared
                 if p.signer is not None and p.command.idempotency_key is not None]
 
     def deleting(self) -> list[int]:
@@ -170,13 +176,13 @@ class BatchPlanner:
         ids = iter([*self._loaded.ids, *more_ids])
         access = self._access
         batch = _BatchWrites(now, self._loaded.slugs, dict(self._loaded.heads))
-        idempotent: list[Command] = []
+        idempotent: list[_Prepared] = []
         deleted_fields: set[int] = set()
         for p in self._prepared:
             command, signer = p.command, p.signer
             if signer is None:
                 continue
-            idem = (command.workspace_id, _idempotency_scope(command)) if command.idempotency_key else None
+            idem = (command.workspace_id, p.idempotency_scope) if command.idempotency_key else None
             if idem is not None and idem in idempotency:
                 p.outcome = _replay(command, *idempotency[idem])
                 continue
@@ -185,7 +191,7 @@ class BatchPlanner:
                 p.outcome = failed(command.id, refused) if refused else _succeeded(command.id)
                 if idem is not None and not refused:
                     idempotency[idem] = (command.request_hash or "", p.outcome)
-                    idempotent.append(command)
+                    idempotent.append(p)
                 continue
             if p.outcome is None and p.deleting is not None:
                 if p.deleting.id in deleted_fields:
@@ -208,18 +214,20 @@ class BatchPlanner:
                 if errors:
                     p.outcome = failed(command.id, errors)
                     continue
-                p.outcome = batch.add(command, p.writes, changes,
+                p.outcome = batch.add(command, p.actor, p.writes, changes,
                                       [access.can_read(signer, command.workspace_id, w) for w in p.writes])
                 if idem is not None:  # only successes are remembered: a refused request may be corrected
                     idempotency[idem] = (command.request_hash or "", p.outcome)
-                    idempotent.append(command)
+                    idempotent.append(p)
         writes = batch.rows(states)
         writes.registrations = access.registrations
         writes.deleted_fields = sorted(deleted_fields)
         outcomes: dict[uuid.UUID, Outcome] = {}
+        texts: dict[uuid.UUID, str] = {}  # each outcome serialised once: stored, and sent to its gateway
         for p in self._prepared:
             assert p.outcome is not None
             outcomes[p.command.id] = p.outcome
+            texts[p.command.id] = _json(p.outcome)
         # A command refused for its credentials records its failure without settling anyone's operation. Signed
         # by a key of its workspace (revoked, expired) it settles that key's pending operation and owns the
         # record; signed by a stranger, the record is owned by nobody (the genuine command of that id may still
@@ -231,21 +239,21 @@ class BatchPlanner:
                 of_workspace = access.of_workspace(p.public_key, c.workspace_id)
                 if not of_workspace:
                     strangers.add(c.id)
-                writes.unauthenticated.append((c.id, c.workspace_id, _json(outcomes[c.id]),
+                writes.unauthenticated.append((c.id, c.workspace_id, texts[c.id],
                                                p.public_key if of_workspace else None))
             else:
-                writes.operations.append((c.id, c.workspace_id, outcomes[c.id]["status"], _json(outcomes[c.id]),
-                                          p.public_key))
-        writes.idempotency_keys = [(c.workspace_id, _idempotency_scope(c), c.request_hash or "", c.id)
-                                   for c in idempotent]  # after the operations they point at
+                writes.operations.append((c.id, c.workspace_id, outcomes[c.id]["status"], texts[c.id], p.public_key))
+        writes.idempotency_keys = [(p.command.workspace_id, p.idempotency_scope, p.command.request_hash or "",
+                                    p.command.id) for p in idempotent]  # after the operations they point at
         for c, claim in zip(self._commands, self._claims, strict=True):
             if claim is _Claim.DONE:
                 record = self._loaded.known[c.id]
                 assert record.outcome is not None
                 outcomes[c.id] = record.outcome
+                texts[c.id] = _json(record.outcome)
         writes.notifications = _notifications(
             [c for c, claim in zip(self._commands, self._claims, strict=True)
-             if claim is not _Claim.TAKEN and c.id not in strangers], outcomes, batch.announced)
+             if claim is not _Claim.TAKEN and c.id not in strangers], texts, batch.announced)
         return Plan([failed(c.id, [_id_taken()]) if claim is _Claim.TAKEN else outcomes[c.id]
                      for c, claim in zip(self._commands, self._claims, strict=True)], writes)
 
@@ -309,12 +317,6 @@ def _validate(command: Command, public_key: bytes, definitions: dict[int, FieldD
     return _Prepared(command, public_key, writes=valid)
 
 
-def _idempotency_scope(command: Command) -> str:
-    """An idempotency key belongs to the API key that sent it (the authenticated actor): another key reusing it
-    neither replays the first one's outcome nor is refused for it."""
-    return f"{command.actor}|{command.idempotency_key}"
-
-
 def _replay(command: Command, request_hash: str, original: Outcome) -> Outcome:
     if request_hash != (command.request_hash or ""):
         return failed(command.id, [ItemError(
@@ -328,53 +330,58 @@ class _BatchWrites:
     """The rows a batch will write, gathered as commands are folded."""
 
     def __init__(self, now: datetime, slugs: Mapping[int, str], heads: dict[int, int]) -> None:
-        self.now = now
+        self._time = now.isoformat()
         self._slugs = slugs
         self._heads = heads
-        self._versions: list[tuple[Command, ValidWrite, Change]] = []
+        self._versions: list[tuple[Any, ...]] = []
         self._events: list[tuple[Any, ...]] = []
-        self._last_writer: dict[tuple[int, ValueKey], tuple[Command, ValidWrite]] = {}
+        self._last_writer: dict[tuple[int, ValueKey], tuple[Command, str, ValidWrite]] = {}
         self.announced: set[int] = set()
 
-    def add(self, command: Command, writes: list[ValidWrite], changes: list[Change], readable: list[bool]) -> Outcome:
-        """Gather a command's changes; its outcome shows the values the writer may read (the others hidden)."""
+    def add(self, command: Command, actor: str, writes: list[ValidWrite], changes: list[Change],
+            readable: list[bool]) -> Outcome:
+        """Gather a command's changes (made by ``actor``); its outcome shows the values the writer may read (the
+        others hidden)."""
         values: list[dict[str, Any]] = []
-        slug = self._slugs[command.workspace_id]
+        workspace_id = command.workspace_id
+        slug = self._slugs[workspace_id]
+        operation_id = str(command.id)
         for write, change, shown in zip(writes, changes, readable, strict=True):
-            self._versions.append((command, write, change))
-            self._last_writer[(command.workspace_id, change.key)] = (command, write)
-            self._heads[command.workspace_id] = position = self._heads.get(command.workspace_id, 0) + 1
-            event_id, routing_key, event = _event(command, write, change, slug, self.now)
-            self._events.append((command.workspace_id, position, event_id, event["type"], routing_key, _json(event)))
-            values.append(_value_out(command, write, change, self.now, hidden=not shown))
+            key = change.key
+            self._versions.append((change.version_id, workspace_id, key.subject_type, key.subject_id,
+                                   key.custom_field_id, change.seq, *_stored_columns(change.after), actor,
+                                   command.id, write.origin))
+            self._last_writer[(workspace_id, key)] = (command, actor, write)
+            self._heads[workspace_id] = position = self._heads.get(workspace_id, 0) + 1
+            event_id, routing_key, event = _event(workspace_id, operation_id, actor, write, change, slug, self._time)
+            self._events.append((workspace_id, position, event_id, event["type"], routing_key, _json(event)))
+            values.append(_value_out(operation_id, actor, write, change, self._time, hidden=not shown))
         if changes:
-            self.announced.add(command.workspace_id)
-        return {"id": str(command.id), "status": "succeeded", "values": values, "errors": []}
+            self.announced.add(workspace_id)
+        return {"id": operation_id, "status": "succeeded", "values": values, "errors": []}
 
     def rows(self, states: dict[int, dict[ValueKey, KeyState]]) -> Writes:
         """The versions, current states (each key's after the whole batch) and events to write."""
-        versions = [(change.version_id, command.workspace_id, change.key.subject_type.value, change.key.subject_id,
-                     change.key.custom_field_id, change.seq, *_stored_columns(change.after), command.actor,
-                     command.id, write.origin) for command, write, change in self._versions]
         current = []
-        for (workspace_id, key), (command, write) in self._last_writer.items():
+        for (workspace_id, key), (command, actor, write) in self._last_writer.items():
             state = states[workspace_id][key]
             value_id = state.current.id if state.current is not None else None
-            current.append((workspace_id, key.subject_type.value, key.subject_id, key.custom_field_id, state.seq,
-                            value_id, *_stored_columns(state.current), command.actor, command.id, write.origin,
+            current.append((workspace_id, key.subject_type, key.subject_id, key.custom_field_id, state.seq,
+                            value_id, *_stored_columns(state.current), actor, command.id, write.origin,
                             write.definition.unique))
-        return Writes(versions=versions, current=current, events=self._events)
+        return Writes(versions=self._versions, current=current, events=self._events)
 
 
-def _notifications(commands: Sequence[Command], outcomes: dict[uuid.UUID, Outcome],
+def _notifications(commands: Sequence[Command], outcomes: dict[uuid.UUID, str],
                    announced: set[int]) -> list[tuple[str, str]]:
-    """Waiting gateways hear their commands' outcomes, and the relay which workspaces have new events."""
-    by_channel: dict[str, list[Outcome]] = {}
+    """Waiting gateways hear their commands' outcomes (given serialised), and the relay which workspaces have new
+    events."""
+    by_channel: dict[str, list[str]] = {}
     for command in commands:
         if command.reply_to:
             by_channel.setdefault(reply_channel(command.reply_to), []).append(outcomes[command.id])
     found = [(channel, payload) for channel, channel_outcomes in by_channel.items()
-             for payload in reply_payloads(channel_outcomes)]
+             for payload in _pack(channel_outcomes)]
     if announced:
         found.append((OUTBOX_CHANNEL, ",".join(map(str, sorted(announced)))))
     return found
@@ -386,13 +393,16 @@ def reply_payloads(outcomes: Iterable[Outcome]) -> list[str]:
     An outcome too large for one payload travels as ``{"id": …, "fetch": true}``: the gateway reads it from
     the operations table instead.
     """
+    return _pack(_json(outcome) for outcome in outcomes)
+
+
+def _pack(outcomes: Iterable[str]) -> list[str]:
     payloads: list[str] = []
     parts: list[str] = []
     size = 2
-    for outcome in outcomes:
-        text = orjson.dumps(outcome).decode()
+    for text in outcomes:
         if len(text.encode()) > _NOTIFY_LIMIT - 2:
-            text = orjson.dumps({"id": outcome["id"], "fetch": True}).decode()
+            text = _json({"id": orjson.loads(text)["id"], "fetch": True})
         if parts and size + len(text.encode()) + 1 > _NOTIFY_LIMIT:
             payloads.append("[" + ",".join(parts) + "]")
             parts, size = [], 2
@@ -426,7 +436,7 @@ def failed(command_id: uuid.UUID, errors: Iterable[ItemError]) -> Outcome:
         for e in errors]}
 
 
-def _value_out(command: Command, write: ValidWrite, change: Change, now: datetime, *,
+def _value_out(operation_id: str, actor: str, write: ValidWrite, change: Change, time: str, *,
                hidden: bool = False) -> dict[str, Any]:
     """The value a change left (for a delete: the one it removed, with a null value); ``hidden``: the writer may
     not read the field, so the value is not shown (a multi choice edit, say, would show the whole set)."""
@@ -434,13 +444,12 @@ def _value_out(command: Command, write: ValidWrite, change: Change, now: datetim
     stored = change.after or change.before
     assert stored is not None
     return {
-        "change": change.kind.value, "id": stored.id, "subject_type": change.key.subject_type.value,
+        "change": change.kind, "id": stored.id, "subject_type": change.key.subject_type,
         "subject_id": change.key.subject_id, "custom_field_id": definition.id,
-        "custom_field_name": definition.name, "value_type": definition.value_type.value,
+        "custom_field_name": definition.name, "value_type": definition.value_type,
         "value": change.after.value if change.after and not hidden else None,
         "external_id": stored.external.id, "external_source": stored.external.source, "origin": write.origin,
-        "sequence": change.seq, "setter": command.actor, "hidden": hidden,
-        "operation_id": str(command.id), "created_at": now.isoformat(),
+        "sequence": change.seq, "setter": actor, "hidden": hidden, "operation_id": operation_id, "created_at": time,
     }
 
 
@@ -451,28 +460,27 @@ def _ref(stored: StoredValue | None) -> dict[str, Any] | None:
             "external_source": stored.external.source}
 
 
-def _event(command: Command, write: ValidWrite, change: Change, slug: str,
-           now: datetime) -> tuple[uuid.UUID, str, dict[str, Any]]:
-    definition = write.definition
+def _event(workspace_id: int, operation_id: str, actor: str, write: ValidWrite, change: Change, slug: str,
+           time: str) -> tuple[str, str, dict[str, Any]]:
     key = change.key
-    event_id = uuid.uuid4()
-    routing_key = f"{slug}.{key.subject_type.value}.{key.custom_field_id}.{change.kind.value}"
+    event_id = str(uuid.uuid4())
+    routing_key = f"{slug}.{key.subject_type}.{key.custom_field_id}.{change.kind}"
     event = {
         "specversion": "1.0",
-        "id": str(event_id),
+        "id": event_id,
         "source": f"/workspaces/{slug}",
-        "type": EVENT_TYPES[change.kind.value],
-        "subject": f"{key.subject_type.value}/{key.subject_id}/custom_fields/{key.custom_field_id}",
-        "time": now.isoformat(),
+        "type": EVENT_TYPES[change.kind],
+        "subject": f"{key.subject_type}/{key.subject_id}/custom_fields/{key.custom_field_id}",
+        "time": time,
         "datacontenttype": "application/json",
         "data": {
-            "workspace_id": command.workspace_id, "workspace": slug,
-            "subject_type": key.subject_type.value, "subject_id": key.subject_id,
-            "custom_field_id": key.custom_field_id, "value_type": definition.value_type.value,
+            "workspace_id": workspace_id, "workspace": slug,
+            "subject_type": key.subject_type, "subject_id": key.subject_id,
+            "custom_field_id": key.custom_field_id, "value_type": write.definition.value_type,
             "sequence": change.seq,
             "before": _ref(change.before),
             "after": _ref(change.after),
-            "setter": command.actor, "origin": write.origin, "operation_id": str(command.id),
+            "setter": actor, "origin": write.origin, "operation_id": operation_id,
         },
     }
     return event_id, routing_key, event
