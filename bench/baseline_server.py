@@ -4,7 +4,8 @@ One aiohttp + asyncpg process. A write upserts the value and inserts an outbox r
 does both with ``unnest``, one statement each), then answers. A relay task in the same process publishes the
 outbox to the ``bench.events`` topic exchange with publisher confirms (aio-pika, one message per event, the
 confirms of a round awaited together) and marks what was confirmed. No broker on the write path, no history,
-no idempotency, no access checks: the least a synchronous service with events must do.
+no idempotency, no access checks: the least a synchronous service with events must do. It runs on uvloop, as
+cfv's processes do, so that the comparison is of designs, not of event loops.
 
 ``python bench/baseline_server.py DSN AMQP_URL PORT``
 """
@@ -21,6 +22,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 import orjson
+import uvloop
 from aiohttp import web
 
 EXCHANGE = "bench.events"
@@ -123,4 +125,4 @@ async def main(dsn: str, amqp_url: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    uvloop.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
