@@ -14,6 +14,7 @@ from aiohttp import web
 
 from cfv.broker import connection as broker
 from cfv.broker import topology
+from cfv.broker.confirmed import ConfirmedPublisher
 from cfv.broker.publisher import CommandPublisher
 from cfv.faults import TRANSIENT_ERRORS, Backoff
 from cfv.gateway.app import create_app
@@ -51,12 +52,13 @@ async def _dependencies(settings: Settings, name: str, *, db_settings: dict[str,
 async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Serve HTTP until cancelled."""
     pool, amqp = await _dependencies(settings, "cfv-gateway")
-    channel = await amqp.channel(publisher_confirms=True)
-    declared = await topology.declare(channel, shards=settings.command_shards,
-                                      delivery_limit=settings.delivery_limit)
+    channel = await amqp.channel()
+    await topology.declare(channel, shards=settings.command_shards, delivery_limit=settings.delivery_limit)
+    await channel.close()
     waiter = ReplyWaiter(settings.database_url, pool)
     await waiter.start()
-    submitter = Submitter(CommandPublisher(declared.commands), waiter, pool, settings.write_timeout)
+    publisher = CommandPublisher(lambda: ConfirmedPublisher.connect(settings.amqp_url, name="cfv-gateway"))
+    submitter = Submitter(publisher, waiter, pool, settings.write_timeout)
     limiter = RateLimiter(redis_client(settings), settings)
     runner = web.AppRunner(create_app(settings, pool, submitter, limiter), access_log=None)
     await runner.setup()
@@ -69,6 +71,7 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
     finally:
         await runner.cleanup()
         await waiter.close()
+        await publisher.close()
         with contextlib.suppress(Exception):
             await limiter.close()
         await _close(pool, amqp)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
-from cfv.broker.confirmed import ConfirmedPublisher, Outgoing, PublishError
+from cfv.broker.confirmed import ConfirmedPublisher, Outgoing, PublishError, Unroutable
 from proxy import proxy_to
 
 EXCHANGE = "test.events"
@@ -102,3 +102,22 @@ async def test_unconfirmed_windows_wait_for_their_confirms(amqp_url: str, queue:
 async def test_wrong_credentials_refuse_the_connection(amqp_url: str) -> None:
     with pytest.raises(PublishError, match="handshake"):
         await ConfirmedPublisher.connect(amqp_url.replace("guest:guest", "guest:wrong"), name="test")
+
+
+async def test_mandatory_messages_nobody_can_route_are_refused(amqp_url: str,
+                                                              queue: aio_pika.abc.AbstractQueue) -> None:
+    """Routed to no queue, a mandatory message is an error (the broker confirms it, and drops it); the
+    publisher stays usable, and headers arrive as given."""
+    publisher = await ConfirmedPublisher.connect(amqp_url, name="test")
+    try:
+        lost = Outgoing("amq.direct", "nobody-listens", b"x", "lost-1", None, "application/json")
+        with pytest.raises(Unroutable, match="NO_ROUTE"):
+            await publisher.publish([lost], mandatory=True)
+        assert publisher.is_open
+        kept = Outgoing(EXCHANGE, "acme.Story.1.created", b"{}", "kept-1", None, "application/json",
+                        {"cfv-commands": 2, "cfv-key": "abc"})
+        assert await publisher.publish([kept], mandatory=True) == 1
+    finally:
+        await publisher.close()
+    [received] = await drain(queue, 1)
+    assert received.message_id == "kept-1" and received.headers == {"cfv-commands": 2, "cfv-key": "abc"}

@@ -76,9 +76,9 @@ def test_writes_fold_in_order_into_versions_one_current_row_events_and_notificat
     assert [(v["subject_id"], v["sequence"], v["change"]) for o in result.outcomes for v in o["values"]] == [
         ("7", 1, "created"), ("8", 5, "replaced"), ("7", 2, "replaced")]
     writes = result.writes
-    assert [(v[0], v[3], v[5], v[6]) for v in writes.versions] == [(100, "7", 1, "5"), (101, "8", 5, "6"),
-                                                                    (102, "7", 2, "9")]
-    assert sorted((c[2], c[4], c[5], c[6]) for c in writes.current) == [("7", 2, 102, "9"), ("8", 5, 101, "6")]
+    assert [(v[0], v[3], v[5], v[6]) for v in writes.versions] == [(100, "7", 1, 5), (101, "8", 5, 6),
+                                                                    (102, "7", 2, 9)]
+    assert sorted((c[2], c[4], c[5], c[6]) for c in writes.current) == [("7", 2, 102, 9), ("8", 5, 101, 6)]
     assert [(e[0], e[1], e[3], e[4]) for e in writes.events] == [
         (WS, 42, "cfv.value.created.v1", f"acme.Story.{POINTS.id}.created"),
         (WS, 43, "cfv.value.replaced.v1", f"acme.Story.{POINTS.id}.replaced"),
@@ -86,6 +86,7 @@ def test_writes_fold_in_order_into_versions_one_current_row_events_and_notificat
     assert orjson.loads(writes.events[2][5])["data"]["before"]["id"] == 100
     assert [(o[0], o[2], o[4]) for o in writes.operations] == [(first.id, "succeeded", ADMIN_KEY),
                                                                 (second.id, "succeeded", ADMIN_KEY)]
+    assert orjson.loads(orjson.dumps(writes.operations[0][3]))["values"][0]["value"] == 5
     channel, payload = writes.notifications[0]
     assert channel == reply_channel("a1") and [o["id"] for o in orjson.loads(payload)] == [str(first.id),
                                                                                          str(second.id)]

@@ -79,7 +79,8 @@ class Loaded:
 
 @dataclass
 class Writes:
-    """Every row a batch writes, as columns (the shape ``unnest`` takes)."""
+    """Every row a batch writes (columns as in apply.sql; JSON values as Python values, or as JSON text wrapped in
+    :class:`orjson.Fragment`)."""
 
     versions: list[tuple[Any, ...]] = field(default_factory=list)  # see persist_batch in apply.sql
     current: list[tuple[Any, ...]] = field(default_factory=list)
@@ -161,9 +162,9 @@ async def allocate_ids(connection: Connection, count: int) -> list[int]:
 
 async def persist(connection: Connection, writes: Writes, now: datetime) -> None:
     """Write the batch's rows, stamped ``now``."""
-    await connection.fetchval(query("persist_batch"), *_columns(writes.versions, 12), *_columns(writes.current, 13),
-                              *_columns(writes.events, 6), *_columns(writes.operations, 5),
-                              *_columns(writes.notifications, 2), now)
+    await connection.fetchval(query("persist_batch"), _rows_json(writes.versions), _rows_json(writes.current),
+                              _rows_json(writes.events), _rows_json(writes.operations),
+                              _rows_json(writes.notifications), now)
     if writes.registrations:
         await connection.execute(query("register_subjects"), *_columns(writes.registrations, 4), now)
     if writes.deleted_fields:
@@ -193,6 +194,18 @@ def _definition(r: Sequence[Any]) -> FieldDefinition:
         required=r[9], rules=rules_from_storage(r[10]), unique=r[11], write_access=r[12], read_access=r[13],
         project=r[14], choice_ids=frozenset(c[0] for c in choices if c[2]),
         choice_uuids={c[1]: c[0] for c in choices})
+
+
+def _rows_json(rows: Sequence[tuple[Any, ...]]) -> str:
+    """Rows as one JSON array of arrays (see persist_batch): bytes as hex, JSON text given as-is (a
+    :class:`orjson.Fragment`)."""
+    return orjson.dumps(rows, default=_hex).decode()
+
+
+def _hex(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _rows(text: str | None) -> list[list[Any]]:

@@ -242,7 +242,8 @@ class BatchPlanner:
                 writes.unauthenticated.append((c.id, c.workspace_id, texts[c.id],
                                                p.public_key if of_workspace else None))
             else:
-                writes.operations.append((c.id, c.workspace_id, outcomes[c.id]["status"], texts[c.id], p.public_key))
+                writes.operations.append((c.id, c.workspace_id, outcomes[c.id]["status"], orjson.Fragment(texts[c.id]),
+                                          p.public_key))
         writes.idempotency_keys = [(p.command.workspace_id, p.idempotency_scope, p.command.request_hash or "",
                                     p.command.id) for p in idempotent]  # after the operations they point at
         for c, claim in zip(self._commands, self._claims, strict=True):
@@ -413,11 +414,11 @@ def _pack(outcomes: Iterable[str]) -> list[str]:
     return payloads
 
 
-def _stored_columns(stored: StoredValue | None) -> tuple[str | None, str | None, str | None]:
+def _stored_columns(stored: StoredValue | None) -> tuple[Any, str | None, str | None]:
     """A value's ``value, external_id, external_source`` columns; all null for a deleted one."""
     if stored is None:
         return None, None, None
-    return _json(stored.value), stored.external.id, stored.external.source
+    return stored.value, stored.external.id, stored.external.source
 
 
 def _json(value: Any) -> str:

@@ -112,27 +112,24 @@ SELECT nextval('value_ids') AS id FROM generate_series(1, $1::integer) ORDER BY 
 -- Everything a batch writes in the common case, in one statement (one round trip): the new versions of values
 -- (a delete is a version with a null value), each key's state after the batch (given once per key), the change
 -- events (each workspace's at the positions given), the operations' outcomes, and the notifications that wake
--- waiting gateways and the relay at commit. $39 is the transaction's time.
--- JSON columns arrive as text[] (asyncpg would read lists inside a jsonb[] as extra array dimensions).
+-- waiting gateways and the relay at commit. $6 is the transaction's time.
+-- Each set of rows comes as one JSON array of rows (arrays, in the column order written here): encoding
+-- thousands of array elements one by one cost the worker more than the rest of the statement, and values and
+-- outcomes travel as JSON inside it, parsed once. Events are JSON strings, kept as their exact text.
 WITH versions AS (
     INSERT INTO value_versions (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value,
                                 external_id, external_source, setter, operation_id, origin, created_at)
-    SELECT id, workspace_id, subject_type, subject_id, custom_field_id, seq, value::jsonb, external_id,
-           external_source, setter, operation_id, origin, $39
-    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
-                $8::text[], $9::text[], $10::text[], $11::uuid[], $12::text[])
-        AS v (id, workspace_id, subject_type, subject_id, custom_field_id, seq, value, external_id, external_source,
-              setter, operation_id, origin)
+    SELECT (v->>0)::bigint, (v->>1)::bigint, v->>2, v->>3, (v->>4)::bigint, (v->>5)::bigint,
+           nullif(v->6, 'null'::jsonb), v->>7, v->>8, v->>9, (v->>10)::uuid, v->>11, $6
+    FROM jsonb_array_elements($1::text::jsonb) AS v
 ), current AS (
     INSERT INTO current_values AS c (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id,
                                      value, external_id, external_source, setter, operation_id, origin, unique_key,
                                      created_at, updated_at)
-    SELECT workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value::jsonb, external_id,
-           external_source, setter, operation_id, origin, CASE WHEN is_unique THEN value::jsonb END, $39, $39
-    FROM unnest($13::bigint[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::bigint[], $19::text[],
-                $20::text[], $21::text[], $22::text[], $23::uuid[], $24::text[], $25::boolean[])
-        AS v (workspace_id, subject_type, subject_id, custom_field_id, seq, value_id, value, external_id,
-              external_source, setter, operation_id, origin, is_unique)
+    SELECT (v->>0)::bigint, v->>1, v->>2, (v->>3)::bigint, (v->>4)::bigint, (v->>5)::bigint,
+           nullif(v->6, 'null'::jsonb), v->>7, v->>8, v->>9, (v->>10)::uuid, v->>11,
+           CASE WHEN (v->>12)::boolean THEN nullif(v->6, 'null'::jsonb) END, $6, $6
+    FROM jsonb_array_elements($2::text::jsonb) AS v
     ON CONFLICT (workspace_id, subject_type, subject_id, custom_field_id) DO UPDATE
         SET seq = excluded.seq, value_id = excluded.value_id, value = excluded.value, setter = excluded.setter,
             operation_id = excluded.operation_id, external_id = excluded.external_id,
@@ -140,22 +137,20 @@ WITH versions AS (
             unique_key = excluded.unique_key, updated_at = excluded.updated_at
 ), logged AS (
     INSERT INTO events (workspace_id, position, event_id, type, routing_key, event, created_at)
-    SELECT workspace_id, position, event_id, type, routing_key, event::json, $39
-    FROM unnest($26::bigint[], $27::bigint[], $28::uuid[], $29::text[], $30::text[], $31::text[])
-        AS e (workspace_id, position, event_id, type, routing_key, event)
+    SELECT (e->>0)::bigint, (e->>1)::bigint, (e->>2)::uuid, e->>3, e->>4, (e->>5)::json, $6
+    FROM jsonb_array_elements($3::text::jsonb) AS e
 ), settled AS (
     -- A recorded operation is only taken over by its own key while pending, or when nobody owns it.
     INSERT INTO operations AS o (id, workspace_id, status, outcome, created_at, completed_at, public_key)
-    SELECT id, workspace_id, status, outcome::jsonb, $39, $39, public_key
-    FROM unnest($32::uuid[], $33::bigint[], $34::text[], $35::text[], $36::bytea[])
-        AS v (id, workspace_id, status, outcome, public_key)
+    SELECT (v->>0)::uuid, (v->>1)::bigint, v->>2, v->3, $6, $6, decode(v->>4, 'hex')
+    FROM jsonb_array_elements($4::text::jsonb) AS v
     ON CONFLICT (id) DO UPDATE
         SET status = excluded.status, outcome = excluded.outcome, completed_at = excluded.completed_at,
             public_key = excluded.public_key
         WHERE o.workspace_id = excluded.workspace_id
           AND (o.public_key IS NULL OR (o.status = 'pending' AND o.public_key = excluded.public_key))
 )
-SELECT count(pg_notify(channel, payload)) FROM unnest($37::text[], $38::text[]) AS n (channel, payload);
+SELECT count(pg_notify(n->>0, n->>1)) FROM jsonb_array_elements($5::text::jsonb) AS n;
 
 -- name: record_idempotency_keys
 INSERT INTO idempotency_keys (workspace_id, key, request_hash, operation_id, created_at)

@@ -130,11 +130,14 @@ WITH reader AS (  -- the reader's memberships, project -> permission (see list_v
 SELECT c.value_id AS id, c.subject_type, c.subject_id, c.custom_field_id, f.name AS custom_field_name,
        f.value_type, c.value, c.seq AS sequence, c.setter, c.operation_id, c.external_id, c.external_source,
        c.origin, c.updated_at AS created_at
-FROM current_values c
+FROM value_versions v  -- a value's id is its version's: found by that primary key, then its key's current value
+JOIN current_values c
+    ON (c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id)
+     = (v.workspace_id, v.subject_type, v.subject_id, v.custom_field_id) AND c.value_id = v.id
 JOIN custom_fields f ON f.id = c.custom_field_id AND f.deleted_at IS NULL
 LEFT JOIN (SELECT * FROM subject_projects WHERE $4 <> 'account_admin') AS sp
     ON (sp.workspace_id, sp.subject_type, sp.subject_id) = (c.workspace_id, c.subject_type, c.subject_id)
-WHERE c.workspace_id = $1 AND c.value_id = ANY($2::bigint[])
+WHERE v.workspace_id = $1 AND v.id = ANY($2::bigint[])
   AND cfv_allowed($4, (SELECT projects FROM reader), f.read_access, c.subject_type, c.subject_id, f.project_id,
                   sp.project);
 
