@@ -9,8 +9,8 @@ sequence number, or why the command cannot apply.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from cfv.domain.values import JSON, InvalidValue, SetEdit, apply_edit
 from cfv.domain.writes import NO_REF, ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey
@@ -24,8 +24,7 @@ class ChangeKind(StrEnum):
     DELETED = "deleted"
 
 
-@dataclass(frozen=True, slots=True)
-class StoredValue:
+class StoredValue(NamedTuple):
     """A value with its id, and where it comes from if it was synced from another system."""
 
     id: int
@@ -33,8 +32,7 @@ class StoredValue:
     external: ExternalRef = NO_REF
 
 
-@dataclass(frozen=True, slots=True)
-class KeyState:
+class KeyState(NamedTuple):
     """What a key holds: its current value (None once deleted) and the sequence of its last change."""
 
     current: StoredValue | None
@@ -44,8 +42,7 @@ class KeyState:
 EMPTY = KeyState(current=None, seq=0)
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """One change of one key, numbered by the key's gapless sequence.
 
     ``version_id`` names the change in the key's history: the new value's id for a write, a fresh id for a

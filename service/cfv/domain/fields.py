@@ -23,6 +23,9 @@ class SubjectType(StrEnum):
     WORK_ITEM = "WorkItem"
 
 
+#: Each subject type by its name (a dict lookup: calling an enum by value costs fifteen times as much, per item).
+SUBJECT_TYPES: Mapping[str, SubjectType] = {t.value: t for t in SubjectType}
+
 #: Subjects identified by a positive integer (Kantata's records); the rest use UUIDs.
 INTEGER_ID_SUBJECTS = frozenset(SubjectType) - {SubjectType.WORK_ITEM}
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from cfv.domain.changes import KeyState, StoredValue
-from cfv.domain.fields import FieldDefinition, RelationTarget, SubjectType, ValueType
+from cfv.domain.fields import SUBJECT_TYPES, FieldDefinition, RelationTarget, SubjectType, ValueType
 from cfv.domain.rules import rules_from_storage
 from cfv.domain.writes import ExternalRef, ValueKey
 from cfv.store.database import Connection
@@ -103,13 +103,12 @@ async def lock_workspaces(connection: Connection, workspaces: Iterable[int]) -> 
 
 async def load(connection: Connection, reads: Reads) -> Loaded:
     """Read, in one statement, what :class:`Reads` names (call after :func:`lock_workspaces`)."""
-    keys = list(dict.fromkeys(reads.keys))
     row = await connection.fetchrow(
-        query("load_batch"), list(reads.operation_ids), list(set(reads.signers)),
+        query("load_batch"), _rows_json(reads.operation_ids), list(set(reads.signers)),
         # An id beyond bigint names no field (it is answered not_found); sent to Postgres it would fail the batch.
         [i for i in set(reads.field_ids) if -(2**63) <= i < 2**63],
-        *_key_columns(keys), *_columns(list(dict.fromkeys(reads.subjects)), 3),
-        sorted(set(reads.workspaces)), reads.new_ids)
+        _rows_json([(ws, k.subject_type, k.subject_id, k.custom_field_id) for ws, k in dict.fromkeys(reads.keys)]),
+        _rows_json(list(dict.fromkeys(reads.subjects))), sorted(set(reads.workspaces)), reads.new_ids)
     assert row is not None
     known = {uuid.UUID(r[0]): KnownOperation(r[1], r[2], r[3], bytes.fromhex(r[4]) if r[4] else None)
              for r in _rows(row["known"])}
@@ -180,7 +179,7 @@ def states_of(rows: Iterable[Sequence[Any]]) -> dict[int, dict[ValueKey, KeyStat
     source) by workspace and key."""
     states: dict[int, dict[ValueKey, KeyState]] = {}
     for r in rows:
-        key = ValueKey(SubjectType(r[1]), r[2], r[3])
+        key = ValueKey(SUBJECT_TYPES[r[1]], r[2], r[3])
         current = StoredValue(r[5], r[6], ExternalRef(r[7], r[8])) if r[5] is not None else None
         states.setdefault(r[0], {})[key] = KeyState(current, r[4])
     return states
@@ -196,7 +195,7 @@ def _definition(r: Sequence[Any]) -> FieldDefinition:
         choice_uuids={c[1]: c[0] for c in choices})
 
 
-def _rows_json(rows: Sequence[tuple[Any, ...]]) -> str:
+def _rows_json(rows: Sequence[Any]) -> str:
     """Rows as one JSON array of arrays (see persist_batch): bytes as hex, JSON text given as-is (a
     :class:`orjson.Fragment`)."""
     return orjson.dumps(rows, default=_hex).decode()

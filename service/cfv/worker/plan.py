@@ -20,7 +20,7 @@ from cfv_schemas.commands import Command, DeleteField, RegisterSubjects, WriteVa
 from cfv_schemas.events import EVENT_TYPES
 
 from cfv.domain.changes import EMPTY, Change, KeyState, StoredValue, fold_command
-from cfv.domain.fields import FieldDefinition, SubjectType
+from cfv.domain.fields import SUBJECT_TYPES, FieldDefinition
 from cfv.domain.values import InvalidValue, canonical_subject_id
 from cfv.domain.writes import ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey, WriteItem, validate_items
 from cfv.store.batches import KnownOperation, Loaded, Reads, WorkspaceKey, Writes, states_of
@@ -31,6 +31,7 @@ REPLY_CHANNEL_PREFIX = "cfv_reply_"
 OUTBOX_CHANNEL = "cfv_outbox"
 _NOTIFY_LIMIT = 7_800  # Postgres refuses payloads of 8000 bytes or more
 _BIGINT = range(-(2**63), 2**63)
+_OPS = {op.value: op for op in Op}
 
 
 def reply_channel(gateway_id: str) -> str:
@@ -156,7 +157,7 @@ class BatchPlanner:
         keys: list[WorkspaceKey] = []
         for p in self._prepared:
             if p.deleting is not None:
-                p.stored_keys = [ValueKey(SubjectType(t), i, p.deleting.id) for t, i in deletion_keys[p.deleting.id]]
+                p.stored_keys = [ValueKey(SUBJECT_TYPES[t], i, p.deleting.id) for t, i in deletion_keys[p.deleting.id]]
             keys.extend((p.command.workspace_id, key) for key in [w.key for w in p.writes] + p.stored_keys)
         return [key for key in dict.fromkeys(keys) if key not in self._requested]
 
@@ -273,12 +274,13 @@ def _keys_named(command: Command) -> list[ValueKey]:
         return []
     keys = []
     for item in command.items:
+        subject_type = SUBJECT_TYPES.get(item.subject_type)
+        if subject_type is None or item.custom_field_id not in _BIGINT:
+            continue
         try:
-            subject_type = SubjectType(item.subject_type)
-            if item.custom_field_id in _BIGINT:
-                keys.append(ValueKey(subject_type, canonical_subject_id(subject_type, item.subject_id),
-                                     item.custom_field_id))
-        except (ValueError, InvalidValue):
+            keys.append(ValueKey(subject_type, canonical_subject_id(subject_type, item.subject_id),
+                                 item.custom_field_id))
+        except InvalidValue:
             continue
     return keys
 
@@ -309,7 +311,7 @@ def _validate(command: Command, public_key: bytes, definitions: dict[int, FieldD
             return _Prepared(command, public_key,
                              outcome=failed(command.id, [_field_not_found(command.custom_field_id)]))
         return _Prepared(command, public_key, deleting=definition)
-    items = [WriteItem(i.subject_type, i.subject_id, i.custom_field_id, i.value, Op(i.op), i.must_exist,
+    items = [WriteItem(i.subject_type, i.subject_id, i.custom_field_id, i.value, _OPS[i.op], i.must_exist,
                        ExternalRef(i.external_id, i.external_source), i.expected_version, i.origin)
              for i in command.items]
     valid, errors = validate_items(command.workspace_id, items, definitions)
@@ -332,6 +334,7 @@ class _BatchWrites:
 
     def __init__(self, now: datetime, slugs: Mapping[int, str], heads: dict[int, int]) -> None:
         self._time = now.isoformat()
+        self._event_ids = _EventIds()
         self._slugs = slugs
         self._heads = heads
         self._versions: list[tuple[Any, ...]] = []
@@ -354,7 +357,8 @@ class _BatchWrites:
                                    command.id, write.origin))
             self._last_writer[(workspace_id, key)] = (command, actor, write)
             self._heads[workspace_id] = position = self._heads.get(workspace_id, 0) + 1
-            event_id, routing_key, event = _event(workspace_id, operation_id, actor, write, change, slug, self._time)
+            event_id, routing_key, event = _event(self._event_ids.next(), workspace_id, operation_id, actor, write,
+                                                  change, slug, self._time)
             self._events.append((workspace_id, position, event_id, event["type"], routing_key, _json(event)))
             values.append(_value_out(operation_id, actor, write, change, self._time, hidden=not shown))
         if changes:
@@ -377,10 +381,10 @@ def _notifications(commands: Sequence[Command], outcomes: dict[uuid.UUID, str],
                    announced: set[int]) -> list[tuple[str, str]]:
     """Waiting gateways hear their commands' outcomes (given serialised), and the relay which workspaces have new
     events."""
-    by_channel: dict[str, list[str]] = {}
+    by_channel: dict[str, list[tuple[uuid.UUID, str]]] = {}
     for command in commands:
         if command.reply_to:
-            by_channel.setdefault(reply_channel(command.reply_to), []).append(outcomes[command.id])
+            by_channel.setdefault(reply_channel(command.reply_to), []).append((command.id, outcomes[command.id]))
     found = [(channel, payload) for channel, channel_outcomes in by_channel.items()
              for payload in _pack(channel_outcomes)]
     if announced:
@@ -394,21 +398,24 @@ def reply_payloads(outcomes: Iterable[Outcome]) -> list[str]:
     An outcome too large for one payload travels as ``{"id": …, "fetch": true}``: the gateway reads it from
     the operations table instead.
     """
-    return _pack(_json(outcome) for outcome in outcomes)
+    return _pack((outcome["id"], _json(outcome)) for outcome in outcomes)
 
 
-def _pack(outcomes: Iterable[str]) -> list[str]:
+def _pack(outcomes: Iterable[tuple[uuid.UUID | str, str]]) -> list[str]:
+    """Serialised outcomes (each with its operation's id) packed into payloads."""
     payloads: list[str] = []
     parts: list[str] = []
     size = 2
-    for text in outcomes:
-        if len(text.encode()) > _NOTIFY_LIMIT - 2:
-            text = _json({"id": orjson.loads(text)["id"], "fetch": True})
-        if parts and size + len(text.encode()) + 1 > _NOTIFY_LIMIT:
+    for operation_id, text in outcomes:
+        length = len(text) if text.isascii() else len(text.encode())
+        if length > _NOTIFY_LIMIT - 2:
+            text = _json({"id": str(operation_id), "fetch": True})
+            length = len(text)
+        if parts and size + length + 1 > _NOTIFY_LIMIT:
             payloads.append("[" + ",".join(parts) + "]")
             parts, size = [], 2
         parts.append(text)
-        size += len(text.encode()) + 1
+        size += length + 1
     if parts:
         payloads.append("[" + ",".join(parts) + "]")
     return payloads
@@ -461,10 +468,24 @@ def _ref(stored: StoredValue | None) -> dict[str, Any] | None:
             "external_source": stored.external.source}
 
 
-def _event(workspace_id: int, operation_id: str, actor: str, write: ValidWrite, change: Change, slug: str,
-           time: str) -> tuple[str, str, dict[str, Any]]:
+class _EventIds:
+    """The ids of a batch's events: one random version 4 UUID, its last 32 bits counting the events (a fresh
+    uuid4 each costs a system call for its randomness; 90 random bits per batch keep them unique)."""
+
+    def __init__(self) -> None:
+        base = uuid.uuid4().hex
+        self._prefix = f"{base[:8]}-{base[8:12]}-{base[12:16]}-{base[16:20]}-{base[20:24]}"
+        self._count = 0
+
+    def next(self) -> str:
+        """The next id."""
+        self._count += 1
+        return f"{self._prefix}{self._count:08x}"
+
+
+def _event(event_id: str, workspace_id: int, operation_id: str, actor: str, write: ValidWrite, change: Change,
+           slug: str, time: str) -> tuple[str, str, dict[str, Any]]:
     key = change.key
-    event_id = str(uuid.uuid4())
     routing_key = f"{slug}.{key.subject_type}.{key.custom_field_id}.{change.kind}"
     event = {
         "specversion": "1.0",

@@ -11,26 +11,31 @@ FROM (SELECT DISTINCT unnest($1::bigint[]) AS ws ORDER BY 1) AS sorted;
 -- What the checks and the fold of a batch need, in one statement. It runs after lock_workspaces (a statement
 -- of its own), so its snapshot sees every batch that held the locks before. Each column is a JSON array of rows,
 -- each row an array in the order its comment names; null when there is none.
--- Keys given as arrays are looked up with LATERAL subqueries (LIMIT 1, so the planner cannot flatten them into
--- a join): a prepared statement's generic plan cannot know how many keys come, and with a plain join it may
--- choose to scan a whole table (it did: 9 ms a batch at 5,000 values); a lateral lookup is one index probe per
--- key whatever the plan.
+-- Keys come as JSON arrays (as persist_batch's rows do) and are looked up with LATERAL subqueries (LIMIT 1, so
+-- the planner cannot flatten them into a join): a prepared statement's generic plan cannot know how many keys
+-- come, and with a plain join it may choose to scan a whole table (it did: 9 ms a batch at 5,000 values); a
+-- lateral lookup is one index probe per key whatever the plan.
 SELECT
     -- operations already recorded: id, workspace, status, outcome, signing key (hex)
     (SELECT json_agg(json_build_array(o.id, o.workspace_id, o.status, o.outcome, encode(o.public_key, 'hex')))
-     FROM operations o WHERE o.id = ANY($1::uuid[]))::text AS known,
+     FROM operations o
+     WHERE o.id = ANY(ARRAY(SELECT id::uuid FROM jsonb_array_elements_text($1::text::jsonb) AS i (id))))::text
+        AS known,
     -- the keys that signed the batch's messages, as they are now (a key revoked or a role changed a moment ago
     -- is seen here; key and role changes take the workspace's lock): public key (hex), key, workspace, user,
     -- account role, valid
     (SELECT json_agg(json_build_array(encode(k.public_key, 'hex'), k.id, k.workspace_id, u.id, u.account_role,
                                       k.revoked_at IS NULL AND u.deactivated_at IS NULL
                                       AND (k.expires_at IS NULL OR k.expires_at > now())))
-     FROM api_keys k JOIN users u ON (u.workspace_id, u.id) = (k.workspace_id, k.user_id)
-     WHERE k.public_key = ANY($2::bytea[]))::text AS signers,
+     FROM unnest($2::bytea[]) AS p (public_key)
+     CROSS JOIN LATERAL (SELECT * FROM api_keys k WHERE k.public_key = p.public_key LIMIT 1) k
+     CROSS JOIN LATERAL (SELECT * FROM users u WHERE (u.workspace_id, u.id) = (k.workspace_id, k.user_id) LIMIT 1) u
+    )::text AS signers,
     -- their users' project memberships: user, project, permission
     (SELECT json_agg(DISTINCT jsonb_build_array(m.user_id, m.project, m.permission))
-     FROM project_memberships m JOIN api_keys k ON (k.workspace_id, k.user_id) = (m.workspace_id, m.user_id)
-     WHERE k.public_key = ANY($2::bytea[]))::text AS memberships,
+     FROM unnest($2::bytea[]) AS p (public_key)
+     CROSS JOIN LATERAL (SELECT * FROM api_keys k WHERE k.public_key = p.public_key LIMIT 1) k
+     JOIN project_memberships m ON (m.workspace_id, m.user_id) = (k.workspace_id, k.user_id))::text AS memberships,
     -- the fields the commands name: id, workspace, name, subject type, value type, relation target, relation
     -- multi, deleted, active, required, validation rules, unique, write access, read access, project, and every
     -- choice as [id, uuid, may be picked (active, not deleted)]
@@ -42,31 +47,30 @@ SELECT
                                                                         c.is_active AND c.deleted_at IS NULL)
                                                        ORDER BY c.id)
                                        FROM custom_field_choices c WHERE c.custom_field_id = f.id)))
-     FROM custom_fields f WHERE f.id = ANY($3::bigint[]))::text AS fields,
+     FROM unnest($3::bigint[]) AS i (id)
+     CROSS JOIN LATERAL (SELECT * FROM custom_fields f WHERE f.id = i.id LIMIT 1) f)::text AS fields,
     -- the current state of the keys the commands name: workspace, subject type, subject id, field, seq, value
     -- id, value, external id, external source
     (SELECT json_agg(json_build_array(c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id, c.seq,
                                       c.value_id, c.value, c.external_id, c.external_source))
-     FROM unnest($4::bigint[], $5::text[], $6::text[], $7::bigint[])
-         AS k (workspace_id, subject_type, subject_id, custom_field_id)
+     FROM jsonb_array_elements($4::text::jsonb) AS k
      CROSS JOIN LATERAL (
          SELECT * FROM current_values c
          WHERE (c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id)
-             = (k.workspace_id, k.subject_type, k.subject_id, k.custom_field_id) LIMIT 1) c)::text AS states,
+             = ((k->>0)::bigint, k->>1, k->>2, (k->>3)::bigint) LIMIT 1) c)::text AS states,
     -- the projects of the Stories and Resources the commands name: workspace, subject type, subject id, project
     (SELECT json_agg(json_build_array(s.workspace_id, s.subject_type, s.subject_id, s.project))
-     FROM unnest($8::bigint[], $9::text[], $10::text[]) AS k (workspace_id, subject_type, subject_id)
+     FROM jsonb_array_elements($5::text::jsonb) AS k
      CROSS JOIN LATERAL (
          SELECT * FROM subject_projects s
-         WHERE (s.workspace_id, s.subject_type, s.subject_id) = (k.workspace_id, k.subject_type, k.subject_id)
-         LIMIT 1) s)::text
+         WHERE (s.workspace_id, s.subject_type, s.subject_id) = ((k->>0)::bigint, k->>1, k->>2) LIMIT 1) s)::text
         AS registrations,
     -- the workspaces: id, slug, last position of its event log
     (SELECT json_agg(json_build_array(w.id, w.slug,
                                       (SELECT coalesce(max(e.position), 0) FROM events e WHERE e.workspace_id = w.id)))
-     FROM workspaces w WHERE w.id = ANY($11::bigint[]))::text AS workspaces,
+     FROM workspaces w WHERE w.id = ANY($6::bigint[]))::text AS workspaces,
     -- fresh value ids, ascending
-    (SELECT array_agg(id ORDER BY id) FROM (SELECT nextval('value_ids') AS id FROM generate_series(1, $12::integer)) n)
+    (SELECT array_agg(id ORDER BY id) FROM (SELECT nextval('value_ids') AS id FROM generate_series(1, $7::integer)) n)
         AS ids;
 
 -- name: register_subjects
