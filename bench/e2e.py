@@ -1,15 +1,17 @@
 """End-to-end write benchmark: cfv (HTTP → RabbitMQ → worker → Postgres → events) against the plain endpoint a
 user would build to get events (``baseline_server.py``), and asyncpg alone as the database's ceiling.
 
-Run: ``.venv/bin/python bench/e2e.py [--writes N] [--bulks N] [--concurrency C] [--soak] [--profile DIR]``.
+Run: ``.venv/bin/python bench/e2e.py [--writes N] [--bulks N] [--concurrency C] [--rounds R] [--soak]
+[--profile DIR]``.
 
 Every phase checks that each value got its change event: a queue bound to each contender's event exchange
 must receive exactly one event per value written, and the time it takes after the phase's last answer is the
 phase's *event lag*. A value counts as written once it is answered *and* announced: the rate a phase is judged
 by (``values/s with events``, used by the ratios) divides its values by the time from its first request to its
 last event; the rate of answers alone is printed beside it. CPU is read from ``/proc`` for each party (cfv's
-processes, the baseline, PostgreSQL, RabbitMQ and this client) and printed per value. The ratios the
-performance goals are stated in come last.
+processes, the baseline, PostgreSQL, RabbitMQ and this client) and printed per value. The contenders of a
+phase take turns, ``--rounds`` times, so that the drifts of a shared machine fall on both alike. The ratios
+the performance goals are stated in come last.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 import aio_pika
 import aiohttp
 import asyncpg
+import loadgen
 import orjson
 from cfv.store.accounts import issue_key
 from cfv.store.migrate import apply_migrations
@@ -209,21 +212,51 @@ class Events:
 EVENTS: Events | None = None
 
 
-def report(name: str, values: int, seconds: float, latencies: list[float],
-           cpu_before: dict[str, float] | None = None, lag: float | None = None) -> Result:
-    ordered = sorted(latencies)
+@dataclass
+class Run:
+    """One contender's share of a phase: what it wrote, how fast, and the CPU each party spent meanwhile."""
+
+    values: int
+    seconds: float
+    latencies: list[float]
+    cpu: dict[str, float]
+    lag: float | None = None
+
+
+def cpu_since(before: dict[str, float]) -> dict[str, float]:
+    after = METER.sample()
+    return {who: after[who] - before.get(who, 0.0) for who in after}
+
+
+def report(name: str, runs: list[Run]) -> Result:
+    """One line for a contender's runs (the rounds of a phase, taken together), and its CPU per value."""
+    values = sum(r.values for r in runs)
+    seconds = sum(r.seconds for r in runs)
+    lags = [r.lag for r in runs if r.lag is not None]
+    lag = sum(lags) if lags else None
+    ordered = sorted(latency for r in runs for latency in r.latencies)
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
     sustained = values / (seconds + (lag or 0.0))
-    lag_text = "" if lag is None else f"   events +{lag * 1000:,.0f} ms: {sustained:,.0f} values/s with events"
+    rounds = f", {len(runs)} rounds" if len(runs) > 1 else ""
+    lag_text = "" if lag is None else (f"   events +{max(lags) * 1000:,.0f} ms: {sustained:,.0f} values/s with "
+                                       "events")
     print(f"{name:<46} {values / seconds:>9,.0f} values/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms"
-          f"   ({len(latencies)} requests, {values} values, {seconds:.1f} s){lag_text}", flush=True)
-    if cpu_before is not None:
-        after = METER.sample()
-        parts = [f"{who} {(after[who] - cpu_before.get(who, 0.0)) / values * 1e6:,.0f}"
-                 for who in after if after[who] - cpu_before.get(who, 0.0) > 0.005]
-        print(f"{'':<46} CPU µs per value: " + ", ".join(parts), flush=True)
-    return Result(sustained, p50, p99, lag)
+          f"   ({len(ordered)} requests, {values} values, {seconds:.1f} s{rounds}){lag_text}", flush=True)
+    cpu: dict[str, float] = {}
+    for r in runs:
+        for who, spent in r.cpu.items():
+            cpu[who] = cpu.get(who, 0.0) + spent
+    parts = [f"{who} {spent / values * 1e6:,.0f}" for who, spent in cpu.items() if spent > 0.005]
+    print(f"{'':<46} CPU µs per value: " + ", ".join(parts), flush=True)
+    return Result(sustained, p50, p99, max(lags) if lags else None)
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``http://host:port/path`` as (``http://host:port``, ``/path``)."""
+    scheme, _, rest = url.partition("://")
+    host, _, path = rest.partition("/")
+    return f"{scheme}://{host}", "/" + path
 
 
 def body_of(field_id: int, i: int, per_request: int, offset: int = 0) -> bytes:
@@ -232,20 +265,39 @@ def body_of(field_id: int, i: int, per_request: int, offset: int = 0) -> bytes:
     return orjson.dumps({"custom_field_value": items[0]} if per_request == 1 else {"custom_field_values": items})
 
 
-async def http_phase(name: str, who: str, url: str, headers: dict[str, str], field_id: int, requests: int,
-                     per_request: int, concurrency: int, *, expect: int = 200) -> Result:
-    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+async def http_run(who: str, url: str, headers: dict[str, str], field_id: int, requests: int, per_request: int,
+                   concurrency: int, *, offset: int = 0) -> Run:
+    """``requests`` writes of ``per_request`` values each, ``concurrency`` in flight, then their events."""
+    base, path = split_url(url)
+    async with loadgen.client(base, headers, concurrency) as http:
         async def send(i: int) -> None:
-            async with http.post(url, data=body_of(field_id, i, per_request)) as answer:
-                if answer.status != expect:
-                    raise RuntimeError(f"{name}: {answer.status} {await answer.text()}")
-                await answer.read()
+            status, answer = await http.post(path, body_of(field_id, offset + i, per_request))
+            if status != 200:
+                raise RuntimeError(f"{who}: {status} {answer.decode(errors='replace')}")
 
         before = METER.sample()
         seconds, latencies = await load(requests, concurrency, send)
     ended = time.perf_counter()
     lag = await EVENTS.settle(who, requests * per_request, ended) if EVENTS else None
-    return report(name, requests * per_request, seconds, latencies, before, lag)
+    return Run(requests * per_request, seconds, latencies, cpu_since(before), lag)
+
+
+async def http_phase(name: str, who: str, url: str, headers: dict[str, str], field_id: int, requests: int,
+                     per_request: int, concurrency: int) -> Result:
+    return report(name, [await http_run(who, url, headers, field_id, requests, per_request, concurrency)])
+
+
+async def compare(contenders: list[tuple[str, str, str]], headers: dict[str, str], field_id: int, requests: int,
+                  per_request: int, concurrency: int, rounds: int) -> list[Result]:
+    """The contenders (name, who, url) in turn, ``rounds`` times, ``requests`` in all each: the machine's
+    drifts (another tenant's load on the host, a checkpoint) fall on both alike."""
+    runs: dict[str, list[Run]] = {who: [] for _, who, _ in contenders}
+    share = max(1, requests // rounds)
+    for n in range(rounds):
+        for _, who, url in contenders:
+            runs[who].append(await http_run(who, url, headers, field_id, share, per_request, concurrency,
+                                            offset=n * share))
+    return [report(name, runs[who]) for name, who, _ in contenders]
 
 
 async def open_loop(name: str, who: str, url: str, headers: dict[str, str], field_id: int, rate: int,
@@ -254,12 +306,13 @@ async def open_loop(name: str, who: str, url: str, headers: dict[str, str], fiel
     the scheduled time, so a stall shows in every request it delays."""
     total = int(rate * seconds)
     latencies: list[float] = []
-    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0)) as http:
+    # A fixed pool of connections, as load generators keep: a request with none free waits, and its wait counts.
+    base, path = split_url(url)
+    async with loadgen.client(base, headers, 128) as http:
         async def send(i: int, due: float) -> None:
-            async with http.post(url, data=body_of(field_id, i, 1)) as answer:
-                if answer.status != 200:
-                    raise RuntimeError(f"{name}: {answer.status} {await answer.text()}")
-                await answer.read()
+            status, answer = await http.post(path, body_of(field_id, i, 1))
+            if status != 200:
+                raise RuntimeError(f"{name}: {status} {answer.decode(errors='replace')}")
             latencies.append(time.perf_counter() - due)
 
         before = METER.sample()
@@ -275,7 +328,7 @@ async def open_loop(name: str, who: str, url: str, headers: dict[str, str], fiel
         elapsed = time.perf_counter() - began
     ended = time.perf_counter()
     lag = await EVENTS.settle(who, total, ended) if EVENTS else None
-    return report(name, total, elapsed, latencies, before, lag)
+    return report(name, [Run(total, elapsed, latencies, cpu_since(before), lag)])
 
 
 async def ceiling(name: str, requests: int, per_request: int, concurrency: int) -> Result:
@@ -299,7 +352,7 @@ async def ceiling(name: str, requests: int, per_request: int, concurrency: int) 
 
     before = METER.sample()
     seconds, latencies = await load(requests, concurrency, send)
-    result = report(name, requests * per_request, seconds, latencies, before)  # before its backends exit
+    result = report(name, [Run(requests * per_request, seconds, latencies, cpu_since(before))])  # before they exit
     await pool.close()
     return result
 
@@ -331,21 +384,21 @@ async def backlog(headers: dict[str, str], field_id: int, writes: int, concurren
     await db.close()
     assert EVENTS is not None
     lag = await EVENTS.settle("cfv", writes, time.perf_counter(), patience=600)
-    return report("cfv: backlog drained by the restarted worker", writes, seconds, [seconds], before, lag).rate
+    return report("cfv: backlog drained by the restarted worker", [Run(writes, seconds, [seconds], cpu_since(before),
+                                                                       lag)]).rate
 
 
 async def http_phase_async(url: str, headers: dict[str, str], field_id: int, writes: int, concurrency: int) -> None:
-    async with aiohttp.ClientSession(headers={**headers, "Prefer": "respond-async"},
-                                     connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+    base, path = split_url(url)
+    async with loadgen.client(base, {**headers, "Prefer": "respond-async"}, concurrency) as http:
         async def send(i: int) -> None:
-            async with http.post(url, data=body_of(field_id, i, 1)) as answer:
-                if answer.status != 202:
-                    raise RuntimeError(f"async write: {answer.status} {await answer.text()}")
-                await answer.read()
+            status, answer = await http.post(path, body_of(field_id, i, 1))
+            if status != 202:
+                raise RuntimeError(f"async write: {status} {answer.decode(errors='replace')}")
 
         before = METER.sample()
         seconds, latencies = await load(writes, concurrency, send)
-    report("cfv: async writes accepted (202)", writes, seconds, latencies, before)
+    report("cfv: async writes accepted (202)", [Run(writes, seconds, latencies, cpu_since(before))])
 
 
 async def soak(headers: dict[str, str], field_id: int, writes: int, concurrency: int) -> dict[str, float]:
@@ -395,6 +448,7 @@ async def main() -> None:
     parser.add_argument("--writes", type=int, default=3000, help="single-value writes per contender")
     parser.add_argument("--bulks", type=int, default=100, help="100-item bulk writes per contender")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds the contenders take turns in, per phase")
     parser.add_argument("--open-rate", type=int, default=1000, help="writes per second offered in the open loop")
     parser.add_argument("--open-seconds", type=float, default=5.0, help="length of the open loop")
     parser.add_argument("--soak", action="store_true", help="also the backlog and memory phases (several minutes)")
@@ -427,18 +481,15 @@ async def main() -> None:
         await http_phase("warm-up (cfv, single)", "cfv", cfv_url, headers, field_id, 500, 1, c)
         await http_phase("warm-up (plain endpoint, single)", "baseline", base_url, headers, field_id, 500, 1, c)
         print(f"-- single-value writes, {c} in flight")
+        cfv = ("cfv: HTTP → RabbitMQ → worker → Postgres", "cfv", cfv_url)
         with profiling(args.profile, ["gateway", "worker", "relay"]):
-            single = await http_phase("cfv: HTTP → RabbitMQ → worker → Postgres", "cfv", cfv_url, headers,
-                                      field_id, w, 1, c)
-        plain = await http_phase("plain endpoint: upsert + outbox, relay", "baseline", base_url, headers,
-                                 field_id, w, 1, c)
+            single, plain = await compare([cfv, ("plain endpoint: upsert + outbox, relay", "baseline", base_url)],
+                                          headers, field_id, w, 1, c, args.rounds)
         await ceiling("asyncpg alone: upsert + outbox insert", w, 1, min(c, 16))
         bc = max(2, c // 4)
         print(f"-- 100-item bulk writes, {bc} in flight")
-        bulk = await http_phase("cfv: HTTP → RabbitMQ → worker → Postgres", "cfv", cfv_url, headers, field_id, b,
-                                100, bc)
-        plain_bulk = await http_phase("plain endpoint: unnest upsert + outbox, relay", "baseline", base_url,
-                                      headers, field_id, b, 100, bc)
+        bulk, plain_bulk = await compare([cfv, ("plain endpoint: unnest upsert + outbox, relay", "baseline",
+                                                base_url)], headers, field_id, b, 100, bc, args.rounds)
         floor = await ceiling("asyncpg alone: 100-row unnest upsert + outbox", b * 4, 100, bc)
         print(f"-- open loop: single writes offered at {args.open_rate:,}/s for {args.open_seconds:g} s")
         opened = await open_loop("cfv: sync single writes on a schedule", "cfv", cfv_url, headers, field_id,

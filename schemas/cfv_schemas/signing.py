@@ -41,10 +41,11 @@ def public_key(private: Ed25519PrivateKey) -> bytes:
     return private.public_key().public_bytes_raw()
 
 
-def sign_message(body: bytes, api_key: str | Ed25519PrivateKey) -> dict[str, str]:
-    """The headers that authenticate a command message ``body`` as sent with ``api_key``."""
+def sign_message(body: bytes, api_key: str | Ed25519PrivateKey, public: bytes | None = None) -> dict[str, str]:
+    """The headers that authenticate a command message ``body`` as sent with ``api_key`` (whose public key,
+    ``public``, may be given to spare deriving it again)."""
     private = signing_key(api_key) if isinstance(api_key, str) else api_key
-    return {KEY_HEADER: _b64(public_key(private)), SIGNATURE_HEADER: _b64(private.sign(body))}
+    return {KEY_HEADER: _b64(public or public_key(private)), SIGNATURE_HEADER: _b64(private.sign(body))}
 
 
 def verify_message(body: bytes, headers: Mapping[str, object] | None) -> bytes:

@@ -71,6 +71,7 @@ class Relay:
             cursors = {r["workspace_id"]: r["position"] for r in await db.fetch(query("relay_cursors"))}
             self._sweep = True
             log.info("relay active")
+            caught_up = True
             while True:
                 if self._sweep:
                     self._sweep = False
@@ -83,7 +84,9 @@ class Relay:
                     except TimeoutError:
                         self._sweep = True
                     continue
-                await self._publish_round(db, publisher, cursors)
+                if caught_up:  # let the events of the next few batches join this window: one round for them all
+                    await asyncio.sleep(self._settings.relay_linger)
+                caught_up = await self._publish_round(db, publisher, cursors) < self._settings.relay_batch
         finally:
             if publisher is not None:
                 await publisher.close()
@@ -98,14 +101,15 @@ class Relay:
         self._wake.set()
 
     async def _publish_round(self, db: asyncpg.Connection[Any], publisher: ConfirmedPublisher,
-                             cursors: dict[int, int]) -> None:
-        """Publish the next window of events of the dirty workspaces; move their cursors past it."""
+                             cursors: dict[int, int]) -> int:
+        """Publish the next window of events of the dirty workspaces; move their cursors past it; return how many
+        it published."""
         workspaces = sorted(self._dirty)
         self._dirty.clear()  # notifications arriving from now on mark them again
         limit = self._settings.relay_batch
         rows = await db.fetch(query("events_after"), workspaces, [cursors.get(ws, 0) for ws in workspaces], limit)
         if not rows:
-            return
+            return 0
         if len(rows) == limit:  # there may be more: look again next round
             self._dirty.update(workspaces)
         exchange = topology.EVENTS_EXCHANGE
@@ -118,3 +122,4 @@ class Relay:
         await db.execute(query("advance_cursors"), list(heads), list(heads.values()))
         cursors.update(heads)
         self.published += len(rows)
+        return len(rows)

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     delivery_limit: int = Field(10, ge=2, description="deliveries of a failing command before dead-lettering")
 
     relay_batch: int = Field(500, ge=1, description="most events the relay publishes per round")
+    relay_linger: float = Field(0.01, ge=0, description="seconds the relay waits, once told of new events, for more "
+                                "to join the same window (fewer rounds under load, that much later)")
     relay_poll_interval: float = Field(1.0, description="seconds between outbox polls without a notification")
 
     log_level: str = "INFO"

@@ -16,7 +16,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import orjson
 from cfv_schemas.commands import MAX_COMMANDS_PER_MESSAGE, Command
 from cfv_schemas.signing import sign_message
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -85,7 +84,7 @@ class CommandPublisher:
             while lane.waiting:
                 batch = lane.waiting[:MAX_COMMANDS_PER_MESSAGE]
                 del lane.waiting[:MAX_COMMANDS_PER_MESSAGE]
-                error = await self._publish(lane_key[0], [p.command for p in batch], signer)
+                error = await self._publish(lane_key, [p.command for p in batch], signer)
                 for p in batch:
                     if p.confirmed.done():
                         continue
@@ -98,11 +97,12 @@ class CommandPublisher:
             if not lane.waiting:
                 self._lanes.pop(lane_key, None)
 
-    async def _publish(self, workspace_id: int, commands: list[Command],
+    async def _publish(self, lane_key: tuple[int, bytes], commands: list[Command],
                        signer: Ed25519PrivateKey) -> PublishFailed | None:
+        workspace_id, public_key = lane_key
         body = encode_envelope(commands)
         message = Outgoing(COMMANDS_EXCHANGE, str(workspace_id), body, str(commands[0].id), None, CONTENT_TYPE,
-                           {"cfv-commands": len(commands), **sign_message(body, signer)})
+                           {"cfv-commands": len(commands), **sign_message(body, signer, public_key)})
         try:
             publisher = await self._connected()
         except (OSError, PublishError, TimeoutError) as error:
@@ -142,4 +142,4 @@ def encode_envelope(commands: list[Command]) -> bytes:
     Not ``exclude_none``: that would also drop an item's ``"value": null``, making the whole envelope (and so
     every command coalesced into it) invalid, instead of refusing that one item.
     """
-    return orjson.dumps({"v": 1, "commands": [c.model_dump(mode="json") for c in commands]})
+    return b'{"v":1,"commands":[' + b",".join(c.model_dump_json().encode() for c in commands) + b"]}"

@@ -8,9 +8,9 @@ import asyncpg
 from aiohttp import web
 
 from cfv.gateway import admin, kantata, kantata_choices, kantata_sets, kantata_values, keys, plane, subjects
-from cfv.gateway.auth import Authenticator, auth_middleware
+from cfv.gateway.auth import Authenticator
 from cfv.gateway.errors import error_middleware, json_response
-from cfv.gateway.limits import RateLimiter, auth_failure_middleware, rate_limit_middleware
+from cfv.gateway.limits import RateLimiter, guard_middleware
 from cfv.gateway.limits import install as install_limits
 from cfv.gateway.submit import Submitter
 from cfv.settings import Settings
@@ -21,8 +21,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     """The gateway's routes and middlewares over the given pool and submitter (and rate limiter: without one,
     the app makes its own over ``settings.redis_url``)."""
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[error_middleware, auth_failure_middleware, auth_middleware,
-                                       rate_limit_middleware])
+                          middlewares=[error_middleware, guard_middleware])
     install_limits(app, settings, limiter)
     app[keys.SETTINGS] = settings
     app[keys.POOL] = pool

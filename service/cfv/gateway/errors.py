@@ -90,7 +90,16 @@ def error_response(request: web.Request, status: int, errors: list[dict[str, Any
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a structured JSON error; dependencies being down is a 503, never a 500."""
+    """Turn every failure into a structured JSON error (dependencies being down is a 503, never a 500), and put
+    the ``X-RateLimit-*`` headers of the budget the request was counted against on whatever answer it gets."""
+    response = await _answer(request, handler)
+    budget = request.get(keys.BUDGET)
+    if budget is not None:
+        response.headers.update(budget.headers())
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as error:

@@ -11,6 +11,7 @@ from cfv.settings import Settings
 
 if TYPE_CHECKING:
     from cfv.gateway.auth import Authenticator, Principal
+    from cfv.gateway.limits import Budget
     from cfv.gateway.submit import Submitter
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -18,3 +19,4 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 SUBMITTER: web.AppKey[Submitter] = web.AppKey("submitter")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
+BUDGET: web.RequestKey[Budget] = web.RequestKey("rate_limit_budget")  # the budget a request was counted against

@@ -321,54 +321,57 @@ class RateLimiter:
 
 
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter", RateLimiter)
-BUDGET: web.RequestKey[Budget] = web.RequestKey("rate_limit_budget", Budget)
+_CLASSES: dict[tuple[str, str], str] = {}  # (method, route) -> endpoint class
 
 
-def _address(request: web.Request) -> str:
-    return request.remote or "unknown"
+def request_class(request: web.Request) -> str:
+    """:func:`endpoint_class` of a request, worked out once per route (a regular expression per request is not
+    free)."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return endpoint_class(request.method, request.path)
+    key = (request.method, resource.canonical)
+    found = _CLASSES.get(key)
+    if found is None:
+        found = _CLASSES[key] = endpoint_class(request.method, request.path)
+    return found
 
 
 @web.middleware
-async def auth_failure_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Before authentication: refuse (429) an address that spent its failed-authentication budget; count
-    every 401 answered to it."""
+async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """In front of every ``/api/`` request: refuse (429) an address that spent its failed-authentication budget,
+    authenticate the key (the principal is ``request[keys.PRINCIPAL]``; every 401 answered counts against the
+    address), and count the request against its key's budget of its endpoint class (429 once spent). The
+    budget counted against is ``request[keys.BUDGET]``, whose headers the error middleware puts on the answer.
+    One middleware, not three: each layer of aiohttp's middleware chain costs a few microseconds a request."""
     if not request.path.startswith("/api/"):
         return await handler(request)
     limiter = request.app[LIMITER]
-    address = _address(request)
+    address = request.remote or "unknown"
     seen = limiter.auth_failures(address)
     if seen is not None:
-        request[BUDGET] = seen
+        request[keys.BUDGET] = seen
         raise _too_many_failures(seen, limiter.window)
     try:
+        principal = request[keys.PRINCIPAL] = await request.app[keys.AUTHENTICATOR].principal(request)
+        endpoint = request_class(request)
+        budget = await limiter.hit(principal.key_id, endpoint, address)
+        if budget is not None:
+            request[keys.BUDGET] = budget
+            if budget.failures:
+                raise _too_many_failures(budget, limiter.window)
+            if not budget.allowed:
+                raise ApiError.one(
+                    429, "rate_limited",
+                    f"this key's budget of {budget.limit} {endpoint} requests per {limiter.window:g} s is spent; "
+                    f"retry in {budget.reset} s", headers={"Retry-After": str(budget.reset)})
         return await handler(request)
     except ApiError as error:
         if error.status == 401:
             counted = await limiter.auth_failed(address)
             if counted is not None:
-                request[BUDGET] = counted
+                request[keys.BUDGET] = counted
         raise
-
-
-@web.middleware
-async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """After authentication: count the request against its key's budget of its endpoint class; 429 once spent."""
-    principal = request.get(keys.PRINCIPAL)
-    if principal is None or not request.path.startswith("/api/"):
-        return await handler(request)
-    limiter = request.app[LIMITER]
-    endpoint = endpoint_class(request.method, request.path)
-    budget = await limiter.hit(principal.key_id, endpoint, _address(request))
-    if budget is not None:
-        request[BUDGET] = budget
-        if budget.failures:
-            raise _too_many_failures(budget, limiter.window)
-        if not budget.allowed:
-            raise ApiError.one(
-                429, "rate_limited",
-                f"this key's budget of {budget.limit} {endpoint} requests per {limiter.window:g} s is spent; "
-                f"retry in {budget.reset} s", headers={"Retry-After": str(budget.reset)})
-    return await handler(request)
 
 
 def _too_many_failures(budget: Budget, window: float) -> ApiError:
@@ -378,18 +381,8 @@ def _too_many_failures(budget: Budget, window: float) -> ApiError:
         f"{budget.reset} s", headers={"Retry-After": str(budget.reset)})
 
 
-async def rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: the ``X-RateLimit-*`` headers of the budget the request was counted against,
-    on whatever answer it gets (the error middleware builds new responses for errors, so the middlewares
-    cannot add them themselves)."""
-    budget = request.get(BUDGET)
-    if budget is not None:
-        response.headers.update(budget.headers())
-
-
 def install(app: web.Application, settings: Settings, limiter: RateLimiter | None) -> None:
-    """Give ``app`` its limiter (a new one over ``settings.redis_url``, closed with the app, if none is given)
-    and the rate-limit headers."""
+    """Give ``app`` its limiter (a new one over ``settings.redis_url``, closed with the app, if none is given)."""
     if limiter is None:
         limiter = RateLimiter(redis_client(settings), settings)
         owned = limiter
@@ -399,7 +392,6 @@ def install(app: web.Application, settings: Settings, limiter: RateLimiter | Non
 
         app.on_cleanup.append(close)
     app[LIMITER] = limiter
-    app.on_response_prepare.append(rate_limit_headers)
 
 
 # Request limits ----------------------------------------------------------------------------------------------

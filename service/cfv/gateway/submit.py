@@ -93,8 +93,8 @@ class Submitter:
             raise unavailable("the message broker") from None
         if future is not None:
             try:
-                outcome = await asyncio.wait_for(asyncio.shield(future), self._timeout)
-                return Submitted(command.id, outcome)
+                async with asyncio.timeout(self._timeout):  # cancels only this request's own future
+                    return Submitted(command.id, await future)
             except TimeoutError:
                 self._waiter.forget(command.id, future)
         await self._mark_pending(principal, command)

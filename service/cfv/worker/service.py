@@ -129,6 +129,7 @@ class Worker:
                 for delivery in deliveries:
                     delivery.outcomes = [next(outcomes) for _ in delivery.commands]
                 self.applied_commands += len(commands)
+                log.debug("batch applied", messages=len(deliveries), commands=len(commands))
                 return
             except TRANSIENT_ERRORS as error:
                 log.warning("apply failed, retrying", error=repr(error), retry_in=backoff.delay,
