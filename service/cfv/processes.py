@@ -57,7 +57,8 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
     await channel.close()
     waiter = ReplyWaiter(settings.database_url, pool)
     await waiter.start()
-    publisher = CommandPublisher(lambda: ConfirmedPublisher.connect(settings.amqp_url, name="cfv-gateway"))
+    publisher = CommandPublisher(lambda: ConfirmedPublisher.connect(settings.amqp_url, name="cfv-gateway"),
+                                 linger=settings.command_linger)
     submitter = Submitter(publisher, waiter, pool, settings.write_timeout)
     limiter = RateLimiter(redis_client(settings), settings)
     runner = web.AppRunner(create_app(settings, pool, submitter, limiter), access_log=None)

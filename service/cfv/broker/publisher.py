@@ -49,14 +49,17 @@ class _Pending:
 class _Lane:
     waiting: list[_Pending] = field(default_factory=list)
     busy: bool = False
+    last: int = 0  # commands in the lane's last message
 
 
 class CommandPublisher:
     """Publishes commands to ``cfv.commands``; :meth:`submit` returns once the broker has confirmed."""
 
-    def __init__(self, connect: Callable[[], Awaitable[ConfirmedPublisher]], *, timeout: float = 5.0) -> None:
+    def __init__(self, connect: Callable[[], Awaitable[ConfirmedPublisher]], *, timeout: float = 5.0,
+                 linger: float = 0.0) -> None:
         self._connect = connect
         self._timeout = timeout
+        self._linger = linger
         self._publisher: ConfirmedPublisher | None = None
         self._connecting: asyncio.Lock = asyncio.Lock()
         self._lanes: dict[tuple[int, bytes], _Lane] = {}
@@ -82,7 +85,12 @@ class CommandPublisher:
     async def _drain(self, lane_key: tuple[int, bytes], lane: _Lane, signer: Ed25519PrivateKey) -> None:
         try:
             while lane.waiting:
+                if lane.last > 1 and len(lane.waiting) < MAX_COMMANDS_PER_MESSAGE and self._linger:
+                    # A busy lane: more commands are coming; a message costs the broker about as much whatever
+                    # it holds, so let a few more join this one.
+                    await asyncio.sleep(self._linger)
                 batch = lane.waiting[:MAX_COMMANDS_PER_MESSAGE]
+                lane.last = len(batch)
                 del lane.waiting[:MAX_COMMANDS_PER_MESSAGE]
                 error = await self._publish(lane_key, [p.command for p in batch], signer)
                 for p in batch:
