@@ -150,6 +150,8 @@ class CpuMeter:
                 except OSError:
                     continue
                 total += (int(fields[11]) + int(fields[12])) / tick
+                if name in ("postgres", "rabbitmq"):  # and their exited children's (backends, autovacuum workers)
+                    total += (int(fields[13]) + int(fields[14])) / tick
             usage[name] = total
         return usage
 

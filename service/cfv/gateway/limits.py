@@ -53,6 +53,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
+from cfv.batching import Coalescer
 from cfv.gateway import keys
 from cfv.gateway.errors import ApiError, Handler
 from cfv.settings import Settings
@@ -137,7 +138,7 @@ def namespace(settings: Settings) -> str:
     return "cfv:" + (urlsplit(settings.database_url).path.strip("/") or "default")
 
 
-_Check = tuple["AsyncScript", tuple[str, ...], tuple[int, ...], "asyncio.Future[tuple[int, ...] | None]"]
+_Check = tuple["AsyncScript", tuple[str, ...], tuple[int, ...]]  # a script, its counters, its arguments
 
 
 @dataclass(slots=True)
@@ -168,8 +169,9 @@ class RateLimiter:
         self._leases: dict[tuple[int, str], _Lease] = {}
         self._leasing: dict[tuple[int, str], asyncio.Future[None]] = {}  # one lease request per counter at a time
         self._blocked: dict[str, tuple[float, Budget]] = {}  # addresses known to be over their failure budget
-        self._waiting: list[_Check] = []
-        self._busy = False
+        # Checks made while a round trip is in flight wait and then go together in one pipeline (exact counts,
+        # a fraction of redis-py's per-call CPU under load).
+        self._checks: Coalescer[_Check, tuple[int, ...] | None] = Coalescer(self._round_trip)
         self._skip_until = 0.0
         self._warned_at = -math.inf
 
@@ -270,27 +272,10 @@ class RateLimiter:
 
     async def _run(self, script: AsyncScript, counters: tuple[str, ...], args: tuple[int, ...] = ()
                    ) -> tuple[int, ...] | None:
-        """Run ``script`` on the ``counters``; checks made while a round trip is in flight wait and then go together in
-        one pipeline (exact counts, a fraction of redis-py's per-call CPU under load)."""
+        """Run ``script`` on the ``counters`` (in the pipeline of the next round trip)."""
         if time.monotonic() < self._skip_until:
             return None
-        answer: asyncio.Future[tuple[int, ...] | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((script, counters, args, answer))
-        if not self._busy:
-            self._busy = True
-            asyncio.create_task(self._drain())  # noqa: RUF006 (kept by the loop until it ends)
-        return await answer
-
-    async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                answers = await self._round_trip(batch)
-                for (_, _, _, future), answer in zip(batch, answers, strict=True):
-                    if not future.done():
-                        future.set_result(answer)
-        finally:
-            self._busy = False
+        return await self._checks((script, counters, args))
 
     async def _round_trip(self, batch: list[_Check]) -> list[tuple[int, ...] | None]:
         now = time.monotonic()
@@ -298,7 +283,7 @@ class RateLimiter:
             async with asyncio.timeout(self._deadline):
                 results = await self._pipeline(batch)
                 if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted or flushed its scripts
-                    for script in {id(s): s for s, _, _, _ in batch}.values():
+                    for script in {id(s): s for s, _, _ in batch}.values():
                         await self._redis.script_load(script.script)
                     results = await self._pipeline(batch)
             for result in results:
@@ -315,7 +300,7 @@ class RateLimiter:
 
     async def _pipeline(self, batch: list[_Check]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
-        for script, counters, args, _ in batch:
+        for script, counters, args in batch:
             pipe.evalsha(script.sha, len(counters), *counters, self._window_ms, self._auth_limit, *args)
         return list(await pipe.execute(raise_on_error=False))
 

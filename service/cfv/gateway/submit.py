@@ -18,6 +18,7 @@ import asyncpg
 import orjson
 from cfv_schemas.commands import Command, CommandItem, DeleteField, RegisterSubjects, SubjectPlacement, WriteValues
 
+from cfv.batching import Coalescer
 from cfv.broker.publisher import CommandPublisher, PublishFailed
 from cfv.faults import TRANSIENT_ERRORS
 from cfv.gateway.auth import Principal
@@ -46,6 +47,7 @@ class Submitter:
         self._waiter = waiter
         self._pool = pool
         self._timeout = timeout
+        self._pending: Coalescer[tuple[uuid.UUID, int, bytes], None] = Coalescer(self._record_pending)
 
     async def submit(self, principal: Principal, items: list[CommandItem], *, idempotency_key: str | None,
                      wait: bool) -> Submitted:
@@ -104,8 +106,12 @@ class Submitter:
         """Record that the operation exists, so polling it finds it even before a worker took it."""
         # If the database is down, the command is still safe on the broker: the operation appears once applied.
         with contextlib.suppress(*TRANSIENT_ERRORS):
-            await self._pool.execute(query("mark_operation_pending"), command.id, command.workspace_id,
-                                     principal.public_key)
+            await self._pending((command.id, command.workspace_id, principal.public_key))
+
+    async def _record_pending(self, operations: list[tuple[uuid.UUID, int, bytes]]) -> list[None]:
+        """Record operations as pending, all in one statement (async writes accepted together)."""
+        await self._pool.execute(query("mark_operations_pending"), *map(list, zip(*operations, strict=True)))
+        return [None] * len(operations)
 
 
 def _valid_idempotency_key(key: str) -> bool:

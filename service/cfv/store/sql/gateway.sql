@@ -21,9 +21,11 @@ UPDATE api_keys SET public_key = $2 WHERE id = $1 AND public_key IS NULL;
 -- name: operation
 SELECT status, outcome FROM operations WHERE id = $1 AND workspace_id = $2;
 
--- name: mark_operation_pending
--- With the public key of the API key that submitted it: only that key's refusal may settle it (see apply.sql).
-INSERT INTO operations (id, workspace_id, status, public_key) VALUES ($1, $2, 'pending', $3)
+-- name: mark_operations_pending
+-- With the public key of the API key that submitted each: only that key's refusal may settle it (see apply.sql).
+INSERT INTO operations (id, workspace_id, status, public_key)
+SELECT id, workspace_id, 'pending', public_key FROM unnest($1::uuid[], $2::bigint[], $3::bytea[])
+    AS o (id, workspace_id, public_key)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: readable_values
