@@ -41,10 +41,11 @@ async def until_reachable(what: str, connect: Callable[[], Awaitable[T]]) -> T:
             await backoff.pause()
 
 
-async def _dependencies(settings: Settings, name: str, *, db_settings: dict[str, str] | None = None
-                        ) -> tuple[asyncpg.Pool[Any], AbstractRobustConnection]:
-    pool = await until_reachable("PostgreSQL", lambda: create_pool(settings.database_url, size=settings.db_pool_size,
-                                                                  settings=db_settings))
+async def _dependencies(settings: Settings, name: str, *, db_settings: dict[str, str] | None = None,
+                        transactions_only: bool = False) -> tuple[asyncpg.Pool[Any], AbstractRobustConnection]:
+    pool = await until_reachable("PostgreSQL", lambda: create_pool(
+        settings.database_url, size=settings.db_pool_size, settings=db_settings,
+        transactions_only=transactions_only))
     amqp = await until_reachable("RabbitMQ", lambda: broker.connect(settings.amqp_url, name=name))
     return pool, amqp
 
@@ -80,7 +81,7 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
 
 async def run_worker(settings: Settings) -> None:
     """Apply commands until cancelled."""
-    pool, amqp = await _dependencies(settings, "cfv-worker", db_settings=GENERIC_PLANS)
+    pool, amqp = await _dependencies(settings, "cfv-worker", db_settings=GENERIC_PLANS, transactions_only=True)
     try:
         await Worker(settings, pool, amqp).run()
     finally:

@@ -27,12 +27,22 @@ def _dumps(value: Any) -> str:
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
 
 
-async def create_pool(dsn: str, *, size: int = 10, settings: dict[str, str] | None = None) -> asyncpg.Pool[Any]:
-    """A pool whose connections have cfv's codecs (and the given server ``settings``)."""
+async def create_pool(dsn: str, *, size: int = 10, settings: dict[str, str] | None = None,
+                      transactions_only: bool = False) -> asyncpg.Pool[Any]:
+    """A pool whose connections have cfv's codecs (and the given server ``settings``).
+
+    ``transactions_only``: its users only ever run whole transactions and leave nothing behind on the session
+    (no listeners, session locks, cursors or settings), as the worker does: a connection goes back to the pool
+    without asyncpg's reset (``RESET ALL``, ``UNLISTEN *``...: a round trip per use for nothing).
+    """
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=init_connection,
-                                     server_settings=settings)
+                                     server_settings=settings, reset=_no_reset if transactions_only else None)
     assert pool is not None
     return pool
+
+
+async def _no_reset(_: asyncpg.Connection[Any]) -> None:
+    return None  # asyncpg still rolls back a transaction left open (Connection._reset), without a round trip
 
 
 async def connect(dsn: str, *, settings: dict[str, str] | None = None) -> asyncpg.Connection[Any]:
