@@ -27,7 +27,7 @@ import aiohttp
 import asyncpg
 import orjson
 from cfv.broker.confirmed import ConfirmedPublisher, Outgoing
-from e2e import ADMIN_DSN, RABBIT_API, CpuMeter, machine
+from e2e import ADMIN_DSN, RABBIT_API, CpuMeter, fresh_database, fresh_vhost, machine
 
 VHOST = "cfv_floor"
 AMQP = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
@@ -40,11 +40,7 @@ def cpu_of(meter: CpuMeter, who: str) -> float:
 
 async def broker_cost(meter: CpuMeter, events: int) -> float:
     """RabbitMQ CPU seconds per event routed to one queue."""
-    async with aiohttp.ClientSession() as http:
-        await http.delete(f"{RABBIT_API}/vhosts/{VHOST}")
-        await http.put(f"{RABBIT_API}/vhosts/{VHOST}")
-        await http.put(f"{RABBIT_API}/permissions/{VHOST}/guest", json={"configure": ".*", "write": ".*",
-                                                                      "read": ".*"})
+    await fresh_vhost(VHOST)
     connection = await aio_pika.connect(AMQP)
     channel = await connection.channel()
     exchange = await channel.declare_exchange("cfv.events", aio_pika.ExchangeType.TOPIC, durable=True)
@@ -70,10 +66,7 @@ async def broker_cost(meter: CpuMeter, events: int) -> float:
 
 async def database_cost(meter: CpuMeter, batches: int) -> tuple[float, float]:
     """(PostgreSQL CPU seconds per value, values per second) of 100-row unnest upserts + outbox inserts."""
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute("DROP DATABASE IF EXISTS cfv_floor WITH (FORCE)")
-    await admin.execute("CREATE DATABASE cfv_floor")
-    await admin.close()
+    await fresh_database("cfv_floor")
     pool = await asyncpg.create_pool(DSN, min_size=8, max_size=8)
     assert pool is not None
     await pool.execute("CREATE TABLE v (subject_id text, field_id bigint, value jsonb, seq bigint NOT NULL DEFAULT 1, "

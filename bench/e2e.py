@@ -62,17 +62,27 @@ def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}"
 
 
-async def prepare() -> str:
+async def fresh_database(name: str) -> None:
+    """An empty database ``name`` (dropped first if it exists)."""
     admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute("DROP DATABASE IF EXISTS cfv_bench WITH (FORCE)")
-    await admin.execute("CREATE DATABASE cfv_bench")
+    await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await admin.execute(f"CREATE DATABASE {name}")
     await admin.close()
-    await asyncio.to_thread(apply_migrations, DSN)
+
+
+async def fresh_vhost(name: str) -> None:
+    """An empty RabbitMQ virtual host ``name`` (deleted first if it exists) where guest may do anything."""
     async with aiohttp.ClientSession() as http:
-        await http.delete(f"{RABBIT_API}/vhosts/cfv_bench")
-        await http.put(f"{RABBIT_API}/vhosts/cfv_bench")
-        await http.put(f"{RABBIT_API}/permissions/cfv_bench/guest", json={"configure": ".*", "write": ".*",
-                                                                          "read": ".*"})
+        await http.delete(f"{RABBIT_API}/vhosts/{name}")
+        await http.put(f"{RABBIT_API}/vhosts/{name}")
+        await http.put(f"{RABBIT_API}/permissions/{name}/guest", json={"configure": ".*", "write": ".*",
+                                                                       "read": ".*"})
+
+
+async def prepare() -> str:
+    await fresh_database("cfv_bench")
+    await asyncio.to_thread(apply_migrations, DSN)
+    await fresh_vhost("cfv_bench")
     db = await asyncpg.connect(DSN)
     workspace_id = await db.fetchval(query("create_workspace"), "bench", "bench")
     key = (await issue_key(db, workspace_id, name="bench")).secret
