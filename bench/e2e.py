@@ -37,6 +37,7 @@ import aiohttp
 import asyncpg
 import loadgen
 import orjson
+import uvloop
 from cfv.store.accounts import issue_key
 from cfv.store.migrate import apply_migrations
 from cfv.store.queries import query
@@ -320,7 +321,8 @@ async def open_loop(name: str, who: str, url: str, headers: dict[str, str], fiel
     total = int(rate * seconds)
     latencies: list[float] = []
     # A fixed pool of connections, each with a sender, as load generators keep: a request due while every
-    # connection is busy waits, and its wait counts. Requests fall due in millisecond ticks.
+    # connection is busy waits for the first one free, and its wait counts. Requests fall due in millisecond
+    # ticks.
     base, path = split_url(url)
     due_requests: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
     async with loadgen.client(base, headers, OPEN_LOOP_CONNECTIONS) as http:
@@ -539,4 +541,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())  # the client too: it shares the cores with what it measures
