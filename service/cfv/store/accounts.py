@@ -196,8 +196,16 @@ def canonical_project(project: str, field: str = "project") -> str:
         raise AccountError("validation", f"{_shown(project)} is not a project: {error}", field) from None
 
 
+#: The moments the API takes (key expiries): from 1970 to the end of 9999, UTC. Beyond them the database and
+#: Python disagree (asyncpg reads 0001-01-01T00:00:00+00 back as a naive datetime, and any comparison with it
+#: fails); migration 0010 holds the stored ones to the same range.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
 def parse_datetime(text: str, field: str = "expires_at") -> datetime:
-    """An ISO 8601 date (midnight UTC that day) or date and time (UTC unless it has an offset)."""
+    """An ISO 8601 date (midnight UTC that day) or date and time (UTC unless it has an offset), between
+    :data:`EARLIEST` and :data:`LATEST`."""
     text = text.strip()
     try:
         if len(text) == 10:
@@ -207,12 +215,15 @@ def parse_datetime(text: str, field: str = "expires_at") -> datetime:
     except ValueError:
         raise AccountError("validation", f"{_shown(text)} is not an ISO 8601 date or date and time "
                            "(such as 2030-01-31 or 2030-01-31T12:00:00Z)", field) from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
     try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise AccountError("validation", f"{_shown(text)} is out of range", field) from None
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        within = EARLIEST <= moment <= LATEST
+    except OverflowError:  # in UTC it would be before year 1 or after 9999
+        within = False
+    if not within:
+        raise AccountError("validation", f"{_shown(text)} is out of range: a moment from "
+                           f"{EARLIEST.date().isoformat()} to {LATEST.date().isoformat()} (UTC)", field)
+    return moment
 
 
 def parse_expiry(text: str, now: datetime | None = None, field: str = "expires") -> datetime:
