@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import aio_pika
@@ -26,7 +27,7 @@ from cfv_schemas.events import CONTENT_TYPE
 
 from cfv.broker import topology
 from cfv.broker.confirmed import ConfirmedPublisher, Outgoing, PublishError
-from cfv.faults import TRANSIENT_ERRORS
+from cfv.faults import TRANSIENT_ERRORS, Backoff
 from cfv.settings import Settings
 from cfv.store.database import GENERIC_PLANS, connect
 from cfv.store.queries import query
@@ -53,12 +54,18 @@ class Relay:
         await topology.declare(channel, shards=self._settings.command_shards,
                                delivery_limit=self._settings.delivery_limit)
         await channel.close()
+        backoff = Backoff(first=0.5, ceiling=10.0)
         while True:
+            began = time.monotonic()
             try:
                 await self._lead()
-            except TRANSIENT_ERRORS + (aio_pika.exceptions.AMQPError, PublishError, OSError, EOFError) as error:
-                log.warning("relay interrupted, restarting", error=repr(error))
-                await asyncio.sleep(1.0)
+            except TRANSIENT_ERRORS + (aio_pika.exceptions.AMQPError, PublishError, EOFError) as error:
+                log.warning("relay interrupted, restarting", error=repr(error), retry_in=backoff.delay)
+            except Exception:  # whatever else a lost connection raises: the relay must outlive it
+                log.exception("relay failed, restarting", retry_in=backoff.delay)
+            if time.monotonic() - began > 60:  # it had been leading a while: this is a new incident
+                backoff = Backoff(first=0.5, ceiling=10.0)
+            await backoff.pause()
 
     async def _lead(self) -> None:
         db = await connect(self._settings.database_url, settings=GENERIC_PLANS)
