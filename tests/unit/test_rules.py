@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from cfv.domain.fields import ValueType
+from cfv.domain.patterns import MAX_PATTERN_LENGTH
 from cfv.domain.rules import (
-    MAX_PATTERN_LENGTH,
     NO_RULES,
     InvalidRules,
     RuleViolation,

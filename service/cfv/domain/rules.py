@@ -28,9 +28,9 @@ from typing import Any
 import regex
 
 from cfv.domain.fields import ValueType
+from cfv.domain.patterns import CostlyPattern, compile_pattern
 
 JSON = Any
-MAX_PATTERN_LENGTH = 500
 #: A pattern gets this long to match one value; a pathological one fails the write instead of the worker.
 PATTERN_TIMEOUT_SECONDS = 0.05
 
@@ -120,10 +120,11 @@ def parse_rules(value_type: ValueType, is_multi: bool, raw: JSON) -> ValueRules:
 
 
 def rules_from_storage(raw: JSON) -> ValueRules:
-    """Rules as stored (already checked by :func:`parse_rules` when set)."""
+    """Rules as stored (already checked by :func:`parse_rules` when set); a pattern is compiled when first
+    matched, not here."""
     if not raw:
         return NO_RULES
-    return ValueRules(**{name: _PARSERS[name](value) for name, value in raw.items() if name in _PARSERS})
+    return ValueRules(**{name: _STORED[name](value) for name, value in raw.items() if name in _STORED})
 
 
 def check_rules(rules: ValueRules, value_type: ValueType, value: JSON) -> None:
@@ -156,7 +157,12 @@ def check_rules(rules: ValueRules, value_type: ValueType, value: JSON) -> None:
 
 def _matches(pattern: str, value: str) -> bool:
     try:
-        return regex.fullmatch(pattern, value, timeout=PATTERN_TIMEOUT_SECONDS) is not None
+        compiled = compile_pattern(pattern)
+    except (CostlyPattern, regex.error) as error:
+        # only a pattern stored before patterns were priced gets here
+        raise RuleViolation(f"cannot be checked: the field's pattern {error}; the field must be changed") from None
+    try:
+        return compiled.fullmatch(value, timeout=PATTERN_TIMEOUT_SECONDS) is not None
     except TimeoutError:
         raise RuleViolation(f"could not be checked against the pattern {pattern} in time") from None
 
@@ -182,10 +188,8 @@ def _positive_count(value: JSON) -> int:
 def _pattern(value: JSON) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("must be a regular expression")
-    if len(value) > MAX_PATTERN_LENGTH:
-        raise ValueError(f"must be at most {MAX_PATTERN_LENGTH} characters")
     try:
-        regex.compile(value)
+        compile_pattern(value)
     except regex.error as error:
         raise ValueError(f"is not a valid regular expression: {error}") from None
     return value
@@ -210,3 +214,4 @@ _PARSERS: dict[str, Callable[[JSON], Any]] = {
     "min": _number, "max": _number, "min_length": _count, "max_length": _count, "regex": _pattern,
     "min_date": _day, "max_date": _day, "max_count": _positive_count,
 }
+_STORED: dict[str, Callable[[JSON], Any]] = {**_PARSERS, "regex": str}
