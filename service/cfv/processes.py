@@ -19,6 +19,7 @@ from cfv.broker.publisher import CommandPublisher
 from cfv.faults import TRANSIENT_ERRORS, Backoff
 from cfv.gateway.app import create_app
 from cfv.gateway.limits import RateLimiter, redis_client
+from cfv.gateway.protocol import GatewayRunner
 from cfv.gateway.replies import ReplyWaiter
 from cfv.gateway.submit import Submitter
 from cfv.relay import Relay
@@ -62,7 +63,7 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
                                  linger=settings.command_linger)
     submitter = Submitter(publisher, waiter, pool, settings.write_timeout)
     limiter = RateLimiter(redis_client(settings), settings)
-    runner = web.AppRunner(create_app(settings, pool, submitter, limiter), access_log=None)
+    runner = GatewayRunner(create_app(settings, pool, submitter, limiter), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 from cfv.gateway import keys
 from cfv.gateway.auth import Principal, require_admin
 from cfv.gateway.errors import ApiError, from_validation, json_response, not_found
-from cfv.gateway.http import read_json_data
+from cfv.gateway.http import read_body, read_json_data
 from cfv.gateway.kantata import int_id, listing, pagination
 from cfv.store import accounts
 from cfv.store.accounts import AccountError, IssuedKey, KeyInfo, Membership, User
@@ -128,7 +128,7 @@ async def _changing(request: web.Request, principal: Principal) -> AsyncIterator
 
 async def _body(request: web.Request, model: type[M], wrapper: str, *, empty: bool = False) -> M:
     """The body as ``model``, bare or under ``wrapper``; an empty body is ``{}`` if ``empty``."""
-    data: Any = {} if empty and not (await request.read()).strip() else await read_json_data(request)
+    data: Any = {} if empty and not (await read_body(request)).strip() else await read_json_data(request)
     if isinstance(data, dict) and len(data) == 1 and isinstance(data.get(wrapper), dict):
         data = data[wrapper]
     try:

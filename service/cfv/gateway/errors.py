@@ -78,10 +78,20 @@ _HTTP_ERROR_TYPES = {400: "validation", 401: "authentication", 404: "not_found",
 PLANE_PATHS = "/api/v1/workspaces/"
 
 
+class ClientGone(Exception):
+    """The client went away before its request was read whole: nothing to answer, and nobody's fault here."""
+
+
 def error_response(request: web.Request, status: int, errors: list[dict[str, Any]],
                    headers: dict[str, str] | None = None) -> web.Response:
     """An error answer in the shape of the request's face."""
-    if request.path.startswith(PLANE_PATHS):
+    return render_error(request.path, status, errors, headers)
+
+
+def render_error(path: str, status: int, errors: list[dict[str, Any]],
+                 headers: dict[str, str] | None = None) -> web.Response:
+    """An error answer in the shape of the face ``path`` belongs to."""
+    if path.startswith(PLANE_PATHS):
         if status == 429:  # Plane throttles with Django REST framework, which answers {"detail": ...}
             return json_response({"detail": "; ".join(e["message"] for e in errors)}, status, headers)
         return json_response(plane_error_body(status, errors), status, headers)
@@ -111,6 +121,10 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
                    }.get(error.status, error.reason)
         return error_response(request, error.status, [{"type": _HTTP_ERROR_TYPES.get(error.status, "http"),
                                                         "message": message, "field": None}])
+    except ClientGone:
+        log.info("client went away mid-request", path=request.path, method=request.method)
+        return error_response(request, 400, [{"type": "bad_request", "message": "the request body was cut short",
+                                              "field": None}])
     except TRANSIENT_ERRORS as error:
         log.warning("dependency unreachable", error=repr(error), path=request.path)
         error_ = unavailable("the database")

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from cfv.gateway import keys
-from cfv.gateway.errors import ApiError, from_validation, json_response
+from cfv.gateway.errors import ApiError, ClientGone, from_validation, json_response
 from cfv.gateway.limits import JsonLimitExceeded, check_json_limits, too_deep
 from cfv.gateway.submit import Submitted
 from cfv.worker.apply import Outcome
@@ -30,7 +30,7 @@ async def read_json_data(request: web.Request) -> Any:
     """The request body as JSON within the request limits (``CFV_MAX_JSON_DEPTH``, ``CFV_MAX_STRING_LENGTH``),
     or a 400 naming what is wrong (413 beyond ``CFV_MAX_BODY_BYTES``, from aiohttp). Every handler reads its
     body through here (or :func:`read_json`)."""
-    body = await request.read()
+    body = await read_body(request)
     settings = request.app[keys.SETTINGS]
     try:
         data = orjson.loads(body)
@@ -43,6 +43,15 @@ async def read_json_data(request: web.Request) -> Any:
     except JsonLimitExceeded as error:
         raise _limit_error(error) from None
     return data
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, or :class:`ClientGone` when the client left before sending it all (not a lost
+    dependency, which the same ``ConnectionResetError`` would otherwise be taken for)."""
+    try:
+        return await request.read()
+    except ConnectionResetError:
+        raise ClientGone from None
 
 
 def _limit_error(error: JsonLimitExceeded) -> ApiError:
