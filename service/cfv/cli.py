@@ -7,10 +7,8 @@ import asyncio
 import contextlib
 import gc
 import json
-import os
 import shlex
 import signal
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -30,6 +28,7 @@ from cfv.store.accounts import AccountError
 from cfv.store.database import Connection, connect
 from cfv.store.migrate import apply_migrations, ensure_database
 from cfv.store.queries import query
+from cfv.supervisor import Supervisor
 
 T = TypeVar("T")
 
@@ -88,26 +87,12 @@ def relay(settings: Settings) -> None:
 @main.command()
 @click.option("--workers", default=1, show_default=True, help="worker processes to start")
 def run(workers: int) -> None:
-    """Run gateway, workers and relay together, each in its own process; stop all if one stops."""
-    roles = ["gateway", "relay"] + ["worker"] * workers
-    children = [subprocess.Popen([sys.executable, "-m", "cfv", role]) for role in roles]  # noqa: S603
-
-    def stop(*_: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        _, status = os.wait()
-    except ChildProcessError:
-        return
-    stop()
-    for child in children:
-        child.wait()
-    code = os.waitstatus_to_exitcode(status)
-    sys.exit(code if code > 0 else 0)
+    """Run gateway, relay and workers together, each in its own process, restarting any that exits."""
+    names = ["gateway", "relay"] + [f"worker-{n}" for n in range(1, workers + 1)]
+    supervisor = Supervisor([(name, [sys.executable, "-m", "cfv", name.split("-")[0]]) for name in names])
+    signal.signal(signal.SIGTERM, supervisor.stop)
+    signal.signal(signal.SIGINT, supervisor.stop)
+    supervisor.run()
 
 
 @main.group()

@@ -40,7 +40,12 @@ class Backoff:
         """How long the next pause lasts."""
         return self.delay / 2 + random.uniform(0, self.delay / 2)  # spreads retries; no secret
 
+    def next(self) -> float:
+        """The next pause (about the current delay); the one after it will be longer."""
+        pause = self.jittered()
+        self.delay = min(self.delay * 2, self._ceiling)
+        return pause
+
     async def pause(self) -> None:
         """Sleep (about) the current delay, then lengthen the next one."""
-        await asyncio.sleep(self.jittered())
-        self.delay = min(self.delay * 2, self._ceiling)
+        await asyncio.sleep(self.next())

@@ -1,0 +1,104 @@
+"""``cfv run``'s supervisor: keeps gateway, relay and workers running, each in its own process.
+
+A process that exits (a crash, a kill, an out-of-memory kill) is started again after a back-off that grows
+while it keeps exiting (jittered, up to ``ceiling``; back to ``first`` once it has run ``stable_after``
+seconds), with a log line each time; the others keep serving. On :meth:`Supervisor.stop` every process gets
+SIGINT (each one's graceful stop) and, after ``stop_timeout`` seconds, SIGKILL.
+
+Hand-written rather than supervisord or honcho: those are configured by files and own the terminal; this is
+forty lines that the ``cfv`` command can carry, and production runs each role in its own container anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from cfv.faults import Backoff
+
+log = structlog.get_logger("cfv.run")
+
+
+@dataclass
+class _Child:
+    name: str
+    command: list[str]
+    backoff: Backoff
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restart_at: float = 0.0
+    restarts: int = field(default=0)
+
+
+class Supervisor:
+    """Runs ``(name, command)`` pairs as child processes and restarts those that exit, until stopped."""
+
+    def __init__(self, commands: Sequence[tuple[str, list[str]]], *, first: float = 0.5, ceiling: float = 30.0,
+                 stable_after: float = 60.0, stop_timeout: float = 30.0, tick: float = 0.1) -> None:
+        self._children = [_Child(name, list(command), Backoff(first, ceiling)) for name, command in commands]
+        self._first, self._ceiling = first, ceiling
+        self._stable_after = stable_after
+        self._stop_timeout = stop_timeout
+        self._tick = tick
+        self._stopping = False
+
+    def pids(self) -> dict[str, int | None]:
+        """The running process of each name (None while it waits to be restarted)."""
+        return {c.name: c.process.pid if c.process else None for c in self._children}
+
+    def stop(self, *_: object) -> None:
+        """Ask :meth:`run` to stop every process and return (safe to call from a signal handler)."""
+        self._stopping = True
+
+    def run(self) -> None:
+        """Start every process; restart those that exit until :meth:`stop`; then stop them all."""
+        for child in self._children:
+            self._start(child)
+        while not self._stopping:
+            now = time.monotonic()
+            for child in self._children:
+                self._watch(child, now)
+            time.sleep(self._tick)
+        self._stop_all()
+
+    def _start(self, child: _Child) -> None:
+        # Its own process group: a terminal's Ctrl-C reaches the supervisor alone, which passes it on once.
+        child.process = subprocess.Popen(child.command, process_group=0)  # noqa: S603 (our own command lines)
+        child.started_at = time.monotonic()
+        log.info("process started", process=child.name, pid=child.process.pid, restarts=child.restarts)
+
+    def _watch(self, child: _Child, now: float) -> None:
+        if child.process is None:
+            if now >= child.restart_at:
+                child.restarts += 1
+                self._start(child)
+            return
+        code = child.process.poll()
+        if code is None:
+            return
+        if now - child.started_at >= self._stable_after:
+            child.backoff = Backoff(self._first, self._ceiling)
+        delay = child.backoff.next()
+        log.warning("process exited; restarting it", process=child.name, pid=child.process.pid,
+                    exit_code=code, restart_in=round(delay, 2))
+        child.process = None
+        child.restart_at = now + delay
+
+    def _stop_all(self) -> None:
+        running = [c.process for c in self._children if c.process is not None and c.process.poll() is None]
+        for process in running:
+            os.kill(process.pid, signal.SIGINT)
+        deadline = time.monotonic() + self._stop_timeout
+        for process in running:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("process did not stop in time; killing it", pid=process.pid)
+                process.kill()
+                process.wait()
