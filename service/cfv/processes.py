@@ -25,6 +25,7 @@ from cfv.gateway.submit import Submitter
 from cfv.relay import Relay
 from cfv.settings import Settings
 from cfv.store.database import GENERIC_PLANS, create_pool
+from cfv.store.listener import Listener
 from cfv.worker.service import Worker
 
 log = structlog.get_logger("cfv")
@@ -57,13 +58,14 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
     channel = await amqp.channel()
     await topology.declare(channel, shards=settings.command_shards, delivery_limit=settings.delivery_limit)
     await channel.close()
-    waiter = ReplyWaiter(settings.database_url, pool)
-    await waiter.start()
+    listener = Listener(settings.database_url)
+    waiter = ReplyWaiter(listener, pool)
     publisher = CommandPublisher(lambda: ConfirmedPublisher.connect(settings.amqp_url, name="cfv-gateway"),
                                  linger=settings.command_linger)
     submitter = Submitter(publisher, waiter, pool, settings.write_timeout)
     limiter = RateLimiter(redis_client(settings), settings)
-    runner = GatewayRunner(create_app(settings, pool, submitter, limiter), access_log=None)
+    runner = GatewayRunner(create_app(settings, pool, submitter, limiter, listener), access_log=None)
+    await listener.start()
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
@@ -73,7 +75,7 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
-        await waiter.close()
+        await listener.close()
         await publisher.close()
         with contextlib.suppress(Exception):
             await limiter.close()

@@ -14,19 +14,21 @@ from cfv.gateway.limits import RateLimiter, guard_middleware
 from cfv.gateway.limits import install as install_limits
 from cfv.gateway.submit import Submitter
 from cfv.settings import Settings
+from cfv.store.listener import Listener
 
 
 def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter,
-               limiter: RateLimiter | None = None) -> web.Application:
+               limiter: RateLimiter | None = None, listener: Listener | None = None) -> web.Application:
     """The gateway's routes and middlewares over the given pool and submitter (and rate limiter: without one,
-    the app makes its own over ``settings.redis_url``)."""
+    the app makes its own over ``settings.redis_url``; and listener, to hear of credentials changed elsewhere).
+    """
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[error_middleware, guard_middleware])
     install_limits(app, settings, limiter)
     app[keys.SETTINGS] = settings
     app[keys.POOL] = pool
     app[keys.SUBMITTER] = submitter
-    app[keys.AUTHENTICATOR] = Authenticator(pool)
+    app[keys.AUTHENTICATOR] = Authenticator(pool, listener)
     app.add_routes(kantata_values.routes)
     app.add_routes(kantata.routes)
     app.add_routes(kantata_choices.routes)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cfv.domain.access import ACCOUNT_ADMIN, Grants, administers
 from cfv.gateway.errors import ApiError
+from cfv.store.listener import CREDENTIALS_CHANNEL, Listener
 from cfv.store.queries import query
 
 KEY_PREFIX = "cfv_"
@@ -76,14 +77,20 @@ def hash_key(key: str) -> bytes:
 class Authenticator:
     """Finds the principal of a request's key, caching hits for a few seconds.
 
-    The cache only spares the gateway a query: a revoked key may pass here for up to five seconds, but the
-    worker checks the key again in the transaction that applies each write.
+    The cache only spares the gateway a query. Every change to keys or users is announced by the database at
+    commit (``cfv_credentials``, see migration 0011), and with a ``listener`` every gateway forgets its cache
+    as soon as it hears one: a revoked key stops at once everywhere. Should the listening connection be down,
+    the cache lasts five seconds at most; and the worker checks the key again in the transaction that applies
+    each write.
     """
 
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+    def __init__(self, pool: asyncpg.Pool[Any], listener: Listener | None = None) -> None:
         self._pool = pool
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._generation = 0  # bumped by forget(): a lookup that began before must not refill the cache
+        if listener is not None:
+            listener.listen(CREDENTIALS_CHANNEL, lambda _workspace: self.forget())
+            listener.after_reconnect(self._forget_after_reconnect)
 
     async def principal(self, request: web.Request) -> Principal:
         """The caller, or a 401 error."""
@@ -124,9 +131,12 @@ class Authenticator:
         return principal
 
     def forget(self) -> None:
-        """Drop every cached principal (after a change of keys or roles made through this gateway)."""
+        """Drop every cached principal (after a change of keys or users, here or anywhere)."""
         self._generation += 1
         self._cache.clear()
+
+    async def _forget_after_reconnect(self) -> None:
+        self.forget()  # changes announced while the listener was away went unheard
 
 
 def _presented_key(request: web.Request) -> str | None:
