@@ -18,14 +18,21 @@ class Settings(BaseSettings):
 
     write_timeout: float = Field(10.0, description="seconds the gateway waits for a write before answering 202")
     max_body_bytes: int = Field(1_048_576, description="larger request bodies are answered 413")
-    db_pool_size: int = 10
+    db_pool_size: int = Field(10, ge=2, description="connections per process (a worker applying a message "
+                              "alone uses two)")
 
     command_linger: float = Field(0.008, ge=0, description="seconds a busy lane (a workspace and key whose last "
                                   "message carried several commands) waits for more to join its next message")
     command_shards: int = Field(4, ge=1, le=64, description="command queues; one workspace maps to one")
     worker_prefetch: int = Field(256, ge=2, description="unacked commands a worker holds per shard queue")
     worker_batch_max: int = Field(512, ge=1, description="most command messages applied in one transaction")
-    delivery_limit: int = Field(10, ge=2, description="deliveries of a failing command before dead-lettering")
+    crash_limit: int = Field(3, ge=1, description="times a worker may die while applying a redelivered message "
+                             "alone before that message is dead-lettered (deaths while it waited for a lock or a "
+                             "dependency, or while the message was in a batch, do not count)")
+    delivery_limit: int = Field(1000, ge=2, description="deliveries after which RabbitMQ dead-letters a message "
+                                "itself, whatever the cause: a backstop, far above any crash loop (every death of "
+                                "a worker redelivers its whole prefetch); cfv counts what a message did itself "
+                                "(crash_limit)")
 
     relay_batch: int = Field(500, ge=1, description="most events the relay publishes per round")
     relay_linger: float = Field(0.03, ge=0, description="seconds the relay waits, once told of new events, for more "

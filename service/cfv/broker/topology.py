@@ -3,8 +3,9 @@
 Commands enter ``cfv.commands``, a consistent-hash exchange keyed by workspace id, which spreads
 workspaces over ``cfv.commands.<n>`` quorum queues. Each queue has a single active consumer, so one
 workspace's commands are applied strictly in the order they were published, while different shards are
-applied in parallel. A command that keeps failing is dead-lettered to ``cfv.commands.dead`` after
-``delivery_limit`` deliveries. Change events leave through the ``cfv.events`` topic exchange.
+applied in parallel. Workers dead-letter to ``cfv.commands.dead`` a message they cannot apply (see
+:mod:`cfv.worker.service`); RabbitMQ does so itself after ``delivery_limit`` deliveries, a backstop. Change
+events leave through the ``cfv.events`` topic exchange.
 
 ``deploy/rabbitmq-definitions.json`` is :func:`definitions` rendered for the default settings; a test keeps
 the two equal.
@@ -16,7 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.exceptions import ChannelPreconditionFailed
+
+log = structlog.get_logger("cfv.broker")
 
 COMMANDS_EXCHANGE = "cfv.commands"
 DEAD_LETTER_EXCHANGE = "cfv.commands.dlx"
@@ -61,13 +66,25 @@ async def declare(channel: AbstractChannel, *, shards: int, delivery_limit: int)
     await dead_queue.bind(dead, routing_key="")
     queues = []
     for n in range(shards):
-        queue = await channel.declare_queue(
-            shard_queue(n), durable=True, arguments=shard_queue_arguments(delivery_limit)
-        )
+        queue = await _declare_shard_queue(channel, shard_queue(n), delivery_limit)
         # With a consistent-hash exchange the binding key is the queue's weight on the hash ring.
         await queue.bind(commands, routing_key="1")
         queues.append(queue)
     return Topology(commands=commands, events=events, shard_queues=queues)
+
+
+async def _declare_shard_queue(channel: AbstractChannel, name: str, delivery_limit: int) -> AbstractQueue:
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=shard_queue_arguments(delivery_limit))
+    except ChannelPreconditionFailed as error:
+        # A queue's arguments are fixed at its creation. One made by an earlier cfv (whose delivery limit was 10)
+        # is used as it is rather than not at all; until it is recreated, a crash loop can dead-letter writes.
+        if "x-delivery-limit" not in str(error):
+            raise
+        log.warning("shard queue has another delivery limit; using it as it is. Recreate it (drain it, delete "
+                    "it, restart) to have the configured one", queue=name, wanted=delivery_limit, error=str(error))
+        await channel.reopen()
+        return await channel.declare_queue(name, passive=True)
 
 
 def definitions(*, shards: int, delivery_limit: int, vhost: str = "/") -> dict[str, Any]:

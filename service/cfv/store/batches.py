@@ -101,6 +101,19 @@ async def lock_workspaces(connection: Connection, workspaces: Iterable[int]) -> 
     return now
 
 
+async def begin_attempt(connection: Connection, digest: bytes) -> int:
+    """Record that the message of ``digest`` is being applied alone (on a connection outside the applying
+    transaction); return how many such attempts, this one included, never ended (migration 0012)."""
+    unfinished: int = await connection.fetchval(query("begin_attempt"), digest)
+    return unfinished
+
+
+async def end_attempt(connection: Connection, digest: bytes) -> None:
+    """Record that the attempt on the message of ``digest`` ended (in the applying transaction, or after a
+    refusal)."""
+    await connection.execute(query("end_attempt"), digest)
+
+
 async def load(connection: Connection, reads: Reads) -> Loaded:
     """Read, in one statement, what :class:`Reads` names (call after :func:`lock_workspaces`)."""
     row = await connection.fetchrow(

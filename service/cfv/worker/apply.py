@@ -11,7 +11,7 @@ whatever its size.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +37,15 @@ __all__ = ["OUTBOX_CHANNEL", "REPLY_CHANNEL_PREFIX", "NamedOperation", "Outcome"
            "reply_channel", "reply_payloads"]
 
 
-async def apply_batch(connection: Connection, commands: Sequence[Command],
-                      signed_by: Sequence[bytes]) -> list[Outcome]:
+async def apply_batch(connection: Connection, commands: Sequence[Command], signed_by: Sequence[bytes], *,
+                      locked: Callable[[Connection], Awaitable[None]] | None = None) -> list[Outcome]:
     """Apply ``commands`` (``signed_by[i]``: the public key that signed command ``i``'s message) in one
-    transaction; return each one's outcome, in order."""
+    transaction; return each one's outcome, in order. ``locked(connection)`` runs in the transaction as soon as
+    it holds the workspaces' locks."""
     async with connection.transaction():
         now = await batches.lock_workspaces(connection, (c.workspace_id for c in commands))
+        if locked is not None:
+            await locked(connection)
         reads = reads_of(commands, signed_by)
         planner = BatchPlanner(commands, signed_by, await batches.load(connection, reads), reads.keys)
         idempotency = await batches.idempotency_records(connection, planner.idempotency_scopes())

@@ -8,15 +8,22 @@ A message with an AMQP ``reply_to`` gets its commands' outcomes published there 
 message is answered again, from the record). When Postgres
 is unreachable, the batch is retried until it commits; its messages stay unacked meanwhile, so a worker
 killed at any point loses nothing: the broker redelivers, and completed commands are recognised.
+
+A redelivered message is a suspect (its worker may have died of it) and is applied alone, in its place in the
+order. Only a death while applying it alone, past its workspace's lock, counts against it (migration 0012):
+after ``crash_limit`` of those it is dead-lettered and its operations failed with the reason. Deaths of a
+worker that waits for a lock or a dependency, or that holds the message in a batch, never do, so a crash loop
+redelivering a whole prefetch again and again dead-letters nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +41,8 @@ from cfv.broker import topology
 from cfv.domain.writes import ErrorType
 from cfv.faults import TRANSIENT_ERRORS, Backoff
 from cfv.settings import Settings
+from cfv.store import batches
+from cfv.store.database import Connection
 from cfv.worker.apply import NamedOperation, Outcome, apply_batch, fail_operations
 
 log = structlog.get_logger("cfv.worker")
@@ -45,6 +54,14 @@ class Poison(Exception):
     def __init__(self, reason: str, kind: ErrorType = ErrorType.VALIDATION) -> None:
         super().__init__(reason)
         self.kind = kind
+
+
+class Blamed(Exception):
+    """A redelivered message the worker died applying, alone, ``deaths`` times."""
+
+    def __init__(self, deaths: int) -> None:
+        super().__init__(deaths)
+        self.deaths = deaths
 
 
 @dataclass
@@ -86,10 +103,10 @@ class Worker:
         while True:
             channel = await self._connection.channel()
             try:
-                await channel.set_qos(prefetch_count=self._settings.worker_prefetch)
-                declared = await topology.declare(
+                declared = await topology.declare(  # first: it may reopen the channel, which would drop the qos
                     channel, shards=self._settings.command_shards, delivery_limit=self._settings.delivery_limit
                 )
+                await channel.set_qos(prefetch_count=self._settings.worker_prefetch)
                 for queue in declared.shard_queues:
                     await queue.consume(self._receive)
             except TRANSIENT_ERRORS + (AMQPError, RuntimeError) as error:  # RuntimeError: a closed channel
@@ -112,12 +129,60 @@ class Worker:
                 accepted.append(decode(message))
             except Poison as error:
                 await self._refuse(message, str(error), error.kind)
-        if accepted:
-            await self._apply(accepted)
-            await self._reply(accepted)
-        await _ack([delivery.message for delivery in accepted])
+        # In delivery order: runs of first deliveries go as one batch; a redelivered message (its worker may have
+        # died of it) goes alone, so that only what it does itself can count against it.
+        run: list[Delivery] = []
+        for delivery in accepted:
+            if delivery.message.redelivered:
+                await self._settle(run)
+                run = []
+                await self._settle([delivery], suspect=True)
+            else:
+                run.append(delivery)
+        await self._settle(run)
 
-    async def _apply(self, deliveries: list[Delivery]) -> None:
+    async def _settle(self, deliveries: list[Delivery], *, suspect: bool = False) -> None:
+        """Apply, answer and ack ``deliveries``."""
+        if not deliveries:
+            return
+        if suspect:
+            await self._apply_suspect(deliveries)
+        else:
+            await self._apply(deliveries)
+        await self._reply(deliveries)
+        await _ack([delivery.message for delivery in deliveries])
+
+    async def _apply_suspect(self, deliveries: list[Delivery]) -> None:
+        """Apply a redelivered message alone, counting the attempt against it from the moment its transaction
+        holds the workspace's lock (migration 0012): if the worker dies then, the message is to blame. Dead-letter
+        it once ``crash_limit`` attempts have ended so."""
+        [delivery] = deliveries
+        digest = hashlib.sha256(delivery.message.body).digest()
+        begun = False
+
+        async def locked(connection: Connection) -> None:
+            nonlocal begun
+            if not begun:  # a retry after a transient error is the same attempt: the worker did not die
+                async with self._pool.acquire() as outside:
+                    unfinished = await batches.begin_attempt(outside, digest)
+                begun = True
+                if unfinished > self._settings.crash_limit:
+                    raise Blamed(unfinished - 1)
+            await batches.end_attempt(connection, digest)  # committed with the apply
+
+        await self._apply(deliveries, locked)
+        if not deliveries:  # refused: its attempts are over
+            await self._end_attempt(digest)
+
+    async def _end_attempt(self, digest: bytes) -> None:
+        try:
+            async with self._pool.acquire() as connection:
+                await batches.end_attempt(connection, digest)
+        except TRANSIENT_ERRORS as error:  # a row left behind only counts against a message already refused
+            log.warning("cannot clear a refused message's attempts", error=repr(error))
+
+    async def _apply(self, deliveries: list[Delivery],
+                     locked: Callable[[Connection], Awaitable[None]] | None = None) -> None:
         """Apply the deliveries' commands in one transaction; a delivery refused on the way leaves the list."""
         commands = [command for d in deliveries for command in d.commands]
         signed_by = [d.signer for d in deliveries for _ in d.commands]
@@ -125,7 +190,7 @@ class Worker:
         while True:
             try:
                 async with self._pool.acquire() as connection:
-                    outcomes = iter(await apply_batch(connection, commands, signed_by))
+                    outcomes = iter(await apply_batch(connection, commands, signed_by, locked=locked))
                 for delivery in deliveries:
                     delivery.outcomes = [next(outcomes) for _ in delivery.commands]
                 self.applied_commands += len(commands)
@@ -135,6 +200,12 @@ class Worker:
                 log.warning("apply failed, retrying", error=repr(error), retry_in=backoff.delay,
                             commands=len(commands))
                 await backoff.pause()
+            except Blamed as blamed:
+                await self._refuse(deliveries[0].message, f"the worker died {blamed.deaths} times while applying "
+                                   "this message alone; it is kept in the dead-letter queue for the operator",
+                                   ErrorType.INTERNAL, deliveries[0].signer)
+                deliveries.clear()
+                return
             except Exception as error:  # refused by Postgres, or breaking our code (e.g. a number orjson cannot encode)
                 if len(deliveries) == 1:
                     log.error("command failed in the database", error=repr(error))

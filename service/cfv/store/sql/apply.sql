@@ -196,3 +196,14 @@ SELECT subject_type, subject_id FROM current_values WHERE custom_field_id = $1 A
 
 -- name: mark_fields_deleted
 UPDATE custom_fields SET deleted_at = $2, updated_at = $2 WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL;
+
+-- name: begin_attempt
+-- A suspect (redelivered) message is being applied alone, and its transaction holds its workspace's lock
+-- (migration 0012). In a transaction of its own; returns how many such attempts, this one included, never ended.
+INSERT INTO message_attempts AS a (digest, unfinished) VALUES ($1, 1)
+ON CONFLICT (digest) DO UPDATE SET unfinished = a.unfinished + 1, updated_at = now()
+RETURNING unfinished;
+
+-- name: end_attempt
+-- In the transaction that applies the message (or after it was refused): the attempt ended.
+DELETE FROM message_attempts WHERE digest = $1;

@@ -1,0 +1,36 @@
+"""Shard queues declared by an earlier cfv, with another delivery limit (a queue's arguments are fixed when it is
+made), are used as they are, with a warning, rather than stopping every process."""
+
+from __future__ import annotations
+
+import aio_pika
+import pytest
+import structlog
+from cfv.broker import topology
+from cfv.settings import Settings
+from conftest import Workspace, running_stack
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_shard_queue_with_the_old_delivery_limit_is_used_as_it_is(settings: Settings,
+                                                                         workspace: Workspace) -> None:
+    settings = settings.model_copy(update={"command_shards": 1})
+    connection = await aio_pika.connect(settings.amqp_url)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(topology.shard_queue(0), durable=True,
+                                    arguments=topology.shard_queue_arguments(10))
+        with structlog.testing.capture_logs() as logged:
+            declared = await topology.declare(channel, shards=1, delivery_limit=settings.delivery_limit)
+        assert [q.name for q in declared.shard_queues] == [topology.shard_queue(0)]
+        assert [(e["event"][:40], e["queue"]) for e in logged if e["log_level"] == "warning"] == [
+            ("shard queue has another delivery limit; ", topology.shard_queue(0))]
+    finally:
+        await connection.close()
+    async with running_stack(settings) as stack:  # gateway, worker and relay all start on it, and serve
+        field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
+        status, body, _ = await stack.request("POST", "/api/v1/custom_field_values", workspace, json={
+            "custom_field_value": {"subject_type": "Story", "subject_id": 1, "custom_field_id": field["id"],
+                                   "value": 5}})
+        assert status == 200, body
