@@ -3,7 +3,8 @@
 A process that exits (a crash, a kill, an out-of-memory kill) is started again after a back-off that grows
 while it keeps exiting (jittered, up to ``ceiling``; back to ``first`` once it has run ``stable_after``
 seconds), with a log line each time; the others keep serving. On :meth:`Supervisor.stop` every process gets
-SIGINT (each one's graceful stop) and, after ``stop_timeout`` seconds, SIGKILL.
+SIGINT (each one's graceful stop) and, after ``stop_timeout`` seconds, SIGKILL; should the supervisor itself
+be killed, they get SIGINT from the kernel.
 
 Hand-written rather than supervisord or honcho: those are configured by files and own the terminal; this is
 forty lines that the ``cfv`` command can carry, and production runs each role in its own container anyway.
@@ -11,9 +12,11 @@ forty lines that the ``cfv`` command can carry, and production runs each role in
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,7 +72,8 @@ class Supervisor:
 
     def _start(self, child: _Child) -> None:
         # Its own process group: a terminal's Ctrl-C reaches the supervisor alone, which passes it on once.
-        child.process = subprocess.Popen(child.command, process_group=0)  # noqa: S603 (our own command lines)
+        child.process = subprocess.Popen(child.command, process_group=0,  # noqa: S603 (our own command lines)
+                                         preexec_fn=_stop_with_parent)
         child.started_at = time.monotonic()
         log.info("process started", process=child.name, pid=child.process.pid, restarts=child.restarts)
 
@@ -102,3 +106,13 @@ class Supervisor:
                 log.warning("process did not stop in time; killing it", pid=process.pid)
                 process.kill()
                 process.wait()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent() -> None:
+    """In the child, before it runs: on Linux, receive SIGINT (a graceful stop) when the supervisor dies, even of
+    SIGKILL, rather than run on as an orphan nobody supervises."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)

@@ -4,11 +4,14 @@ others running (issue 14, item 7). Real child processes; no services."""
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,3 +79,30 @@ def test_stop_asks_every_process_to_stop_then_kills_what_does_not() -> None:
             os.kill(pid or 0, 0)  # gone, and reaped
     killed = [e for e in logged if e["log_level"] == "warning"]
     assert [(e["event"], e["pid"]) for e in killed] == [("process did not stop in time; killing it", pids["stubborn"])]
+
+
+def test_the_processes_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """Killed with SIGKILL, the supervisor cannot stop its processes: the kernel does (SIGINT), rather than leave
+    them running unsupervised."""
+    log = tmp_path / "supervisor.log"
+    script = f"from cfv.supervisor import Supervisor; Supervisor([('steady', {STEADY!r})]).run()"
+    with log.open("wb") as out:
+        supervisor = subprocess.Popen([sys.executable, "-c", script],  # noqa: S603 (our own script)
+                                      stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _until(lambda: "process started" in log.read_text())
+        pid = int(re.search(r"pid=(\d+)", log.read_text()).group(1))  # type: ignore[union-attr]
+        assert _alive(pid)
+        supervisor.kill()
+        supervisor.wait()
+        _until(lambda: not _alive(pid), timeout=10)
+    finally:
+        supervisor.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
