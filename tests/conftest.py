@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +24,7 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
+import structlog
 from cfv.processes import run_gateway, run_relay, run_worker
 from cfv.settings import Settings
 from cfv.store.accounts import issue_key
@@ -329,3 +331,16 @@ async def events(amqp_url: str) -> AsyncIterator[EventCollector]:
     await queue.consume(collector._on_message, no_ack=True)
     yield collector
     await connection.close()
+
+
+@contextlib.contextmanager
+def captured_logs() -> Iterator[list[dict[str, Any]]]:
+    """Every structlog event of the block, whatever level an earlier test (or ``cfv``'s command line) configured
+    (``structlog.testing.capture_logs`` keeps the configured level filter)."""
+    before = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with structlog.testing.capture_logs() as logged:
+            yield logged
+    finally:
+        structlog.configure(**before)

@@ -9,9 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
-import structlog
 from cfv.settings import Settings
-from conftest import Workspace, running_stack
+from conftest import Workspace, captured_logs, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +52,7 @@ async def test_oversized_requests_answer_json_and_log_one_line(
         settings: Settings, request_bytes: str, status: int, body: Any, caplog: pytest.LogCaptureFixture) -> None:
     async with running_stack(settings, worker=False, relay=False):
         caplog.clear()
-        with structlog.testing.capture_logs() as logged:
+        with captured_logs() as logged:
             answer = await _raw(settings, request_bytes.encode())
     assert answer[0] == status
     assert answer[1]["content-type"].startswith("application/json")
@@ -87,7 +86,7 @@ async def test_the_connection_serves_on_after_large_requests(settings: Settings,
 
 async def test_a_client_leaving_mid_body_is_not_a_lost_dependency(settings: Settings, workspace: Workspace) -> None:
     async with running_stack(settings, worker=False, relay=False):
-        with structlog.testing.capture_logs() as logged:
+        with captured_logs() as logged:
             _, writer = await asyncio.open_connection(settings.http_host, settings.http_port)
             writer.write(f"POST {KANTATA} HTTP/1.1\r\nHost: t\r\nX-API-Key: {workspace.key}\r\n"
                          "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"custom_f".encode())

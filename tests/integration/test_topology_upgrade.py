@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import aio_pika
 import pytest
-import structlog
 from cfv.broker import topology
 from cfv.settings import Settings
-from conftest import Workspace, running_stack
+from conftest import Workspace, captured_logs, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +20,7 @@ async def test_a_shard_queue_with_the_old_delivery_limit_is_used_as_it_is(settin
         channel = await connection.channel()
         await channel.declare_queue(topology.shard_queue(0), durable=True,
                                     arguments=topology.shard_queue_arguments(10))
-        with structlog.testing.capture_logs() as logged:
+        with captured_logs() as logged:
             declared = await topology.declare(channel, shards=1, delivery_limit=settings.delivery_limit)
         assert [q.name for q in declared.shard_queues] == [topology.shard_queue(0)]
         assert [(e["event"][:40], e["queue"]) for e in logged if e["log_level"] == "warning"] == [

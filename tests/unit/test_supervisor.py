@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from cfv.supervisor import Supervisor
+from conftest import captured_logs
 
 STEADY = [sys.executable, "-c", "import time; time.sleep(60)"]
 CRASHER = [sys.executable, "-c", "import sys; sys.exit(3)"]
@@ -47,7 +47,7 @@ def _exits(logged: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_an_exited_process_is_restarted_with_growing_pauses_and_the_others_keep_running() -> None:
     supervisor = Supervisor([("steady", STEADY), ("crasher", CRASHER)], first=0.05, ceiling=0.2)
-    with structlog.testing.capture_logs() as logged, _supervising(supervisor) as thread:
+    with captured_logs() as logged, _supervising(supervisor) as thread:
         _until(lambda: supervisor.pids()["steady"] is not None)
         steady = supervisor.pids()["steady"]
         _until(lambda: len(_exits(logged)) >= 5)
@@ -63,14 +63,14 @@ def test_an_exited_process_is_restarted_with_growing_pauses_and_the_others_keep_
 
 def test_a_process_that_ran_long_enough_restarts_after_the_first_pause_again() -> None:
     supervisor = Supervisor([("crasher", CRASHER)], first=0.05, ceiling=10.0, stable_after=0.0)
-    with structlog.testing.capture_logs() as logged, _supervising(supervisor):
+    with captured_logs() as logged, _supervising(supervisor):
         _until(lambda: len(_exits(logged)) >= 4)
     assert max(e["restart_in"] for e in _exits(logged)) <= 0.05
 
 
 def test_stop_asks_every_process_to_stop_then_kills_what_does_not() -> None:
     supervisor = Supervisor([("steady", STEADY), ("stubborn", STUBBORN)], stop_timeout=1.0)
-    with structlog.testing.capture_logs() as logged, _supervising(supervisor):
+    with captured_logs() as logged, _supervising(supervisor):
         _until(lambda: all(supervisor.pids().values()))
         pids = supervisor.pids()
         time.sleep(0.5)  # the stubborn one has set its handler
