@@ -15,10 +15,11 @@ write sent once its predecessor was answered.
 
 Printed per scenario: writes sent and acknowledged (200 or 202), acknowledged writes lost, values applied
 twice, subjects whose history is out of order, events missing and events out of order per key (first copies;
-duplicates are allowed, at least once), 500 and 503 answers, the seconds from the fault to the first write
-applied after it, and the dead-letter queue's depth. It exits 1 if anything acknowledged was lost, doubled or
-reordered, an event is missing or out of order, any answer was a 500, or the dead-letter queue holds anything
-but the poison. Restarting RabbitMQ and PostgreSQL needs the right to (root on this machine).
+duplicates are allowed, at least once), 500 and 503 answers, the seconds from the end of the fault (the
+process restarted, the dependency back, the lock released) to the first answer applying a write sent after
+it, and the dead-letter queue's depth. It exits 1 if anything acknowledged was lost, doubled or reordered, an
+event is missing or out of order, any answer was a 500, or the dead-letter queue holds anything but the
+poison. Restarting RabbitMQ and PostgreSQL needs the right to (root on this machine).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -113,6 +115,7 @@ class Write:
     sync: bool
     sent_at: float
     status: int | None = None  # None: no answer (connection lost)
+    answered_at: float = 0.0
     operation: uuid.UUID | None = None
 
     @property
@@ -152,6 +155,7 @@ class Load:
                 async with self.http.post(f"{BASE}/api/v1/custom_field_values", data=orjson.dumps(body),
                                           headers=headers, timeout=aiohttp.ClientTimeout(total=20)) as answer:
                     write.status = answer.status
+                    write.answered_at = time.monotonic()
                     data = await answer.json(content_type=None)
                     if answer.status == 202:
                         write.operation = uuid.UUID(data["operation"]["id"])
@@ -201,6 +205,7 @@ class Verdict:
     recovery: float | None = None
     dead_letters: int = 0
     expected_dead: int = 0
+    details: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -229,6 +234,7 @@ class Chaos:
         self.workspace_id = 0
         self.field_id = 0
         self._next_subject = 1
+        self.fault_over = 0.0  # when the last fault ended (a process restarted, a dependency back, a lock released)
 
     async def setup(self) -> None:
         await fresh_database("cfv_chaos")
@@ -268,22 +274,22 @@ class Chaos:
             load = Load(http, self.key, self.field_id, subjects)
             running = asyncio.create_task(load.run())
             await asyncio.sleep(self.profile.before)
-            fault_at = time.monotonic()
             await fault()
+            fault_over = self.fault_over
             await asyncio.sleep(self.profile.after)
             load.stop()
             await running
-        verdict = await self.verify(name, load, fault_at)
+        verdict = await self.verify(name, load, fault_over)
         verdict.dead_letters = await self.dead_letters() - dead_before
         verdict.expected_dead = poison
         return verdict
 
-    async def verify(self, name: str, load: Load, fault_at: float) -> Verdict:
+    async def verify(self, name: str, load: Load, fault_over: float) -> Verdict:
         verdict = Verdict(name, sent=len(load.writes), acked=sum(w.acked for w in load.writes),
                           errors_500=sum(w.status == 500 for w in load.writes),
                           answers_503=sum(w.status == 503 for w in load.writes))
-        applied_after = [w.sent_at for w in load.writes if w.status == 200 and w.sent_at >= fault_at]
-        verdict.recovery = min(applied_after) - fault_at if applied_after else None
+        applied_after = [w.answered_at for w in load.writes if w.status == 200 and w.sent_at >= fault_over]
+        verdict.recovery = min(applied_after) - fault_over if applied_after else None
         db = await asyncpg.connect(DSN)
         try:
             pending = [w.operation for w in load.writes if w.operation is not None]
@@ -295,7 +301,8 @@ class Chaos:
                     break
                 await asyncio.sleep(0.2)
             subjects = sorted({w.subject for w in load.writes})
-            rows = await db.fetch("SELECT subject_id, seq, value FROM value_versions WHERE custom_field_id = $1 "
+            rows = await db.fetch("SELECT subject_id, seq, (value #>> '{}')::bigint AS value FROM value_versions "
+                                  "WHERE custom_field_id = $1 "
                                   "AND subject_id = ANY($2::text[]) ORDER BY subject_id, seq", self.field_id,
                                   [str(s) for s in subjects])
         finally:
@@ -306,7 +313,14 @@ class Chaos:
         for subject, versions in history.items():
             values = [value for _, value in versions]
             verdict.twice += len(values) - len(set(values))
-            verdict.reordered += values != sorted(values)
+            if values != sorted(values):
+                verdict.reordered += 1
+                at = next(i for i in range(1, len(values)) if values[i] < values[i - 1])
+                around = set(values[max(0, at - 3):at + 3])
+                answers = {w.value: (w.status, "sync" if w.sync else "async") for w in load.writes
+                           if w.subject == subject and w.value in around}
+                verdict.details.append(f"subject {subject}: applied in the order {values[max(0, at - 3):at + 3]}; "
+                                       f"answers {dict(sorted(answers.items()))}")
             acked = {w.value for w in load.writes if w.subject == subject and w.acked}
             verdict.lost += len(acked - set(values))
         await self._check_events(verdict, history)
@@ -326,6 +340,14 @@ class Chaos:
                 break
             await asyncio.sleep(0.2)
         verdict.events_missing = len(expected - seen)
+        if verdict.events_missing:
+            db = await asyncpg.connect(DSN)
+            try:
+                unpublished = await db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            finally:
+                await db.close()
+            verdict.details.append(f"{verdict.events_missing} events missing; {unpublished} not published by the "
+                                   f"relay; {len(self.events.received)} received in all")
         order: dict[str, list[int]] = {}
         for event in first.values():  # arrival order of each event's first copy
             order.setdefault(event["data"]["subject_id"], []).append(event["data"]["sequence"])
@@ -350,6 +372,7 @@ class Chaos:
             await asyncio.sleep(1.0)
             for name in names:
                 self.service.start(name)
+            self.fault_over = time.monotonic()
             await asyncio.sleep(2.0)
 
     async def kill_relay(self) -> None:
@@ -357,6 +380,7 @@ class Chaos:
             self.service.kill("relay")
             await asyncio.sleep(1.0)
             self.service.start("relay")
+            self.fault_over = time.monotonic()
             await asyncio.sleep(2.0)
 
     async def kill_gateway(self) -> None:
@@ -364,6 +388,7 @@ class Chaos:
             self.service.kill("gateway")  # mid-request: the load keeps it busy
             await asyncio.sleep(0.5)
             self.service.start("gateway")
+            self.fault_over = time.monotonic()
             await self.until_serving()
             await asyncio.sleep(2.0)
 
@@ -373,12 +398,14 @@ class Chaos:
             await asyncio.sleep(2.0)
             await _run("rabbitmqctl", "start_app")
             await _run("rabbitmqctl", "await_startup")
+            self.fault_over = time.monotonic()
             await asyncio.sleep(3.0)
 
     async def restart_postgres(self) -> None:
         version = sorted(os.listdir("/etc/postgresql"))[-1]
         for _ in range(self.profile.repeats):
             await _run("pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast")
+            self.fault_over = time.monotonic()
             await asyncio.sleep(3.0)
 
     async def crash_loop(self) -> None:
@@ -395,6 +422,7 @@ class Chaos:
                         self.service.start(name)
         finally:
             await blocker.close()
+            self.fault_over = time.monotonic()
 
     async def publish_poison(self) -> None:
         connection = await aio_pika.connect(AMQP)
@@ -412,6 +440,7 @@ class Chaos:
                                        routing_key=str(self.workspace_id))
         finally:
             await connection.close()
+            self.fault_over = time.monotonic()
 
 
 async def _run(*command: str) -> None:
@@ -431,6 +460,8 @@ async def main() -> int:
     log_dir = Path(args.logs)
     shutil.rmtree(log_dir, ignore_errors=True)
     os.makedirs(log_dir)
+    for noisy in ("aio_pika", "aiormq"):  # this client's own reconnections, while the broker restarts
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     print(machine())
     print(f"profile {args.profile}: {PROFILES[args.profile]}")
     chaos = Chaos(PROFILES[args.profile], log_dir)
@@ -449,6 +480,8 @@ async def main() -> int:
             verdict = await chaos.scenario(name, fault, poison=poison)
             verdicts.append(verdict)
             print(verdict.line(), flush=True)
+            for detail in verdict.details:
+                print(f"    {detail}", flush=True)
     finally:
         await chaos.events.close()
         chaos.service.stop()
