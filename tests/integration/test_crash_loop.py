@@ -155,3 +155,43 @@ async def _not(condition: Callable[[], Awaitable[bool]]) -> bool:
 
 async def _failed(db: asyncpg.Connection[Any], operation_id: uuid.UUID) -> bool:
     return bool(await db.fetchval("SELECT status FROM operations WHERE id = $1", operation_id) == "failed")
+
+
+async def test_writes_rabbitmq_dead_letters_itself_are_failed_with_the_reason(
+        settings: Settings, workspace: Workspace, db: asyncpg.Connection[Any], tmp_path: Path) -> None:
+    """RabbitMQ's own delivery limit is a backstop; should it ever dead-letter a message (here: a limit of 2,
+    reached by killing workers blocked on the lock), the message's operations are failed with the reason, so
+    that their clients learn it, rather than left pending."""
+    settings = settings.model_copy(update={"delivery_limit": 2})
+    async with running_stack(settings, worker=False) as stack:
+        field_id = await number_field(stack, workspace)
+        operations = await write_streams(stack, workspace, field_id, [1], 3)
+        blocker = await asyncpg.connect(settings.database_url)
+        block = blocker.transaction()
+        await block.start()
+        await blocker.execute("SELECT pg_advisory_xact_lock($1)", workspace.id)
+        workers: list[WorkerProcess] = []
+        try:
+            for kill in range(4):  # returned three times: more than the limit
+                worker = WorkerProcess(settings, tmp_path / f"worker-{kill}.log")
+                workers.append(worker)
+                await worker.started()
+                if kill < 3:
+                    await wait_for(lambda: _blocked_on_the_lock(db), 20, "the worker to wait for the lock")
+                    worker.kill()
+            await block.rollback()
+
+            async def settled() -> bool:
+                return bool(await db.fetchval("SELECT count(*) FROM operations WHERE id = ANY($1::uuid[]) "
+                                              "AND status = 'failed'", operations) == len(operations))
+            await wait_for(settled, 20, "the dead-lettered writes to fail")
+        finally:
+            for worker in workers:
+                worker.kill()
+            await blocker.close()
+    for outcome in await db.fetch("SELECT outcome FROM operations WHERE id = ANY($1::uuid[])", operations):
+        [error] = outcome["outcome"]["errors"]
+        assert error["type"] == "internal", error
+        assert error["message"].startswith("RabbitMQ dead-lettered the message (delivery_limit; its limit is 2 "), error
+    assert await _dead_letters(settings) >= 1
+    assert await db.fetchval("SELECT count(*) FROM value_versions") == 0

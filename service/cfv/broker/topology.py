@@ -26,6 +26,8 @@ log = structlog.get_logger("cfv.broker")
 COMMANDS_EXCHANGE = "cfv.commands"
 DEAD_LETTER_EXCHANGE = "cfv.commands.dlx"
 DEAD_LETTER_QUEUE = "cfv.commands.dead"
+#: A copy of every dead letter, for the workers: they settle the operations of a message RabbitMQ dead-lettered.
+DEAD_LETTER_SETTLE_QUEUE = "cfv.commands.dead.settle"
 EVENTS_EXCHANGE = "cfv.events"
 CONSISTENT_HASH = "x-consistent-hash"
 REQUIRED_PLUGIN = "rabbitmq_consistent_hash_exchange"
@@ -53,6 +55,7 @@ class Topology:
     commands: AbstractExchange
     events: AbstractExchange
     shard_queues: list[AbstractQueue]
+    dead_letter_settle: AbstractQueue
 
 
 async def declare(channel: AbstractChannel, *, shards: int, delivery_limit: int) -> Topology:
@@ -64,13 +67,17 @@ async def declare(channel: AbstractChannel, *, shards: int, delivery_limit: int)
         DEAD_LETTER_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
     )
     await dead_queue.bind(dead, routing_key="")
+    settle_queue = await channel.declare_queue(
+        DEAD_LETTER_SETTLE_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await settle_queue.bind(dead, routing_key="")
     queues = []
     for n in range(shards):
         queue = await _declare_shard_queue(channel, shard_queue(n), delivery_limit)
         # With a consistent-hash exchange the binding key is the queue's weight on the hash ring.
         await queue.bind(commands, routing_key="1")
         queues.append(queue)
-    return Topology(commands=commands, events=events, shard_queues=queues)
+    return Topology(commands=commands, events=events, shard_queues=queues, dead_letter_settle=settle_queue)
 
 
 async def _declare_shard_queue(channel: AbstractChannel, name: str, delivery_limit: int) -> AbstractQueue:
@@ -94,10 +101,12 @@ def definitions(*, shards: int, delivery_limit: int, vhost: str = "/") -> dict[s
         (DEAD_LETTER_EXCHANGE, "fanout"),
         (EVENTS_EXCHANGE, "topic"),
     ]
-    queues = [(DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"})] + [
+    dead_letters: list[tuple[str, dict[str, Any]]] = [(DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
+                                                      (DEAD_LETTER_SETTLE_QUEUE, {"x-queue-type": "quorum"})]
+    queues = dead_letters + [
         (shard_queue(n), shard_queue_arguments(delivery_limit)) for n in range(shards)
     ]
-    bindings = [(DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, "")] + [
+    bindings = [(DEAD_LETTER_EXCHANGE, name, "") for name, _ in dead_letters] + [
         (COMMANDS_EXCHANGE, shard_queue(n), "1") for n in range(shards)
     ]
     return {

@@ -109,6 +109,7 @@ class Worker:
                 await channel.set_qos(prefetch_count=self._settings.worker_prefetch)
                 for queue in declared.shard_queues:
                     await queue.consume(self._receive)
+                await declared.dead_letter_settle.consume(self._settle_dead_letter)
             except TRANSIENT_ERRORS + (AMQPError, RuntimeError) as error:  # RuntimeError: a closed channel
                 log.warning("cannot subscribe yet, retrying", error=repr(error), retry_in=backoff.delay)
                 with contextlib.suppress(Exception):
@@ -235,6 +236,23 @@ class Worker:
         with contextlib.suppress(Exception):
             await message.reject(requeue=False)
 
+    async def _settle_dead_letter(self, message: AbstractIncomingMessage) -> None:
+        """Settle the operations of a message RabbitMQ dead-lettered itself (its delivery limit, a backstop), so
+        that their clients learn it; the worker settled those it refused (reason ``rejected``) when it did."""
+        why = _text(_first_death(message).get("reason"))
+        if why != "rejected":
+            try:
+                signer: bytes | None = decode(message).signer
+            except Poison:
+                signer = None
+            reason = (f"RabbitMQ dead-lettered the message ({why}; its limit is {self._settings.delivery_limit} "
+                      "deliveries); it is kept in the dead-letter queue for the operator")
+            log.error("settling a dead-lettered message", reason=reason, message_id=message.message_id)
+            outcomes = await self._fail_operations(message.body, reason, ErrorType.INTERNAL, signer)
+            if message.reply_to and outcomes:
+                await self._publish_reply(message, outcomes)
+        await message.ack()
+
     async def _reply(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             if delivery.message.reply_to:
@@ -305,6 +323,18 @@ def decode(message: AbstractIncomingMessage) -> Delivery:
     except BadSignature as error:
         raise Poison(str(error), ErrorType.UNAUTHENTICATED) from None
     return Delivery(message, list(envelope.commands), signer)
+
+
+def _first_death(message: AbstractIncomingMessage) -> dict[str, Any]:
+    """The latest dead-lettering of ``message`` (RabbitMQ's ``x-death`` header, newest first)."""
+    deaths = message.headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return dict(deaths[0])
+    return {}
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _summary(error: ValidationError) -> str:
