@@ -166,28 +166,45 @@ class Load:
 
 
 class Events:
-    """Every change event, from a durable queue bound to ``cfv.events`` (it outlives a broker restart)."""
+    """Every change event, from a durable queue bound to ``cfv.events`` (it outlives a broker restart), consumed
+    by a loop that connects again whenever its connection is lost (not aio-pika's robust connection, whose
+    restored consumer can be lost while a restarted broker's quorum queue elects its leader)."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
-        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(AMQP)
-        channel = await self._connection.channel()
-        exchange = await channel.declare_exchange(topology.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC,
-                                                  durable=True)
-        queue = await channel.declare_queue("chaos.events", durable=True, arguments={"x-queue-type": "quorum"})
-        await queue.bind(exchange, routing_key="#")
-        await queue.consume(self._on_message)
+        self._task = asyncio.create_task(self._consume())
+        await asyncio.wait_for(self._ready.wait(), 30)
 
-    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        self.received.append(orjson.loads(message.body))
-        await message.ack()
+    async def _consume(self) -> None:
+        while True:
+            try:
+                connection = await aio_pika.connect(AMQP)
+                async with connection:
+                    channel = await connection.channel()
+                    exchange = await channel.declare_exchange(topology.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC,
+                                                              durable=True)
+                    queue = await channel.declare_queue("chaos.events", durable=True,
+                                                        arguments={"x-queue-type": "quorum"})
+                    await queue.bind(exchange, routing_key="#")
+                    async with queue.iterator() as messages:
+                        self._ready.set()
+                        async for message in messages:
+                            self.received.append(orjson.loads(message.body))
+                            await message.ack()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the broker went away, or is not ready yet: connect again
+                await asyncio.sleep(0.5)
 
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 @dataclass
