@@ -54,27 +54,34 @@ async def test_a_dozen_kills_while_applies_are_blocked_lose_no_acknowledged_writ
     async with running_stack(settings, worker=False) as stack:
         field_id = await number_field(stack, workspace)
         operations = await write_streams(stack, workspace, field_id, subjects, count)  # 600 answered 202
-        blocker = await asyncpg.connect(settings.database_url)
-        block = blocker.transaction()
-        await block.start()
-        await blocker.execute("SELECT pg_advisory_xact_lock($1)", workspace.id)
         workers: list[WorkerProcess] = []
         try:
-            for kill in range(KILLS):
-                worker = WorkerProcess(settings, tmp_path / f"worker-{kill}.log")
-                workers.append(worker)
-                await worker.started()
-                await wait_for(lambda: _blocked_on_the_lock(db), 20, "the worker to wait for the workspace's lock")
-                worker.kill()
-            await block.rollback()
-            workers.append(WorkerProcess(settings, tmp_path / "worker-last.log"))
+            await _crash_loop(settings, workspace.id, db, tmp_path, KILLS, workers)
             await wait_until_succeeded(db, operations, timeout=90)
             await assert_applied_once_in_order(db, events, field_id, subjects, count)
             assert await _dead_letters(settings) == 0
         finally:
             for worker in workers:
                 worker.kill()
-            await blocker.close()
+
+
+async def _crash_loop(settings: Settings, workspace_id: int, db: asyncpg.Connection[Any], tmp_path: Path, kills: int,
+                      workers: list[WorkerProcess]) -> None:
+    """Hold the workspace's lock; ``kills`` times start a worker and kill it once it waits for the lock; then
+    release the lock and start one more worker (each appended to ``workers``, for the caller to kill)."""
+    blocker = await asyncpg.connect(settings.database_url)
+    try:
+        async with blocker.transaction():
+            await blocker.execute("SELECT pg_advisory_xact_lock($1)", workspace_id)
+            for kill in range(kills):
+                worker = WorkerProcess(settings, tmp_path / f"worker-{kill}.log")
+                workers.append(worker)
+                await worker.started()
+                await wait_for(lambda: _blocked_on_the_lock(db), 20, "the worker to wait for the workspace's lock")
+                worker.kill()
+    finally:
+        await blocker.close()
+    workers.append(WorkerProcess(settings, tmp_path / "worker-last.log"))
 
 
 async def test_a_message_that_kills_the_worker_each_time_reaches_the_dead_letter_queue_quickly(
@@ -166,20 +173,9 @@ async def test_writes_rabbitmq_dead_letters_itself_are_failed_with_the_reason(
     async with running_stack(settings, worker=False) as stack:
         field_id = await number_field(stack, workspace)
         operations = await write_streams(stack, workspace, field_id, [1], 3)
-        blocker = await asyncpg.connect(settings.database_url)
-        block = blocker.transaction()
-        await block.start()
-        await blocker.execute("SELECT pg_advisory_xact_lock($1)", workspace.id)
         workers: list[WorkerProcess] = []
         try:
-            for kill in range(4):  # returned three times: more than the limit
-                worker = WorkerProcess(settings, tmp_path / f"worker-{kill}.log")
-                workers.append(worker)
-                await worker.started()
-                if kill < 3:
-                    await wait_for(lambda: _blocked_on_the_lock(db), 20, "the worker to wait for the lock")
-                    worker.kill()
-            await block.rollback()
+            await _crash_loop(settings, workspace.id, db, tmp_path, 3, workers)  # returned 3 times: over the limit
 
             async def settled() -> bool:
                 return bool(await db.fetchval("SELECT count(*) FROM operations WHERE id = ANY($1::uuid[]) "
@@ -188,7 +184,6 @@ async def test_writes_rabbitmq_dead_letters_itself_are_failed_with_the_reason(
         finally:
             for worker in workers:
                 worker.kill()
-            await blocker.close()
     for outcome in await db.fetch("SELECT outcome FROM operations WHERE id = ANY($1::uuid[])", operations):
         [error] = outcome["outcome"]["errors"]
         assert error["type"] == "internal", error
