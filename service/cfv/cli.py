@@ -19,6 +19,7 @@ import click
 import uvloop
 
 from cfv import logs, processes
+from cfv.broker.connection import amqp_urls
 from cfv.broker.permissions import integration_permissions
 from cfv.broker.topology import definitions
 from cfv.domain.access import ACCOUNT_ROLES, PROJECT_PERMISSIONS
@@ -358,7 +359,7 @@ def user_grant(settings: Settings, slug: str, user_ref: str, project: str, permi
 def integration_permissions_command(settings: Settings, slug: str, user: str) -> None:
     """Print the rabbitmqctl commands that give an integration's RabbitMQ user its permissions: publish
     commands, declare and consume its own queues (USER.*), and bind them to its workspace's events only."""
-    vhost = unquote(urlsplit(settings.amqp_url).path.lstrip("/")) or "/"
+    vhost = unquote(urlsplit(amqp_urls(settings.amqp_url)[0]).path.lstrip("/")) or "/"
     for command in integration_permissions(user, slug).rabbitmqctl(user, vhost):
         click.echo(shlex.join(command))
 

@@ -48,7 +48,7 @@ async def _dependencies(settings: Settings, name: str, *, db_settings: dict[str,
     pool = await until_reachable("PostgreSQL", lambda: create_pool(
         settings.database_url, size=settings.db_pool_size, settings=db_settings,
         transactions_only=transactions_only))
-    amqp = await until_reachable("RabbitMQ", lambda: broker.connect(settings.amqp_url, name=name))
+    amqp = await until_reachable("RabbitMQ", lambda: broker.connect(broker.amqp_urls(settings.amqp_url), name=name))
     return pool, amqp
 
 
@@ -60,7 +60,8 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
     await channel.close()
     listener = Listener(settings.database_url)
     waiter = ReplyWaiter(listener, pool)
-    publisher = CommandPublisher(lambda: ConfirmedPublisher.connect(settings.amqp_url, name="cfv-gateway"),
+    publisher = CommandPublisher(lambda: ConfirmedPublisher.connect_any(broker.amqp_urls(settings.amqp_url),
+                                                                        name="cfv-gateway"),
                                  linger=settings.command_linger)
     submitter = Submitter(publisher, waiter, pool, settings.write_timeout)
     limiter = RateLimiter(redis_client(settings), settings)

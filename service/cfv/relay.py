@@ -27,6 +27,7 @@ from cfv_schemas.events import CONTENT_TYPE
 
 from cfv.broker import topology
 from cfv.broker.confirmed import ConfirmedPublisher, Outgoing, PublishError
+from cfv.broker.connection import amqp_urls
 from cfv.faults import TRANSIENT_ERRORS, Backoff
 from cfv.settings import Settings
 from cfv.store.database import GENERIC_PLANS, connect
@@ -73,7 +74,7 @@ class Relay:
         try:
             while not await db.fetchval(query("relay_lock")):  # noqa: ASYNC110 (polls a lock held elsewhere)
                 await asyncio.sleep(self._settings.relay_poll_interval)
-            publisher = await ConfirmedPublisher.connect(self._settings.amqp_url, name="cfv-relay")
+            publisher = await ConfirmedPublisher.connect_any(amqp_urls(self._settings.amqp_url), name="cfv-relay")
             await db.add_listener(OUTBOX_CHANNEL, self._notified)
             cursors = {r["workspace_id"]: r["position"] for r in await db.fetch(query("relay_cursors"))}
             self._sweep = True

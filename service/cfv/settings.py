@@ -12,7 +12,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CFV_", env_file=".env", extra="ignore")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/cfv"
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ: one AMQP URL, or the "
+                          "nodes of a cluster, comma-separated (each process connects to one that answers, "
+                          "and moves to another when it is lost)")
     http_host: str = "127.0.0.1"
     http_port: int = 8080
 

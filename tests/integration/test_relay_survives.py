@@ -33,7 +33,7 @@ class FlakyRelay(Relay):
 
 async def test_the_relay_outlives_what_its_connections_raise(settings: Settings, workspace: Workspace,
                                                              events: EventCollector) -> None:
-    amqp = await connect(settings.amqp_url, name="test-relay")
+    amqp = await connect([settings.amqp_url], name="test-relay")
     relay = FlakyRelay(settings, amqp)
     running = asyncio.create_task(relay.run())
     try:

@@ -124,6 +124,23 @@ class ConfirmedPublisher:
         self._publish_frames: dict[tuple[str, str, bool], bytes] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
+    _turn = 0  # which node connect_any tries first: the next after the last one that failed
+
+    @classmethod
+    async def connect_any(cls, urls: list[str], *, name: str) -> ConfirmedPublisher:
+        """Connect to the first of ``urls`` (a cluster's nodes) that answers, starting after the node that last
+        failed; raise the last node's error if none does."""
+        error: BaseException | None = None
+        for n in range(len(urls)):
+            url = urls[(cls._turn + n) % len(urls)]
+            try:
+                return await cls.connect(url, name=name)
+            except (OSError, PublishError, TimeoutError) as failure:
+                error = failure
+                ConfirmedPublisher._turn = (cls._turn + n + 1) % len(urls)
+        assert error is not None
+        raise error
+
     @classmethod
     async def connect(cls, url: str, *, name: str, heartbeat: int = 30) -> ConfirmedPublisher:
         """Connect to ``url``, open a channel and put it in confirm mode (within 10 s)."""

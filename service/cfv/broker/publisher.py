@@ -13,9 +13,11 @@ reached, the command fails at once as never sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import structlog
 from cfv_schemas.commands import MAX_COMMANDS_PER_MESSAGE, Command
 from cfv_schemas.signing import sign_message
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -24,6 +26,7 @@ from cfv.broker.confirmed import ConfirmedPublisher, Outgoing, PublishError, Unr
 from cfv.broker.topology import COMMANDS_EXCHANGE
 
 CONTENT_TYPE = "application/json"
+log = structlog.get_logger("cfv.broker")
 
 
 class PublishFailed(Exception):
@@ -92,7 +95,12 @@ class CommandPublisher:
                 batch = lane.waiting[:MAX_COMMANDS_PER_MESSAGE]
                 lane.last = len(batch)
                 del lane.waiting[:MAX_COMMANDS_PER_MESSAGE]
-                error = await self._publish(lane_key, [p.command for p in batch], signer)
+                try:
+                    error = await self._publish(lane_key, [p.command for p in batch], signer)
+                except Exception as unexpected:  # whatever it is, no request may wait for ever
+                    log.error("publishing failed unexpectedly", error=repr(unexpected))
+                    await self._discard_current()
+                    error = PublishFailed(f"the broker did not confirm the command: {unexpected!r}", uncertain=True)
                 for p in batch:
                     if p.confirmed.done():
                         continue
@@ -135,6 +143,11 @@ class CommandPublisher:
                 async with asyncio.timeout(self._timeout):
                     self._publisher = await self._connect()
             return self._publisher
+
+    async def _discard_current(self) -> None:
+        if self._publisher is not None:
+            with contextlib.suppress(Exception):
+                await self._discard(self._publisher)
 
     async def _discard(self, publisher: ConfirmedPublisher) -> None:
         """Drop a connection that lost a confirm: whatever it still owes is unknown (the next command connects
