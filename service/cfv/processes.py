@@ -94,7 +94,9 @@ async def run_worker(settings: Settings) -> None:
 
 async def run_relay(settings: Settings) -> None:
     """Publish change events until cancelled."""
-    _, amqp = await _dependencies(settings, "cfv-relay")
+    # No pool: the relay holds connections of its own (a listener, a cursor lock, a publisher).
+    amqp = await until_reachable("RabbitMQ", lambda: broker.connect(broker.amqp_urls(settings.amqp_url),
+                                                                    name="cfv-relay"))
     try:
         await Relay(settings, amqp).run()
     finally:
