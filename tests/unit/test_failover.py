@@ -1,0 +1,38 @@
+"""A connection to a cluster moves to the next node's URL at each attempt after a failure or a loss, and the
+first attempt goes to the first node (the attempts are aio-pika's; this checks the URL each one would use)."""
+
+from __future__ import annotations
+
+from cfv.broker.connection import FailoverConnection, amqp_urls
+
+URLS = ["amqp://guest:guest@127.0.0.1:5681/v", "amqp://guest:guest@127.0.0.1:5682/v",
+        "amqp://guest:guest@127.0.0.1:5683/v"]
+
+
+def test_the_setting_lists_the_nodes() -> None:
+    assert amqp_urls(" , ".join(URLS) + ",") == URLS
+
+
+async def test_each_attempt_after_a_failure_or_a_loss_goes_to_the_next_node() -> None:
+    connection = FailoverConnection(URLS)
+    ports = []
+
+    def attempt(succeeds: bool) -> None:
+        connection.transport = None  # what aio-pika does before each attempt
+        ports.append(connection.url.port)
+        if succeeds:
+            connection.transport = object()
+
+    attempt(succeeds=True)  # the first node
+    attempt(succeeds=False)  # lost: the next node, which is down
+    attempt(succeeds=False)  # failed: the one after
+    attempt(succeeds=True)  # failed again: round to the first
+    assert ports == [5681, 5682, 5683, 5681]
+
+
+async def test_a_new_secret_applies_to_every_node() -> None:
+    connection = FailoverConnection(URLS)
+    connection.url = connection.url.with_password("rotated")
+    connection.transport = None
+    connection.transport = None
+    assert connection.url.port == 5682 and connection.url.password == "rotated"
