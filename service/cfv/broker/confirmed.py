@@ -131,13 +131,14 @@ class ConfirmedPublisher:
         """Connect to the first of ``urls`` (a cluster's nodes) that answers, starting after the node that last
         failed; raise the last node's error if none does."""
         error: BaseException | None = None
+        first = ConfirmedPublisher._turn
         for n in range(len(urls)):
-            url = urls[(cls._turn + n) % len(urls)]
+            url = urls[(first + n) % len(urls)]
             try:
                 return await cls.connect(url, name=name)
             except (OSError, PublishError, TimeoutError) as failure:
                 error = failure
-                ConfirmedPublisher._turn = (cls._turn + n + 1) % len(urls)
+                ConfirmedPublisher._turn = (first + n + 1) % len(urls)
         assert error is not None
         raise error
 

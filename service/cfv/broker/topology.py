@@ -29,6 +29,7 @@ DEAD_LETTER_QUEUE = "cfv.commands.dead"
 #: A copy of every dead letter, for the workers: they settle the operations of a message RabbitMQ dead-lettered.
 DEAD_LETTER_SETTLE_QUEUE = "cfv.commands.dead.settle"
 EVENTS_EXCHANGE = "cfv.events"
+_DEAD_LETTER_QUEUES = (DEAD_LETTER_QUEUE, DEAD_LETTER_SETTLE_QUEUE)  # both bound to the DLX
 CONSISTENT_HASH = "x-consistent-hash"
 REQUIRED_PLUGIN = "rabbitmq_consistent_hash_exchange"
 
@@ -63,21 +64,18 @@ async def declare(channel: AbstractChannel, *, shards: int, delivery_limit: int)
     commands = await channel.declare_exchange(COMMANDS_EXCHANGE, CONSISTENT_HASH, durable=True)
     dead = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
     events = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-    dead_queue = await channel.declare_queue(
-        DEAD_LETTER_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
-    )
-    await dead_queue.bind(dead, routing_key="")
-    settle_queue = await channel.declare_queue(
-        DEAD_LETTER_SETTLE_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
-    )
-    await settle_queue.bind(dead, routing_key="")
+    dead_queues = {}
+    for name in _DEAD_LETTER_QUEUES:
+        dead_queues[name] = await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+        await dead_queues[name].bind(dead, routing_key="")
     queues = []
     for n in range(shards):
         queue = await _declare_shard_queue(channel, shard_queue(n), delivery_limit)
         # With a consistent-hash exchange the binding key is the queue's weight on the hash ring.
         await queue.bind(commands, routing_key="1")
         queues.append(queue)
-    return Topology(commands=commands, events=events, shard_queues=queues, dead_letter_settle=settle_queue)
+    return Topology(commands=commands, events=events, shard_queues=queues,
+                    dead_letter_settle=dead_queues[DEAD_LETTER_SETTLE_QUEUE])
 
 
 async def _declare_shard_queue(channel: AbstractChannel, name: str, delivery_limit: int) -> AbstractQueue:
@@ -101,8 +99,8 @@ def definitions(*, shards: int, delivery_limit: int, vhost: str = "/") -> dict[s
         (DEAD_LETTER_EXCHANGE, "fanout"),
         (EVENTS_EXCHANGE, "topic"),
     ]
-    dead_letters: list[tuple[str, dict[str, Any]]] = [(DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
-                                                      (DEAD_LETTER_SETTLE_QUEUE, {"x-queue-type": "quorum"})]
+    dead_letters: list[tuple[str, dict[str, Any]]] = [(name, {"x-queue-type": "quorum"})
+                                                      for name in _DEAD_LETTER_QUEUES]
     queues = dead_letters + [
         (shard_queue(n), shard_queue_arguments(delivery_limit)) for n in range(shards)
     ]
