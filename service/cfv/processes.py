@@ -26,7 +26,8 @@ from cfv.relay import Relay
 from cfv.settings import Settings
 from cfv.store.database import GENERIC_PLANS, create_pool
 from cfv.store.listener import Listener
-from cfv.worker.service import Worker
+from cfv.worker.membership import Membership
+from cfv.worker.service import Worker, worker_id
 
 log = structlog.get_logger("cfv")
 T = TypeVar("T")
@@ -85,9 +86,11 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
 
 async def run_worker(settings: Settings) -> None:
     """Apply commands until cancelled."""
-    pool, amqp = await _dependencies(settings, "cfv-worker", db_settings=GENERIC_PLANS, transactions_only=True)
+    name = worker_id()  # the same in its broker connection's name and its presence in the database
+    pool, amqp = await _dependencies(settings, f"cfv-worker/{name}", db_settings=GENERIC_PLANS,
+                                     transactions_only=True)
     try:
-        await Worker(settings, pool, amqp).run()
+        await Worker(settings, pool, amqp, Membership(settings.database_url, name)).run()
     finally:
         await _close(pool, amqp)
 

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     command_shards: int = Field(4, ge=1, le=64, description="command queues; one workspace maps to one")
     worker_prefetch: int = Field(256, ge=2, description="unacked commands a worker holds per shard queue")
     worker_batch_max: int = Field(512, ge=1, description="most command messages applied in one transaction")
+    rebalance_every: float = Field(1.0, gt=0, description="seconds between a worker's looks at the live workers, "
+                                   "handing over the shards it is active on that another should take")
     crash_limit: int = Field(3, ge=1, description="times a worker may die while applying a redelivered message "
                              "alone before that message is dead-lettered (deaths while it waited for a lock or a "
                              "dependency, or while the message was in a batch, do not count)")

@@ -1,5 +1,12 @@
 """The worker process: consume command messages, apply them in batches, ack after commit.
 
+Every worker consumes every shard queue, each on a channel of its own; RabbitMQ makes one consumer of each
+queue its single active one, the others waiting to take over. Workers spread the shards between them
+(:mod:`cfv.worker.shards`): a worker active on a shard another live worker should have hands it over between two
+batches, by closing that shard's channel, which gives the messages it held back to the queue, first in line,
+before the next consumer is made active (then subscribes again, to wait in line). Per-key order holds across the
+handover as it does across a crash.
+
 Deliveries from every shard queue this worker is the active consumer of arrive in one inbox, in delivery
 order. The worker takes what is ready (up to ``worker_batch_max`` messages), applies it in one transaction,
 and acks it only after the commit. A message that cannot be a command (bad JSON, unknown version, wrong
@@ -21,7 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import random
 import re
+import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +55,8 @@ from cfv.settings import Settings
 from cfv.store import batches
 from cfv.store.database import Connection
 from cfv.worker.apply import NamedOperation, Outcome, apply_batch, fail_operations
+from cfv.worker.membership import Membership
+from cfv.worker.shards import assign
 
 log = structlog.get_logger("cfv.worker")
 
@@ -64,6 +77,19 @@ class Blamed(Exception):
         self.deaths = deaths
 
 
+@dataclass(eq=False)
+class ShardConsumer:
+    """This worker's consumer of one shard queue, on a channel of its own."""
+
+    shard: int
+    channel: AbstractChannel
+    since: float = field(default_factory=time.monotonic)
+    #: A delivery came: RabbitMQ made this consumer the queue's active one, which it stays until it leaves.
+    active: bool = False
+    #: Handed over: its channel is closed, and what it delivered but was not applied went back to the queue.
+    released: bool = False
+
+
 @dataclass
 class Delivery:
     """A command message, its commands, the public key that signed it, and (once applied) their outcomes."""
@@ -77,22 +103,54 @@ class Delivery:
 class Worker:
     """Consumes ``cfv.commands.*`` and applies commands to Postgres."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool[Any], connection: AbstractRobustConnection) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool[Any], connection: AbstractRobustConnection,
+                 membership: Membership | None = None) -> None:
         self._settings = settings
         self._pool = pool
         self._connection = connection
-        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._membership = membership or Membership(settings.database_url, worker_id())
+        self._inbox: asyncio.Queue[tuple[ShardConsumer, AbstractIncomingMessage]] = asyncio.Queue()
         self._reply_channel: AbstractChannel | None = None
+        self._consumers: dict[int, ShardConsumer] = {}
+        self._applying = asyncio.Lock()  # held while a batch is applied; a handover happens between batches
+        self._hold: dict[int, float] = {}  # shard: seconds to keep it before handing it over again
         self.applied_commands = 0
+        connection.reconnect_callbacks.add(self._forget_activity)
+
+    def _forget_activity(self, _: object) -> None:
+        # Consumers restored after a reconnection join the waiting line anew: which is active shows again by
+        # its deliveries.
+        for consumer in self._consumers.values():
+            consumer.active = False
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's name among the workers (its presence connection's ``application_name`` suffix)."""
+        return self._membership.worker_id
+
+    def active_shards(self) -> set[int]:
+        """The shards this worker has been delivered messages of, since it last (re)subscribed to them."""
+        return {n for n, consumer in self._consumers.items() if consumer.active and not consumer.released}
 
     async def run(self) -> None:
         """Consume and apply until cancelled."""
+        await self._membership.members()  # present before consuming: the others count this worker at once
         await self._subscribe()
-        while True:
-            batch = [await self._inbox.get()]
-            while len(batch) < self._settings.worker_batch_max and not self._inbox.empty():
-                batch.append(self._inbox.get_nowait())
-            await self._process(batch)
+        rebalancer = asyncio.create_task(self._rebalance_forever())
+        try:
+            while True:
+                batch = [await self._inbox.get()]
+                while len(batch) < self._settings.worker_batch_max and not self._inbox.empty():
+                    batch.append(self._inbox.get_nowait())
+                async with self._applying:
+                    # A handover may have come between the get and the lock: what its consumer delivered is
+                    # back in the queue, for the next consumer.
+                    await self._process([message for consumer, message in batch if not consumer.released])
+        finally:
+            rebalancer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rebalancer
+            await self._membership.close()
 
     async def _subscribe(self) -> None:
         """Declare the topology and consume every shard queue, retrying while the broker is not ready.
@@ -107,23 +165,84 @@ class Worker:
                     channel, shards=self._settings.command_shards, delivery_limit=self._settings.delivery_limit
                 )
                 await channel.set_qos(prefetch_count=self._settings.worker_prefetch)
-                for queue in declared.shard_queues:
-                    await queue.consume(self._receive)
                 await declared.dead_letter_settle.consume(self._settle_dead_letter)
+                for n in range(self._settings.command_shards):
+                    await self._consume_shard(n)
             except TRANSIENT_ERRORS + (AMQPError, RuntimeError) as error:  # RuntimeError: a closed channel
                 log.warning("cannot subscribe yet, retrying", error=repr(error), retry_in=backoff.delay)
+                for consumer in [*self._consumers.values()]:
+                    await self._close_consumer(consumer)
+                self._consumers.clear()
                 with contextlib.suppress(Exception):
                     await channel.close()
                 await backoff.pause()
                 continue
-            log.info("worker started", shards=len(declared.shard_queues))
+            log.info("worker started", shards=len(declared.shard_queues), worker_id=self.worker_id)
             return
 
-    async def _receive(self, message: AbstractIncomingMessage) -> None:
-        # Synchronous up to the put, so the inbox keeps the order of delivery.
-        self._inbox.put_nowait(message)
+    async def _consume_shard(self, n: int) -> None:
+        """Consume shard ``n`` on a channel of its own: active at once if no other consumer is, else waiting."""
+        channel = await self._connection.channel()
+        consumer = ShardConsumer(n, channel)
+        try:
+            await channel.set_qos(prefetch_count=self._settings.worker_prefetch)
+            queue = await channel.declare_queue(topology.shard_queue(n), passive=True)
+
+            async def receive(message: AbstractIncomingMessage) -> None:
+                # Synchronous up to the put, so the inbox keeps the order of delivery.
+                consumer.active = True
+                self._inbox.put_nowait((consumer, message))
+
+            await queue.consume(receive)
+        except BaseException:
+            await self._close_consumer(consumer)
+            raise
+        self._consumers[n] = consumer
+
+    async def _close_consumer(self, consumer: ShardConsumer) -> None:
+        consumer.released = True
+        with contextlib.suppress(Exception):
+            await consumer.channel.close()
+
+    async def _rebalance_forever(self) -> None:
+        """Look at the live workers every ``rebalance_every`` seconds (jittered) and hand over the shards this
+        worker is active on that another should have."""
+        while True:
+            await asyncio.sleep(self._settings.rebalance_every * random.uniform(0.75, 1.25))
+            try:
+                await self.rebalance()
+            except Exception as error:  # the broker or the database is away: the next look tries again
+                log.warning("cannot rebalance shards", error=repr(error))
+
+    async def rebalance(self) -> None:
+        """Hand over the shards this worker is active on that another live worker should have, and consume
+        again any shard it lost its consumer of."""
+        members = await self._membership.members()
+        if not members or self.worker_id not in members:
+            return  # blind: keep what it has (RabbitMQ still lets one consumer only be active on each shard)
+        owners = assign(self._settings.command_shards, members)
+        now = time.monotonic()
+        unwanted = sorted(n for n in self.active_shards()
+                          if owners[n] != self.worker_id and now - self._consumers[n].since >= self._hold.get(n, 0))
+        missing = [n for n in range(self._settings.command_shards) if n not in self._consumers]
+        if not unwanted and not missing:
+            return
+        async with self._applying:
+            for n in unwanted:
+                consumer = self._consumers.pop(n)
+                # Given back soon after a handover: its owner is not consuming (its broker connection is down,
+                # say). Each handover counts a delivery of what the shard held, so wait longer before the next.
+                quick = now - consumer.since < 10 * self._settings.rebalance_every
+                self._hold[n] = min(60.0, max(2 * self._settings.rebalance_every, 2 * self._hold.get(n, 0))) \
+                    if quick else 0.0
+                await self._close_consumer(consumer)
+                log.info("handed a shard over", shard=n, to=owners[n])
+            for n in [*unwanted, *missing]:
+                await self._consume_shard(n)
 
     async def _process(self, messages: list[AbstractIncomingMessage]) -> None:
+        if not messages:
+            return
         accepted: list[Delivery] = []
         for message in messages:
             try:
@@ -294,6 +413,11 @@ class Worker:
                 if not any(op.reply_to for op in named):
                     return []
                 named = [NamedOperation(op.id, op.workspace_id, None) for op in named]
+
+
+def worker_id() -> str:
+    """A name for this worker process, unique among the live ones: host, process id and a random part."""
+    return f"{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def may_reply_to(message: AbstractIncomingMessage) -> bool:
