@@ -133,3 +133,45 @@ async def test_shards_spread_over_the_live_workers_and_follow_them_keeping_each_
         for worker in workers:
             with contextlib.suppress(Exception):
                 worker.kill()
+
+
+async def test_a_handover_while_the_worker_holds_a_full_prefetch_keeps_each_key_in_order(
+        settings: Settings, db: asyncpg.Connection[Any], events: EventCollector, tmp_path: Path) -> None:
+    """Worker a holds hundreds of messages of every shard, unapplied, its batch waiting for the workspaces'
+    locks, when b joins: a hands over only once its batch committed, and what it held goes back to the queues
+    first in line, so b applies it in order after a's batch."""
+    workspaces = [await create_workspace(db, f"ws{n}") for n in range(WORKSPACES)]
+    overrides: dict[str, Any] = {"rebalance_every": 0.3, "worker_prefetch": 256}
+    workers: list[WorkerProcess] = []
+    per_key = 40
+    try:
+        workers.append(WorkerProcess(settings, tmp_path / "worker-a.log", **overrides))
+        await workers[0].started()
+        a = worker_name(workers[0])
+        async with running_stack(settings, worker=False) as stack:
+            fields = [await number_field(stack, workspace) for workspace in workspaces]
+            blocker = await asyncpg.connect(settings.database_url)
+            try:
+                async with blocker.transaction():
+                    for workspace in workspaces:
+                        await blocker.execute("SELECT pg_advisory_xact_lock($1)", workspace.id)
+
+                    async def stream(workspace: Workspace, field_id: int) -> list[uuid.UUID]:
+                        return [await write_async(stack, workspace, field_id, 1, value) for value in range(per_key)]
+                    written = await asyncio.gather(*(stream(w, f) for w, f in zip(workspaces, fields, strict=True)))
+                    workers.append(WorkerProcess(settings, tmp_path / "worker-b.log", **overrides))
+                    await workers[1].started()
+                    await asyncio.sleep(1.5)  # a has seen b, and waits for its batch to end to hand over
+                    assert await shares(settings) == {a: 4}
+            finally:
+                await blocker.close()
+            b = worker_name(workers[1])
+            await wait_for_shares(settings, {a: 2, b: 2})
+            await wait_until_succeeded(db, [op for ops in written for op in ops], timeout=60)
+            for field_id in fields:
+                await assert_applied_once_in_order(db, events, field_id, [1], per_key)
+        assert "handed a shard over" in workers[0].output()
+    finally:
+        for worker in workers:
+            with contextlib.suppress(Exception):
+                worker.kill()
