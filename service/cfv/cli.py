@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import click
@@ -23,6 +23,7 @@ from cfv.broker.connection import amqp_urls
 from cfv.broker.permissions import integration_permissions
 from cfv.broker.topology import definitions
 from cfv.domain.access import ACCOUNT_ROLES, PROJECT_PERMISSIONS
+from cfv.faults import EX_CONFIG, Unmet
 from cfv.settings import Settings
 from cfv.store import accounts
 from cfv.store.accounts import AccountError
@@ -51,8 +52,17 @@ def _run(coroutine: Coroutine[Any, Any, None]) -> None:
     # again), and young objects are collected less often (they are nearly all freed by reference counting).
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(coroutine)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            uvloop.run(coroutine)
+    except Unmet as unmet:
+        _unmet(unmet)
+
+
+def _unmet(unmet: Unmet) -> NoReturn:
+    """Exit with the one line an unmet precondition is (``cfv run`` stops rather than restart on its status)."""
+    click.echo(f"cfv: {unmet}", err=True)
+    sys.exit(EX_CONFIG)
 
 
 @main.command()
@@ -87,13 +97,20 @@ def relay(settings: Settings) -> None:
 
 @main.command()
 @click.option("--workers", default=1, show_default=True, help="worker processes to start")
-def run(workers: int) -> None:
+@click.pass_obj
+def run(settings: Settings, workers: int) -> None:
     """Run gateway, relay and workers together, each in its own process, restarting any that exits."""
+    try:  # once here, rather than once per process
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(processes.check_dependencies(settings))
+    except Unmet as unmet:
+        _unmet(unmet)
     names = ["gateway", "relay"] + [f"worker-{n}" for n in range(1, workers + 1)]
-    supervisor = Supervisor([(name, [sys.executable, "-m", "cfv", name.split("-")[0]]) for name in names])
+    supervisor = Supervisor([(name, [sys.executable, "-m", "cfv", name.split("-")[0]]) for name in names],
+                            fatal_exit_codes={EX_CONFIG})
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
-    supervisor.run()
+    sys.exit(supervisor.run())
 
 
 @main.group()

@@ -1,11 +1,22 @@
-"""Failures that pass: what a process waits out and retries rather than reports as a bad request."""
+"""Failures that pass, which a process waits out and retries rather than reports as a bad request; and failures
+that do not, which stop it with one line saying what to do.
+
+A dependency that does not answer yet is waited for: it may be starting too. One that answers *no* will not
+change by waiting: the database does not exist or lacks cfv's migrations, PostgreSQL or RabbitMQ refuses the
+credentials, the virtual host is missing, RabbitMQ lacks the consistent-hash exchange plugin. That is
+:class:`Unmet`: the process exits once, with status 78 (``EX_CONFIG``) and one line naming what is missing and
+the command that provides it, and ``cfv run`` stops rather than restart it again and again. Redis is not a
+precondition: without it the gateway serves unlimited (rate limits fail open) and says so.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
+from aio_pika.exceptions import AMQPError, ProbableAuthenticationError
 
 #: Lost or refused connections, deadlocks, serialisation failures: the same work may well succeed later.
 #: asyncpg's InternalClientError is what a connection lost at the wrong moment raises ("cannot switch to state
@@ -49,3 +60,46 @@ class Backoff:
     async def pause(self) -> None:
         """Sleep (about) the current delay, then lengthen the next one."""
         await asyncio.sleep(self.next())
+
+
+#: The exit status of a process whose precondition is unmet (sysexits.h's EX_CONFIG).
+EX_CONFIG = 78
+
+PLUGIN_LINE = ("RabbitMQ lacks the plugin rabbitmq_consistent_hash_exchange, which routes cfv's commands: enable "
+               "it with `rabbitmq-plugins enable rabbitmq_consistent_hash_exchange` (on every node), then start cfv "
+               "again")
+
+
+class Unmet(Exception):
+    """A precondition that waiting will not meet; its message is the line to print."""
+
+
+def database_name(dsn: str) -> str:
+    """The database a PostgreSQL URL names."""
+    return unquote(urlsplit(dsn).path.lstrip("/")) or "(none)"
+
+
+def explain_postgres(error: BaseException, dsn: str) -> Unmet | None:
+    """The unmet precondition ``error`` shows, if it shows one (None: it may pass, or it is a bug)."""
+    name = database_name(dsn)
+    if isinstance(error, asyncpg.InvalidCatalogNameError):
+        return Unmet(f"PostgreSQL has no database {name!r}: create it, with cfv's schema, by `cfv migrate` (or "
+                     "point CFV_DATABASE_URL at the right one)")
+    if isinstance(error, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
+        return Unmet(f"PostgreSQL refused the user of CFV_DATABASE_URL ({error}): fix the URL's user or password")
+    return None
+
+
+def explain_rabbitmq(error: BaseException) -> Unmet | None:
+    """The unmet precondition ``error`` shows, if it shows one (None: it may pass, or it is a bug)."""
+    text = str(error)
+    if "x-consistent-hash" in text:
+        return Unmet(PLUGIN_LINE)
+    if isinstance(error, ProbableAuthenticationError) or (isinstance(error, AMQPError) and "ACCESS_REFUSED" in text):
+        return Unmet("RabbitMQ refused the user of CFV_AMQP_URL: fix the URL's user or password (or create the "
+                     "user: `rabbitmqctl add_user USER PASSWORD`)")
+    if isinstance(error, AMQPError) and "vhost" in text.lower():
+        return Unmet(f"RabbitMQ refused the virtual host of CFV_AMQP_URL ({text.strip()}): create it and let the "
+                     "user in, with `rabbitmqctl add_vhost VHOST` and `rabbitmqctl set_permissions -p VHOST USER "
+                     "'.*' '.*' '.*'`")
+    return None

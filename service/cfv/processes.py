@@ -16,7 +16,7 @@ from cfv.broker import connection as broker
 from cfv.broker import topology
 from cfv.broker.confirmed import ConfirmedPublisher
 from cfv.broker.publisher import CommandPublisher
-from cfv.faults import TRANSIENT_ERRORS, Backoff
+from cfv.faults import TRANSIENT_ERRORS, Backoff, Unmet, explain_postgres, explain_rabbitmq
 from cfv.gateway.app import create_app
 from cfv.gateway.limits import RateLimiter, redis_client
 from cfv.gateway.protocol import GatewayRunner
@@ -24,8 +24,9 @@ from cfv.gateway.replies import ReplyWaiter
 from cfv.gateway.submit import Submitter
 from cfv.relay import Relay
 from cfv.settings import Settings
-from cfv.store.database import GENERIC_PLANS, create_pool
+from cfv.store.database import GENERIC_PLANS, connect, create_pool
 from cfv.store.listener import Listener
+from cfv.store.migrate import require_schema
 from cfv.worker.membership import Membership
 from cfv.worker.service import Worker, worker_id
 
@@ -33,32 +34,79 @@ log = structlog.get_logger("cfv")
 T = TypeVar("T")
 
 
-async def until_reachable(what: str, connect: Callable[[], Awaitable[T]]) -> T:
-    """Connect, retrying with backoff while the dependency is down (it may be starting too)."""
+async def until_reachable(what: str, connect: Callable[[], Awaitable[T]],
+                          explain: Callable[[BaseException], Unmet | None]) -> T:
+    """Connect, retrying with backoff while the dependency is down (it may be starting too); raise
+    :class:`Unmet` when it answers no (``explain`` says which answers are)."""
     backoff = Backoff(first=0.5, ceiling=10.0)
     while True:
         try:
             return await connect()
-        except TRANSIENT_ERRORS + (ConnectionError,) as error:
+        except Exception as error:
+            if (unmet := explain(error)) is not None:
+                raise unmet from None
+            if not isinstance(error, TRANSIENT_ERRORS + (ConnectionError,)):
+                raise
             log.warning(f"{what} unreachable, retrying", error=repr(error), retry_in=backoff.delay)
             await backoff.pause()
+
+
+def _explain_postgres(settings: Settings) -> Callable[[BaseException], Unmet | None]:
+    return lambda error: explain_postgres(error, settings.database_url)
+
+
+async def declare_topology(amqp: AbstractRobustConnection, settings: Settings) -> None:
+    """Declare cfv's exchanges and queues; raise :class:`Unmet` if the broker cannot have them (a plugin)."""
+    try:
+        channel = await amqp.channel()
+        await topology.declare(channel, shards=settings.command_shards, delivery_limit=settings.delivery_limit)
+        await channel.close()
+    except Exception as error:
+        if (unmet := explain_rabbitmq(error)) is not None:
+            raise unmet from None
+        raise
+
+
+async def check_dependencies(settings: Settings) -> None:
+    """Wait for PostgreSQL and RabbitMQ to answer, and raise :class:`Unmet` if either lacks what cfv needs."""
+    db = await until_reachable("PostgreSQL", lambda: connect(settings.database_url), _explain_postgres(settings))
+    try:
+        await require_schema(db, settings.database_url)
+    finally:
+        await db.close()
+    amqp = await until_reachable("RabbitMQ", lambda: broker.connect(broker.amqp_urls(settings.amqp_url),
+                                                                    name="cfv-check"), explain_rabbitmq)
+    try:
+        await declare_topology(amqp, settings)
+    finally:
+        with contextlib.suppress(Exception):
+            await amqp.close()
 
 
 async def _dependencies(settings: Settings, name: str, *, db_settings: dict[str, str] | None = None,
                         transactions_only: bool = False) -> tuple[asyncpg.Pool[Any], AbstractRobustConnection]:
     pool = await until_reachable("PostgreSQL", lambda: create_pool(
         settings.database_url, size=settings.db_pool_size, settings=db_settings,
-        transactions_only=transactions_only))
-    amqp = await until_reachable("RabbitMQ", lambda: broker.connect(broker.amqp_urls(settings.amqp_url), name=name))
+        transactions_only=transactions_only), _explain_postgres(settings))
+    try:
+        async with pool.acquire() as connection:
+            await require_schema(connection, settings.database_url)
+        amqp = await until_reachable("RabbitMQ", lambda: broker.connect(broker.amqp_urls(settings.amqp_url),
+                                                                        name=name), explain_rabbitmq)
+    except BaseException:
+        await pool.close()
+        raise
+    try:
+        await declare_topology(amqp, settings)
+    except BaseException:
+        await _close(pool, amqp)
+        raise
     return pool, amqp
 
 
 async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Serve HTTP until cancelled."""
     pool, amqp = await _dependencies(settings, "cfv-gateway")
-    channel = await amqp.channel()
-    await topology.declare(channel, shards=settings.command_shards, delivery_limit=settings.delivery_limit)
-    await channel.close()
     listener = Listener(settings.database_url)
     waiter = ReplyWaiter(listener, pool)
     publisher = CommandPublisher(lambda: ConfirmedPublisher.connect_any(broker.amqp_urls(settings.amqp_url),
@@ -97,14 +145,8 @@ async def run_worker(settings: Settings) -> None:
 
 async def run_relay(settings: Settings) -> None:
     """Publish change events until cancelled."""
-    # No pool: the relay holds connections of its own (a listener, a cursor lock, a publisher).
-    amqp = await until_reachable("RabbitMQ", lambda: broker.connect(broker.amqp_urls(settings.amqp_url),
-                                                                    name="cfv-relay"))
-    try:
-        await Relay(settings, amqp).run()
-    finally:
-        with contextlib.suppress(Exception):
-            await amqp.close()
+    await check_dependencies(settings)  # the relay holds connections of its own: a cursor lock, a publisher
+    await Relay(settings).run()
 
 
 async def _close(pool: asyncpg.Pool[Any], amqp: AbstractRobustConnection) -> None:

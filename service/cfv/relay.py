@@ -22,7 +22,6 @@ from typing import Any
 import aio_pika
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractRobustConnection
 from cfv_schemas.events import CONTENT_TYPE
 
 from cfv.broker import topology
@@ -41,20 +40,15 @@ _CONFIRM_TIMEOUT = 10.0
 class Relay:
     """Moves events from the event log to the broker."""
 
-    def __init__(self, settings: Settings, connection: AbstractRobustConnection) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._amqp = connection
         self._wake = asyncio.Event()
         self._dirty: set[int] = set()  # workspaces that may have events after their cursor
         self._sweep = True
         self.published = 0
 
     async def run(self) -> None:
-        """Publish until cancelled, surviving lost connections to either side."""
-        channel = await self._amqp.channel()
-        await topology.declare(channel, shards=self._settings.command_shards,
-                               delivery_limit=self._settings.delivery_limit)
-        await channel.close()
+        """Publish until cancelled, surviving lost connections to either side (cfv's topology declared)."""
         backoff = Backoff(first=0.5, ceiling=10.0)
         while True:
             began = time.monotonic()

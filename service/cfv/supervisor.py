@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -43,8 +43,11 @@ class Supervisor:
     """Runs ``(name, command)`` pairs as child processes and restarts those that exit, until stopped."""
 
     def __init__(self, commands: Sequence[tuple[str, list[str]]], *, first: float = 0.5, ceiling: float = 30.0,
-                 stable_after: float = 60.0, stop_timeout: float = 30.0, tick: float = 0.1) -> None:
+                 stable_after: float = 60.0, stop_timeout: float = 30.0, tick: float = 0.1,
+                 fatal_exit_codes: Collection[int] = ()) -> None:
         self._children = [_Child(name, list(command), Backoff(first, ceiling)) for name, command in commands]
+        self._fatal = set(fatal_exit_codes)
+        self._exit_code = 0
         self._first, self._ceiling = first, ceiling
         self._stable_after = stable_after
         self._stop_timeout = stop_timeout
@@ -59,8 +62,10 @@ class Supervisor:
         """Ask :meth:`run` to stop every process and return (safe to call from a signal handler)."""
         self._stopping = True
 
-    def run(self) -> None:
-        """Start every process; restart those that exit until :meth:`stop`; then stop them all."""
+    def run(self) -> int:
+        """Start every process; restart those that exit until :meth:`stop`, or until one exits with a fatal
+        code (a precondition restarting will not meet: its process said which); then stop them all. Returns
+        0, or the fatal code."""
         for child in self._children:
             self._start(child)
         while not self._stopping:
@@ -69,6 +74,7 @@ class Supervisor:
                 self._watch(child, now)
             time.sleep(self._tick)
         self._stop_all()
+        return self._exit_code
 
     def _start(self, child: _Child) -> None:
         # Its own process group: a terminal's Ctrl-C reaches the supervisor alone, which passes it on once.
@@ -85,6 +91,12 @@ class Supervisor:
             return
         code = child.process.poll()
         if code is None:
+            return
+        if code in self._fatal:
+            log.error("process cannot run; stopping everything", process=child.name, exit_code=code)
+            child.process = None
+            self._exit_code = code
+            self._stopping = True
             return
         if now - child.started_at >= self._stable_after:
             child.backoff = Backoff(self._first, self._ceiling)

@@ -9,7 +9,6 @@ import contextlib
 
 import asyncpg
 import pytest
-from cfv.broker.connection import connect
 from cfv.relay import Relay
 from cfv.settings import Settings
 from conftest import EventCollector, Workspace, running_stack
@@ -33,8 +32,7 @@ class FlakyRelay(Relay):
 
 async def test_the_relay_outlives_what_its_connections_raise(settings: Settings, workspace: Workspace,
                                                              events: EventCollector) -> None:
-    amqp = await connect([settings.amqp_url], name="test-relay")
-    relay = FlakyRelay(settings, amqp)
+    relay = FlakyRelay(settings)
     running = asyncio.create_task(relay.run())
     try:
         async with running_stack(settings, relay=False) as stack:
@@ -51,4 +49,3 @@ async def test_the_relay_outlives_what_its_connections_raise(settings: Settings,
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
-        await amqp.close()

@@ -8,6 +8,10 @@ from urllib.parse import unquote, urlsplit
 import asyncpg
 from yoyo import get_backend, read_migrations
 
+from cfv.faults import Unmet, database_name
+from cfv.store.database import Connection
+from cfv.store.queries import query
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -22,6 +26,30 @@ def apply_migrations(dsn: str) -> int:
         return len(pending)
     finally:
         backend.connection.close()
+
+
+def known_migrations() -> list[str]:
+    """The ids of the migrations this cfv has, in order (yoyo's ids: the file names without ``.sql``)."""
+    return sorted(path.stem for path in MIGRATIONS.glob("*.sql") if not path.stem.endswith(".rollback"))
+
+
+async def applied_migrations(connection: Connection) -> set[str]:
+    """The ids of the migrations applied to the database (none if yoyo never ran there)."""
+    if not await connection.fetchval(query("migrations_table_exists")):
+        return set()
+    return {row["migration_id"] for row in await connection.fetch(query("applied_migrations"))}
+
+
+async def require_schema(connection: Connection, dsn: str) -> None:
+    """Raise :class:`~cfv.faults.Unmet` unless every migration this cfv has was applied to the database (one
+    that has more, from a newer cfv, will do: migrations only add)."""
+    known = known_migrations()
+    missing = [migration for migration in known if migration not in await applied_migrations(connection)]
+    if len(missing) == len(known):
+        raise Unmet(f"the database {database_name(dsn)!r} has no cfv schema: create it with `cfv migrate`")
+    if missing:
+        raise Unmet(f"the database {database_name(dsn)!r} lacks migration(s) {', '.join(missing)}: apply them "
+                    "with `cfv migrate`")
 
 
 async def ensure_database(dsn: str) -> bool:
