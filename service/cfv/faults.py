@@ -98,8 +98,11 @@ def explain_rabbitmq(error: BaseException) -> Unmet | None:
     if isinstance(error, ProbableAuthenticationError) or (isinstance(error, AMQPError) and "ACCESS_REFUSED" in text):
         return Unmet("RabbitMQ refused the user of CFV_AMQP_URL: fix the URL's user or password (or create the "
                      "user: `rabbitmqctl add_user USER PASSWORD`)")
-    if isinstance(error, AMQPError) and "vhost" in text.lower():
-        return Unmet(f"RabbitMQ refused the virtual host of CFV_AMQP_URL ({text.strip()}): create it and let the "
-                     "user in, with `rabbitmqctl add_vhost VHOST` and `rabbitmqctl set_permissions -p VHOST USER "
-                     "'.*' '.*' '.*'`")
+    # Opening a virtual host that does not exist, or that the user may not use, is answered Connection.Close
+    # where Connection.OpenOk was expected (aiormq's InvalidFrameError, its reason left out).
+    if isinstance(error, AMQPError) and ("vhost" in text.lower() or ("Connection.OpenOk" in text
+                                                                       and "Connection.Close" in text)):
+        return Unmet("RabbitMQ refused the virtual host of CFV_AMQP_URL (it does not exist, or the user may not use "
+                     "it): create it and let the user in, with `rabbitmqctl add_vhost VHOST` and `rabbitmqctl "
+                     "set_permissions -p VHOST USER '.*' '.*' '.*'`")
     return None

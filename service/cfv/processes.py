@@ -114,6 +114,7 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
                                  linger=settings.command_linger)
     submitter = Submitter(publisher, waiter, pool, settings.write_timeout)
     limiter = RateLimiter(redis_client(settings), settings)
+    await limiter.check_redis()
     runner = GatewayRunner(create_app(settings, pool, submitter, limiter, listener), access_log=None)
     await listener.start()
     await runner.setup()

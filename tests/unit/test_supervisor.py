@@ -106,3 +106,17 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_a_process_exiting_with_a_fatal_code_stops_everything_instead_of_restarting() -> None:
+    """Status 78: a precondition restarting will not meet (the process printed which): cfv run stops."""
+    unmet = [sys.executable, "-c", "import sys; sys.exit(78)"]
+    supervisor = Supervisor([("steady", STEADY), ("unmet", unmet)], first=0.05, ceiling=0.2, fatal_exit_codes={78})
+    began = time.monotonic()
+    with captured_logs() as logged:
+        assert supervisor.run() == 78
+    assert time.monotonic() - began < 20
+    assert not _exits(logged), "nothing restarted"
+    assert [(e["process"], e["exit_code"]) for e in logged if e["event"].startswith("process cannot run")] == [
+        ("unmet", 78)]
+    assert supervisor.pids() == {"steady": supervisor.pids()["steady"], "unmet": None}

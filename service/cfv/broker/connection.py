@@ -8,6 +8,7 @@ a live one.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
@@ -65,11 +66,27 @@ async def connect(urls: list[str], *, name: str) -> AbstractRobustConnection:
     channels and its consumers after a failure, on whichever node answers then."""
     # aio-pika waits 5 s before reconnecting; a second is plenty for a broker that closed one connection.
     connection = FailoverConnection(urls, client_properties={"connection_name": name}, reconnect_interval=1)
+    robust_log = logging.getLogger("aio_pika.robust_connection")
+    robust_log.addFilter(_first_attempt)  # a failed first attempt raises: its caller says what it means
     try:
         await connection.connect()
     except BaseException:
         await connection.close()
         raise
+    finally:
+        robust_log.removeFilter(_first_attempt)
     return connection
 
 
+def _first_attempt(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Connection to ")  # "... closed. Reconnecting after 1 seconds."
+
+
+def _not_about_the_missing_plugin(record: logging.LogRecord) -> bool:
+    # Declaring cfv's topology on a broker without the consistent-hash plugin closes the connection, which aiormq
+    # logs twice (with a traceback); the process turns that error into one line (cfv.faults.Unmet) and exits.
+    error = record.exc_info[1] if record.exc_info else None
+    return "x-consistent-hash" not in record.getMessage() and "x-consistent-hash" not in str(error or "")
+
+
+logging.getLogger("aiormq.connection").addFilter(_not_about_the_missing_plugin)

@@ -258,6 +258,18 @@ class RateLimiter:
         self._blocked[address] = (time.monotonic() + budget.reset, budget)
         return budget
 
+    async def check_redis(self) -> bool:
+        """Whether Redis answers; if not, say once, at start, that requests are served unlimited until it does."""
+        try:
+            async with asyncio.timeout(self._deadline):
+                await self._redis.ping()
+            return True
+        except (RedisError, OSError, TimeoutError) as error:
+            self._warned_at = time.monotonic()  # this is the warning of the minute
+            log.warning("Redis does not answer: rate limits are not enforced until it does (set CFV_REDIS_URL, or "
+                        "start Redis)", error=type(error).__name__)
+            return False
+
     async def close(self) -> None:
         """Close the Redis client (the limiter's owner decides when)."""
         await self._redis.aclose()
