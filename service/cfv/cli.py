@@ -70,7 +70,7 @@ def _unmet(unmet: Unmet) -> NoReturn:
 def migrate(settings: Settings) -> None:
     """Create the database if needed and apply pending migrations."""
     created = asyncio.run(ensure_database(settings.database_url))
-    applied = apply_migrations(settings.database_url)
+    applied = apply_migrations(settings.database_url, lambda migration: click.echo(f"applied {migration}"))
     click.echo(f"database {'created' if created else 'present'}; {applied} migration(s) applied")
 
 

@@ -84,7 +84,8 @@ async def check_dependencies(settings: Settings) -> None:
 
 
 async def _dependencies(settings: Settings, name: str, *, db_settings: dict[str, str] | None = None,
-                        transactions_only: bool = False) -> tuple[asyncpg.Pool[Any], AbstractRobustConnection]:
+                        transactions_only: bool = False, declare: bool = True,
+                        ) -> tuple[asyncpg.Pool[Any], AbstractRobustConnection]:
     pool = await until_reachable("PostgreSQL", lambda: create_pool(
         settings.database_url, size=settings.db_pool_size, settings=db_settings,
         transactions_only=transactions_only), _explain_postgres(settings))
@@ -97,7 +98,8 @@ async def _dependencies(settings: Settings, name: str, *, db_settings: dict[str,
         await pool.close()
         raise
     try:
-        await declare_topology(amqp, settings)
+        if declare:
+            await declare_topology(amqp, settings)
     except BaseException:
         await _close(pool, amqp)
         raise
@@ -137,7 +139,7 @@ async def run_worker(settings: Settings) -> None:
     """Apply commands until cancelled."""
     name = worker_id()  # the same in its broker connection's name and its presence in the database
     pool, amqp = await _dependencies(settings, f"cfv-worker/{name}", db_settings=GENERIC_PLANS,
-                                     transactions_only=True)
+                                     transactions_only=True, declare=False)  # the worker declares as it subscribes
     try:
         await Worker(settings, pool, amqp, Membership(settings.database_url, name)).run()
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -15,17 +17,29 @@ from cfv.store.queries import query
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def apply_migrations(dsn: str) -> int:
-    """Apply every pending migration; return how many were applied."""
+def apply_migrations(dsn: str, on_applied: Callable[[str], None] | None = None) -> int:
+    """Apply every pending migration, calling ``on_applied(id)`` after each; return how many were applied.
+
+    yoyo's own log lines (one per step of each migration) are left out: a migration is the unit an operator
+    cares about.
+    """
+    yoyo_log = logging.getLogger("yoyo")
+    level = yoyo_log.level
+    yoyo_log.setLevel(logging.WARNING)
     backend = get_backend(_yoyo_url(dsn))
     try:
         migrations = read_migrations(str(MIGRATIONS))
         with backend.lock():
             pending = backend.to_apply(migrations)
-            backend.apply_migrations(pending)
+            for migration in pending:
+                backend.apply_one(migration)
+                if on_applied is not None:
+                    on_applied(migration.id)
+            backend.run_post_apply(pending)
         return len(pending)
     finally:
         backend.connection.close()
+        yoyo_log.setLevel(level)
 
 
 def known_migrations() -> list[str]:

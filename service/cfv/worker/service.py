@@ -50,7 +50,7 @@ from pydantic import ValidationError
 
 from cfv.broker import topology
 from cfv.domain.writes import ErrorType
-from cfv.faults import TRANSIENT_ERRORS, Backoff
+from cfv.faults import TRANSIENT_ERRORS, Backoff, explain_rabbitmq
 from cfv.settings import Settings
 from cfv.store import batches
 from cfv.store.database import Connection
@@ -166,9 +166,14 @@ class Worker:
                 )
                 await channel.set_qos(prefetch_count=self._settings.worker_prefetch)
                 await declared.dead_letter_settle.consume(self._settle_dead_letter)
-                for n in range(self._settings.command_shards):
-                    await self._consume_shard(n)
+                shards = range(self._settings.command_shards)  # all settled before any is undone:
+                subscribed = await asyncio.gather(*map(self._consume_shard, shards), return_exceptions=True)
+                for outcome in subscribed:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
             except TRANSIENT_ERRORS + (AMQPError, RuntimeError) as error:  # RuntimeError: a closed channel
+                if (unmet := explain_rabbitmq(error)) is not None:  # no consistent-hash plugin: waiting is no use
+                    raise unmet from None
                 log.warning("cannot subscribe yet, retrying", error=repr(error), retry_in=backoff.delay)
                 for consumer in [*self._consumers.values()]:
                     await self._close_consumer(consumer)
