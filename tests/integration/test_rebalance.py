@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,11 @@ async def test_shards_spread_over_the_live_workers_and_follow_them_keeping_each_
 
             workers.append(WorkerProcess(settings, tmp_path / "worker-b.log", **overrides))
             await workers[1].started()
+            joined = time.monotonic()
             b = worker_name(workers[1])
             await wait_for_shares(settings, {a: 2, b: 2})
+            # Within a few looks (0.3 s apart here) and the management plugin's lag (it shows consumers late).
+            assert time.monotonic() - joined < 8
             await asyncio.sleep(1)  # both apply for a while
 
             workers[1].kill()  # kill -9, mid-stream: its shards fail over to the waiting consumer, a
