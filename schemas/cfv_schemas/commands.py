@@ -77,6 +77,15 @@ class DeleteField(_CommandBase):
     custom_field_id: StrictInt
 
 
+class DeleteProject(_CommandBase):
+    """Delete a work-item project (Plane): each of its properties deleted as :class:`DeleteField` deletes one
+    (every value announced as deleted), and the project itself, in one transaction. Takes an account
+    administrator."""
+
+    type: Literal["delete_project"]
+    project_id: UUID
+
+
 class SubjectPlacement(BaseModel):
     """A subject and the project it belongs to (a Workspace subject's id, or a project's UUID)."""
 
@@ -103,6 +112,7 @@ def _command_type(data: Any) -> str:
 
 
 Command = Annotated[Annotated[WriteValues, Tag("write_values")] | Annotated[DeleteField, Tag("delete_field")]
+                    | Annotated[DeleteProject, Tag("delete_project")]
                     | Annotated[RegisterSubjects, Tag("register_subjects")],
                     Discriminator(_command_type)]
 

@@ -67,6 +67,13 @@ def worker_name(worker: WorkerProcess) -> str:
     raise AssertionError(f"no worker id in the log of {worker.pid}:\n{worker.output()}")
 
 
+async def start_worker(workers: list[WorkerProcess], settings: Settings, log: Path, **overrides: Any) -> str:
+    """Start a worker process (appended to ``workers``, for the caller to kill); its connection name."""
+    workers.append(WorkerProcess(settings, log, **overrides))
+    await workers[-1].started()
+    return worker_name(workers[-1])
+
+
 async def wait_for_shares(settings: Settings, expected: dict[str, int], timeout: float = 20.0) -> None:
     """Wait until the shards are spread as ``expected`` (connection name: shard count)."""
     last: dict[str | None, int] = {}
@@ -97,18 +104,14 @@ async def test_shards_spread_over_the_live_workers_and_follow_them_keeping_each_
             await asyncio.sleep(0.01)
 
     try:
-        workers.append(WorkerProcess(settings, tmp_path / "worker-a.log", **overrides))
-        await workers[0].started()
-        a = worker_name(workers[0])
+        a = await start_worker(workers, settings, tmp_path / "worker-a.log", **overrides)
         async with running_stack(settings, worker=False) as stack:
             fields = [await number_field(stack, workspace) for workspace in workspaces]
             streams = [asyncio.create_task(stream(stack, w, f)) for w, f in zip(workspaces, fields, strict=True)]
             await wait_for_shares(settings, {a: 4})
 
-            workers.append(WorkerProcess(settings, tmp_path / "worker-b.log", **overrides))
-            await workers[1].started()
+            b = await start_worker(workers, settings, tmp_path / "worker-b.log", **overrides)
             joined = time.monotonic()
-            b = worker_name(workers[1])
             await wait_for_shares(settings, {a: 2, b: 2})
             # Within a few looks (0.3 s apart here) and the management plugin's lag (it shows consumers late).
             assert time.monotonic() - joined < 8
@@ -117,9 +120,7 @@ async def test_shards_spread_over_the_live_workers_and_follow_them_keeping_each_
             workers[1].kill()  # kill -9, mid-stream: its shards fail over to the waiting consumer, a
             await wait_for_shares(settings, {a: 4})
 
-            workers.append(WorkerProcess(settings, tmp_path / "worker-c.log", **overrides))
-            await workers[2].started()
-            c = worker_name(workers[2])
+            c = await start_worker(workers, settings, tmp_path / "worker-c.log", **overrides)
             await wait_for_shares(settings, {a: 2, c: 2})
             await asyncio.sleep(1)
 
@@ -152,9 +153,7 @@ async def test_a_handover_while_the_worker_holds_a_full_prefetch_keeps_each_key_
     workers: list[WorkerProcess] = []
     per_key = 40
     try:
-        workers.append(WorkerProcess(settings, tmp_path / "worker-a.log", **overrides))
-        await workers[0].started()
-        a = worker_name(workers[0])
+        a = await start_worker(workers, settings, tmp_path / "worker-a.log", **overrides)
         async with running_stack(settings, worker=False) as stack:
             fields = [await number_field(stack, workspace) for workspace in workspaces]
             blocker = await asyncpg.connect(settings.database_url)
@@ -166,13 +165,11 @@ async def test_a_handover_while_the_worker_holds_a_full_prefetch_keeps_each_key_
                     async def stream(workspace: Workspace, field_id: int) -> list[uuid.UUID]:
                         return [await write_async(stack, workspace, field_id, 1, value) for value in range(per_key)]
                     written = await asyncio.gather(*(stream(w, f) for w, f in zip(workspaces, fields, strict=True)))
-                    workers.append(WorkerProcess(settings, tmp_path / "worker-b.log", **overrides))
-                    await workers[1].started()
+                    b = await start_worker(workers, settings, tmp_path / "worker-b.log", **overrides)
                     await asyncio.sleep(1.5)  # a has seen b, and waits for its batch to end to hand over ...
                     await wait_for_shares(settings, {a: 4})  # ... (the management plugin's view may lag)
             finally:
                 await blocker.close()
-            b = worker_name(workers[1])
             await wait_for_shares(settings, {a: 2, b: 2})
             await wait_until_succeeded(db, [op for ops in written for op in ops], timeout=60)
             for field_id in fields:

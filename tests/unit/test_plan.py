@@ -12,7 +12,14 @@ from cfv.domain.fields import FieldDefinition, SubjectType, ValueType
 from cfv.domain.writes import ValueKey
 from cfv.store.batches import KnownOperation, Loaded, SignerRow
 from cfv.worker.plan import OUTBOX_CHANNEL, BatchPlanner, Plan, claims, reads_of, reply_channel
-from cfv_schemas.commands import CommandItem, DeleteField, RegisterSubjects, SubjectPlacement, WriteValues
+from cfv_schemas.commands import (
+    CommandItem,
+    DeleteField,
+    DeleteProject,
+    RegisterSubjects,
+    SubjectPlacement,
+    WriteValues,
+)
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 WS = 1
@@ -152,6 +159,50 @@ def test_a_field_deletion_deletes_every_value_it_holds_then_its_field() -> None:
                                                                                       ("9", "deleted")]
     assert result.writes.deleted_fields == [1]
     assert sorted((c[2], c[4], c[5]) for c in result.writes.current) == [("7", 4, None), ("9", 2, None)]
+
+
+PROJECT = uuid.UUID("5d7c9c1e-8a53-4a35-9b8f-0f3f2b4a7e10")
+TITLE = FieldDefinition(3, WS, "Title", SubjectType.WORK_ITEM, ValueType.STRING, project=str(PROJECT))
+SIZE = FieldDefinition(4, WS, "Size", SubjectType.WORK_ITEM, ValueType.NUMBER, project=str(PROJECT))
+
+
+def delete_project(project: uuid.UUID = PROJECT) -> DeleteProject:
+    return DeleteProject(type="delete_project", id=uuid.uuid4(), workspace_id=WS, accepted_at=NOW, project_id=project)
+
+
+def test_a_project_deletion_deletes_every_value_of_every_property_then_them_and_the_project() -> None:
+    deletion, again = delete_project(), delete_project()
+    commands = [deletion, again]
+    project_fields = {(WS, PROJECT): [3, 4]}
+    reads = reads_of(commands, [ADMIN_KEY] * 2, project_fields)
+    assert sorted(reads.field_ids) == [3, 3, 4, 4]
+    planner = BatchPlanner(commands, [ADMIN_KEY] * 2, loaded(definitions={3: TITLE, 4: SIZE}), reads.keys,
+                           project_fields)
+    assert sorted(planner.deleting()) == [3, 3, 4, 4]
+    item = "6e8a1a2b-0000-4000-8000-000000000001"
+    assert planner.keys_to_read({3: [("WorkItem", item)], 4: []}) == [(WS, ValueKey(SubjectType.WORK_ITEM, item, 3))]
+    result = planner.plan(NOW, idempotency={}, more_ids=[200, 201],
+                          more_states=[(WS, "WorkItem", item, 3, 2, 50, "hello", None, None)])
+    assert [o["status"] for o in result.outcomes] == ["succeeded", "failed"]  # the second finds it gone
+    assert result.outcomes[1]["errors"][0]["type"] == "not_found"
+    assert [(v["subject_id"], v["change"]) for v in result.outcomes[0]["values"]] == [(item, "deleted")]
+    assert result.writes.deleted_fields == [3, 4]
+    assert result.writes.deleted_projects == [(WS, PROJECT)]
+
+
+def test_a_project_deletion_takes_an_account_administrator_and_a_live_project() -> None:
+    lead = b"L" * 32
+    signers = [SignerRow(ADMIN_KEY, 7, WS, 70, "account_admin", True), SignerRow(lead, 9, WS, 90, "project_lead", True)]
+    missing, refused = delete_project(uuid.uuid4()), delete_project()
+    commands = [missing, refused]
+    project_fields = {(WS, PROJECT): [3]}
+    reads = reads_of(commands, [ADMIN_KEY, lead], project_fields)
+    planner = BatchPlanner(commands, [ADMIN_KEY, lead], loaded(definitions={3: TITLE}, signers=signers), reads.keys,
+                           project_fields)
+    assert planner.deleting() == []  # neither reads a value
+    result = planner.plan(NOW, idempotency={})
+    assert [o["errors"][0]["type"] for o in result.outcomes] == ["not_found", "forbidden"]
+    assert result.writes.deleted_fields == [] and result.writes.deleted_projects == []
 
 
 def test_writes_to_unique_fields_probe_their_values() -> None:

@@ -91,3 +91,12 @@ def accepted(submitted: Submitted, *, respond_async: bool) -> web.Response:
         headers["Preference-Applied"] = "respond-async"
     return json_response({"operation": {"id": str(submitted.operation_id), "status": "pending",
                                         "location": location}}, 202, headers)
+
+
+def deletion_answer(submitted: Submitted, *, respond_async: bool) -> web.Response:
+    """The answer to a deletion the workers applied: 204 once done, 202 while it is not, or its failure."""
+    if submitted.outcome is None:
+        return accepted(submitted, respond_async=respond_async)
+    if submitted.outcome["status"] == "failed":
+        raise ApiError(failure_status(submitted.outcome), submitted.outcome["errors"])
+    return web.Response(status=204)

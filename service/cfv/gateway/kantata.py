@@ -22,7 +22,7 @@ from cfv.gateway import keys
 from cfv.gateway.auth import Principal, require_admin
 from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
-from cfv.gateway.http import accepted, failure_status, read_json, wants_async
+from cfv.gateway.http import accepted, deletion_answer, failure_status, read_json, wants_async
 from cfv.store.queries import query
 from cfv.worker.apply import Outcome
 
@@ -291,8 +291,4 @@ async def submit_field_deletion(request: web.Request, field_id: int) -> web.Resp
     submitted = await request.app[keys.SUBMITTER].delete_field(
         _principal(request), field_id, idempotency_key=request.headers.get("Idempotency-Key"),
         wait=not respond_async)
-    if submitted.outcome is None:
-        return accepted(submitted, respond_async=respond_async)
-    if submitted.outcome["status"] == "failed":
-        raise ApiError(failure_status(submitted.outcome), submitted.outcome["errors"])
-    return web.Response(status=204)
+    return deletion_answer(submitted, respond_async=respond_async)

@@ -33,7 +33,7 @@ from cfv.gateway.auth import Principal, require_admin, require_project_admin
 from cfv.gateway.choices import delete_choice
 from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
-from cfv.gateway.http import accepted, failure_status, read_json, wants_async
+from cfv.gateway.http import accepted, deletion_answer, failure_status, read_json, wants_async
 from cfv.gateway.kantata import submit_field_deletion
 from cfv.gateway.plane_wire import (
     core_type,
@@ -150,12 +150,14 @@ async def update_project(request: web.Request) -> web.Response:
 
 @routes.delete(PROJECT)
 async def delete_project(request: web.Request) -> web.Response:
-    """Delete a project and its properties (which then take no values)."""
+    """Delete a project, its properties and all their values (each announced as deleted), through the workers:
+    204 once done (202 if it takes longer)."""
     principal, row = await _project(request)
     require_admin(principal)
-    if await _pool(request).fetchval(query("delete_project"), principal.workspace_id, row["id"]) is None:
-        raise not_found("project")
-    return web.Response(status=204)
+    respond_async = wants_async(request)
+    submitted = await request.app[keys.SUBMITTER].delete_project(
+        principal, row["id"], idempotency_key=request.headers.get("Idempotency-Key"), wait=not respond_async)
+    return deletion_answer(submitted, respond_async=respond_async)
 
 
 # --- properties ---------------------------------------------------------------------------------------

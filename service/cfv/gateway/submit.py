@@ -16,7 +16,15 @@ from typing import Any
 
 import asyncpg
 import orjson
-from cfv_schemas.commands import Command, CommandItem, DeleteField, RegisterSubjects, SubjectPlacement, WriteValues
+from cfv_schemas.commands import (
+    Command,
+    CommandItem,
+    DeleteField,
+    DeleteProject,
+    RegisterSubjects,
+    SubjectPlacement,
+    WriteValues,
+)
 
 from cfv.batching import Coalescer
 from cfv.broker.publisher import CommandPublisher, PublishFailed
@@ -60,6 +68,14 @@ class Submitter:
         """Publish the deletion of a field and all its values; with ``wait``, return its outcome."""
         command = DeleteField(type="delete_field", custom_field_id=field_id,
                               **self._envelope(principal, idempotency_key, wait, {"delete_field": field_id}))
+        return await self._send(principal, command, wait)
+
+    async def delete_project(self, principal: Principal, project_id: uuid.UUID, *, idempotency_key: str | None,
+                             wait: bool) -> Submitted:
+        """Publish the deletion of a project, its properties and all their values; with ``wait``, return its
+        outcome."""
+        command = DeleteProject(type="delete_project", project_id=project_id,
+                                **self._envelope(principal, idempotency_key, wait, {"delete_project": str(project_id)}))
         return await self._send(principal, command, wait)
 
     async def register_subjects(self, principal: Principal, subjects: list[SubjectPlacement], *,

@@ -91,6 +91,7 @@ class Writes:
     idempotency_keys: list[tuple[Any, ...]] = field(default_factory=list)
     registrations: list[tuple[int, str, str, str]] = field(default_factory=list)
     deleted_fields: list[int] = field(default_factory=list)
+    deleted_projects: list[tuple[int, uuid.UUID]] = field(default_factory=list)  # (workspace, project)
 
 
 async def lock_workspaces(connection: Connection, workspaces: Iterable[int]) -> datetime:
@@ -151,6 +152,15 @@ async def unique_holders(connection: Connection, probes: Sequence[tuple[int, int
     return list(await connection.fetch(query("unique_holders"), *_columns(probes, 3)))
 
 
+ProjectKey = tuple[int, uuid.UUID]  # workspace id, project id
+
+
+async def live_project_fields(connection: Connection, projects: Sequence[ProjectKey]) -> dict[ProjectKey, list[int]]:
+    """The live properties of each of ``projects`` that exists and is not deleted (the others are left out)."""
+    rows = await connection.fetch(query("live_project_fields"), [w for w, _ in projects], [p for _, p in projects])
+    return {(r["workspace_id"], r["project_id"]): list(r["field_ids"]) for r in rows}
+
+
 async def field_value_keys(connection: Connection, field_id: int) -> list[tuple[str, str]]:
     """(subject type, subject id) of every value the field holds now."""
     return [(r["subject_type"], r["subject_id"]) for r in await connection.fetch(query("field_value_keys"), field_id)]
@@ -181,6 +191,9 @@ async def persist(connection: Connection, writes: Writes, now: datetime) -> None
         await connection.execute(query("register_subjects"), *_columns(writes.registrations, 4), now)
     if writes.deleted_fields:
         await connection.execute(query("mark_fields_deleted"), writes.deleted_fields, now)
+    if writes.deleted_projects:
+        await connection.execute(query("mark_projects_deleted"), [w for w, _ in writes.deleted_projects],
+                                 [p for _, p in writes.deleted_projects], now)
     if writes.unauthenticated:
         await connection.execute(query("fail_unauthenticated"), *_columns(writes.unauthenticated, 4), now)
     if writes.idempotency_keys:  # after the operations they point at

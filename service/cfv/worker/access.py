@@ -95,6 +95,14 @@ class BatchAccess:
         return allowed(signer.grants, definition.read_access, key.subject_type, project)
 
     @staticmethod
+    def project_deletion_error(signer: Signer, project: object) -> ItemError | None:
+        """Deleting a project (its properties and their values) takes an account administrator."""
+        if signer.grants.is_admin:
+            return None
+        return ItemError(ErrorType.FORBIDDEN, f"only account administrators may delete a project ({project})",
+                         "project_id")
+
+    @staticmethod
     def field_deletion_error(signer: Signer, definition: FieldDefinition) -> ItemError | None:
         """Deleting a field (and its values) takes an account administrator, or a project administrator of a
         work-item property's project."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from cfv_schemas.commands import Command
+from cfv_schemas.commands import Command, DeleteProject
 
 from cfv.domain.writes import ErrorType, ItemError
 from cfv.store import batches
@@ -46,11 +46,13 @@ async def apply_batch(connection: Connection, commands: Sequence[Command], signe
         now = await batches.lock_workspaces(connection, (c.workspace_id for c in commands))
         if locked is not None:
             await locked(connection)
-        reads = reads_of(commands, signed_by)
-        planner = BatchPlanner(commands, signed_by, await batches.load(connection, reads), reads.keys)
+        projects = [(c.workspace_id, c.project_id) for c in commands if isinstance(c, DeleteProject)]
+        project_fields = await batches.live_project_fields(connection, projects) if projects else {}
+        reads = reads_of(commands, signed_by, project_fields)
+        planner = BatchPlanner(commands, signed_by, await batches.load(connection, reads), reads.keys, project_fields)
         idempotency = await batches.idempotency_records(connection, planner.idempotency_scopes())
         deletion_keys = {field_id: await batches.field_value_keys(connection, field_id)
-                         for field_id in planner.deleting()}
+                         for field_id in dict.fromkeys(planner.deleting())}
         more_states = [*await batches.key_states(connection, planner.keys_to_read(deletion_keys)),
                        *await batches.unique_holders(connection, planner.unique_probes())]
         more_ids = await batches.allocate_ids(connection, planner.ids_needed())

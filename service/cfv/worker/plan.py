@@ -16,14 +16,14 @@ from enum import Enum
 from typing import Any
 
 import orjson
-from cfv_schemas.commands import Command, DeleteField, RegisterSubjects, WriteValues
+from cfv_schemas.commands import Command, DeleteField, DeleteProject, RegisterSubjects, WriteValues
 from cfv_schemas.events import EVENT_TYPES
 
 from cfv.domain.changes import EMPTY, Change, KeyState, StoredValue, fold_command
 from cfv.domain.fields import SUBJECT_TYPES, FieldDefinition
 from cfv.domain.values import InvalidValue, canonical_subject_id
 from cfv.domain.writes import ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey, WriteItem, validate_items
-from cfv.store.batches import KnownOperation, Loaded, Reads, WorkspaceKey, Writes, states_of
+from cfv.store.batches import KnownOperation, Loaded, ProjectKey, Reads, WorkspaceKey, Writes, states_of
 from cfv.worker.access import BatchAccess, Signer, subjects_of
 
 Outcome = dict[str, Any]  # the JSON form of cfv_schemas.outcomes.Outcome, built directly on the hot path
@@ -39,11 +39,13 @@ def reply_channel(gateway_id: str) -> str:
     return REPLY_CHANNEL_PREFIX + gateway_id
 
 
-def reads_of(commands: Sequence[Command], signed_by: Sequence[bytes]) -> Reads:
-    """What applying ``commands`` (signed by ``signed_by``) will need read."""
+def reads_of(commands: Sequence[Command], signed_by: Sequence[bytes],
+             project_fields: Mapping[ProjectKey, Sequence[int]] | None = None) -> Reads:
+    """What applying ``commands`` (signed by ``signed_by``) will need read (``project_fields``: the live
+    properties of the projects they delete)."""
     return Reads(
         operation_ids=[c.id for c in commands], signers=list(signed_by),
-        field_ids=[field_id for c in commands for field_id in _field_ids(c)],
+        field_ids=[field_id for c in commands for field_id in _field_ids(c, project_fields or {})],
         keys=[(c.workspace_id, key) for c in commands for key in _keys_named(c)],
         subjects=subjects_of(commands), workspaces=[c.workspace_id for c in commands],
         new_ids=sum(len(c.items) for c in commands if isinstance(c, WriteValues)))
@@ -84,8 +86,9 @@ class _Prepared:
     public_key: bytes
     writes: list[ValidWrite] = field(default_factory=list)
     outcome: Outcome | None = None  # set when the command is settled without writing
-    deleting: FieldDefinition | None = None  # the field a DeleteField command deletes
-    stored_keys: list[ValueKey] = field(default_factory=list)  # and the keys holding its values before the batch
+    deleting: list[FieldDefinition] = field(default_factory=list)  # the fields a deletion deletes
+    project: uuid.UUID | None = None  # the project a DeleteProject command deletes
+    stored_keys: list[ValueKey] = field(default_factory=list)  # and the keys holding their values before the batch
     signer: Signer | None = None  # None: the command's credentials were refused (its outcome says why)
     actor: str = ""  # the setter: the signing key (``key:<id>``), whatever the command says
 
@@ -110,8 +113,10 @@ class BatchPlanner:
     :meth:`keys_to_read` and :meth:`ids_needed`."""
 
     def __init__(self, commands: Sequence[Command], signed_by: Sequence[bytes], loaded: Loaded,
-                 requested: Iterable[WorkspaceKey]) -> None:
+                 requested: Iterable[WorkspaceKey], project_fields: Mapping[ProjectKey, Sequence[int]] | None = None,
+                 ) -> None:
         self._commands = commands
+        self._project_fields = project_fields or {}
         self._signed_by = signed_by
         self._loaded = loaded
         self._requested = set(requested)
@@ -128,12 +133,14 @@ class BatchPlanner:
         authenticated = self._access.authenticate(command, public_key)
         if isinstance(authenticated, ItemError):
             return _Prepared(command, public_key, outcome=failed(command.id, [authenticated]))
-        p = _validate(command, public_key, self._loaded.definitions)
+        p = _validate(command, public_key, self._loaded.definitions, self._project_fields)
         p.signer, p.actor = authenticated, authenticated.actor
-        if p.deleting is not None:  # refused before its values are read: nobody may make the worker read them
-            refusal = self._access.field_deletion_error(authenticated, p.deleting)
-            if refusal is not None:
-                p.outcome, p.deleting = failed(command.id, [refusal]), None
+        # Refused before its values are read: nobody may make the worker read them.
+        refusals = [self._access.project_deletion_error(authenticated, p.project)] if p.project is not None else []
+        refusals += [self._access.field_deletion_error(authenticated, d) for d in p.deleting]
+        refused = [refusal for refusal in refusals if refusal is not None]
+        if p.outcome is None and refused:
+            p.outcome, p.deleting, p.project = failed(command.id, refused[:1]), [], None
         return p
 
     def idempotency_scopes(self) -> list[tuple[int, str]]:
@@ -143,7 +150,7 @@ class BatchPlanner:
 
     def deleting(self) -> list[int]:
         """The fields this batch deletes (each needs its values' keys read)."""
-        return [p.deleting.id for p in self._prepared if p.deleting is not None]
+        return [definition.id for p in self._prepared for definition in p.deleting]
 
     def unique_probes(self) -> list[tuple[int, int, str]]:
         """(workspace, field, value as JSON) of each write to a unique field: the holders of those values are
@@ -156,8 +163,9 @@ class BatchPlanner:
         as a safety net, any write's key the commands' own reading missed)."""
         keys: list[WorkspaceKey] = []
         for p in self._prepared:
-            if p.deleting is not None:
-                p.stored_keys = [ValueKey(SUBJECT_TYPES[t], i, p.deleting.id) for t, i in deletion_keys[p.deleting.id]]
+            if p.deleting:
+                p.stored_keys = [ValueKey(SUBJECT_TYPES[t], i, d.id)
+                                 for d in p.deleting for t, i in deletion_keys[d.id]]
             keys.extend((p.command.workspace_id, key) for key in [w.key for w in p.writes] + p.stored_keys)
         return [key for key in dict.fromkeys(keys) if key not in self._requested]
 
@@ -165,7 +173,7 @@ class BatchPlanner:
         """Value ids beyond the first read's: a field's deletion also deletes the values this batch gives it, at
         most one per write (call after :meth:`keys_to_read`)."""
         writes = sum(len(p.writes) for p in self._prepared)
-        return sum(len(p.stored_keys) + writes for p in self._prepared if p.deleting is not None)
+        return sum(len(p.stored_keys) + writes for p in self._prepared if p.deleting)
 
     def plan(self, now: datetime, *, idempotency: dict[tuple[int, str], tuple[str, Outcome]],
              more_states: Iterable[Sequence[Any]] = (), more_ids: Sequence[int] = ()) -> Plan:
@@ -179,6 +187,7 @@ class BatchPlanner:
         batch = _BatchWrites(now, self._loaded.slugs, dict(self._loaded.heads))
         idempotent: list[_Prepared] = []
         deleted_fields: set[int] = set()
+        deleted_projects: set[ProjectKey] = set()
         for p in self._prepared:
             command, signer = p.command, p.signer
             if signer is None:
@@ -194,12 +203,21 @@ class BatchPlanner:
                     idempotency[idem] = (command.request_hash or "", p.outcome)
                     idempotent.append(p)
                 continue
-            if p.outcome is None and p.deleting is not None:
-                if p.deleting.id in deleted_fields:
-                    p.outcome = failed(command.id, [_field_not_found(p.deleting.id)])
+            deletion = p.project is not None or bool(p.deleting)
+            if p.outcome is None and deletion:
+                project = (command.workspace_id, p.project) if p.project is not None else None
+                if project in deleted_projects:
+                    p.outcome = failed(command.id, [_project_not_found(p.project)])
                     continue
-                deleted_fields.add(p.deleting.id)
-                p.writes = _deletes_of_field(p.deleting, p.stored_keys, states.get(command.workspace_id, {}))
+                gone = [_field_not_found(d.id) for d in p.deleting if d.id in deleted_fields]
+                if gone and project is None:
+                    p.outcome = failed(command.id, gone)
+                    continue
+                p.deleting = [d for d in p.deleting if d.id not in deleted_fields]  # a project's, deleted earlier
+                deleted_fields.update(d.id for d in p.deleting)
+                if project is not None:
+                    deleted_projects.add(project)
+                p.writes = _deletes_of_fields(p.deleting, p.stored_keys, states.get(command.workspace_id, {}))
             elif p.outcome is None and deleted_fields:  # validated before an earlier command deleted its field
                 gone = [_field_not_found(w.key.custom_field_id, w.index) for w in p.writes
                         if w.key.custom_field_id in deleted_fields]
@@ -207,7 +225,7 @@ class BatchPlanner:
                     p.outcome = failed(command.id, gone)
                     continue
             if p.outcome is None:
-                forbidden = [] if p.deleting else access.write_errors(signer, command.workspace_id, p.writes)
+                forbidden = [] if deletion else access.write_errors(signer, command.workspace_id, p.writes)
                 if forbidden:
                     p.outcome = failed(command.id, forbidden)
                     continue
@@ -223,6 +241,7 @@ class BatchPlanner:
         writes = batch.rows(states)
         writes.registrations = access.registrations
         writes.deleted_fields = sorted(deleted_fields)
+        writes.deleted_projects = sorted(deleted_projects)
         outcomes: dict[uuid.UUID, Outcome] = {}
         texts: dict[uuid.UUID, str] = {}  # each outcome serialised once: stored, and sent to its gateway
         for p in self._prepared:
@@ -260,9 +279,11 @@ class BatchPlanner:
                      for c, claim in zip(self._commands, self._claims, strict=True)], writes)
 
 
-def _field_ids(command: Command) -> list[int]:
+def _field_ids(command: Command, project_fields: Mapping[ProjectKey, Sequence[int]]) -> list[int]:
     if isinstance(command, DeleteField):
         return [command.custom_field_id]
+    if isinstance(command, DeleteProject):
+        return list(project_fields.get((command.workspace_id, command.project_id), ()))
     if isinstance(command, RegisterSubjects):
         return []
     return [item.custom_field_id for item in command.items]
@@ -294,23 +315,35 @@ def _field_not_found(field_id: int, index: int | None = None) -> ItemError:
     return ItemError(ErrorType.NOT_FOUND, f"custom field {field_id} not found", "custom_field_id", index, field_id)
 
 
-def _deletes_of_field(definition: FieldDefinition, stored_keys: list[ValueKey],
-                      states: dict[ValueKey, KeyState]) -> list[ValidWrite]:
-    """A delete of every value the field holds now: stored before the batch, or written earlier in it."""
-    keys = dict.fromkeys(stored_keys + [k for k in states if k.custom_field_id == definition.id])
-    return [ValidWrite(index, key, None, definition, Op.DELETE) for index, key in enumerate(
-        key for key in keys if states.get(key, EMPTY).current is not None)]
+def _project_not_found(project: uuid.UUID | None) -> ItemError:
+    return ItemError(ErrorType.NOT_FOUND, f"project {project} not found", "project_id")
 
 
-def _validate(command: Command, public_key: bytes, definitions: dict[int, FieldDefinition]) -> _Prepared:
+def _deletes_of_fields(definitions: list[FieldDefinition], stored_keys: list[ValueKey],
+                       states: dict[ValueKey, KeyState]) -> list[ValidWrite]:
+    """A delete of every value the fields hold now: stored before the batch, or written earlier in it."""
+    by_id = {definition.id: definition for definition in definitions}
+    keys = dict.fromkeys(stored_keys + [k for k in states if k.custom_field_id in by_id])
+    return [ValidWrite(index, key, None, by_id[key.custom_field_id], Op.DELETE) for index, key in enumerate(
+        key for key in keys if key.custom_field_id in by_id and states.get(key, EMPTY).current is not None)]
+
+
+def _validate(command: Command, public_key: bytes, definitions: dict[int, FieldDefinition],
+              project_fields: Mapping[ProjectKey, Sequence[int]]) -> _Prepared:
     if isinstance(command, RegisterSubjects):
         return _Prepared(command, public_key)  # checked and applied in order, as registrations change what follows
+    if isinstance(command, DeleteProject):
+        fields = project_fields.get((command.workspace_id, command.project_id))
+        if fields is None:
+            return _Prepared(command, public_key, outcome=failed(command.id, [_project_not_found(command.project_id)]))
+        deleting = [definitions[f] for f in fields if f in definitions and not definitions[f].deleted]
+        return _Prepared(command, public_key, deleting=deleting, project=command.project_id)
     if isinstance(command, DeleteField):
         definition = definitions.get(command.custom_field_id)
         if definition is None or definition.deleted or definition.workspace_id != command.workspace_id:
             return _Prepared(command, public_key,
                              outcome=failed(command.id, [_field_not_found(command.custom_field_id)]))
-        return _Prepared(command, public_key, deleting=definition)
+        return _Prepared(command, public_key, deleting=[definition])
     items = [WriteItem(i.subject_type, i.subject_id, i.custom_field_id, i.value, _OPS[i.op], i.must_exist,
                        ExternalRef(i.external_id, i.external_source), i.expected_version, i.origin)
              for i in command.items]

@@ -207,3 +207,18 @@ RETURNING unfinished;
 -- name: end_attempt
 -- In the transaction that applies the message (or after it was refused): the attempt ended.
 DELETE FROM message_attempts WHERE digest = $1;
+
+-- name: live_project_fields
+-- The projects a batch deletes that exist and are not deleted, each with its live properties (read once the
+-- workspaces are locked, so a property created a moment ago is among them).
+SELECT p.workspace_id, p.id AS project_id,
+       coalesce(array_agg(f.id ORDER BY f.id) FILTER (WHERE f.id IS NOT NULL), '{}') AS field_ids
+FROM unnest($1::bigint[], $2::uuid[]) AS q (workspace_id, project_id)
+JOIN projects p ON (p.workspace_id, p.id) = (q.workspace_id, q.project_id) AND p.deleted_at IS NULL
+LEFT JOIN custom_fields f ON (f.workspace_id, f.project_id) = (p.workspace_id, p.id) AND f.deleted_at IS NULL
+GROUP BY p.workspace_id, p.id;
+
+-- name: mark_projects_deleted
+UPDATE projects SET deleted_at = $3, updated_at = $3
+FROM unnest($1::bigint[], $2::uuid[]) AS d (workspace_id, project_id)
+WHERE (projects.workspace_id, projects.id) = (d.workspace_id, d.project_id) AND projects.deleted_at IS NULL;

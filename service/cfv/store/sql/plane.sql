@@ -25,18 +25,6 @@ SET name = coalesce($3, name), identifier = coalesce($4, identifier), descriptio
 WHERE workspace_id = $1 AND id = $2 AND deleted_at IS NULL
 RETURNING *;
 
--- name: delete_project
--- Its properties go with it: they take no more values.
-WITH project AS (
-    UPDATE projects SET deleted_at = now(), updated_at = now()
-    WHERE workspace_id = $1 AND id = $2 AND deleted_at IS NULL
-    RETURNING id
-), properties AS (
-    UPDATE custom_fields SET deleted_at = now(), updated_at = now()
-    WHERE workspace_id = $1 AND project_id IN (SELECT id FROM project) AND deleted_at IS NULL
-)
-SELECT id FROM project;
-
 -- name: insert_property
 INSERT INTO custom_fields (workspace_id, project_id, subject_type, name, description, value_type, relation_target,
                            relation_multi, write_access, read_access, is_required, default_value, is_active,
