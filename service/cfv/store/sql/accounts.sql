@@ -15,9 +15,6 @@ UNION ALL
 SELECT id FROM users WHERE workspace_id = $1 AND kind = 'service' AND name = 'owner'
 LIMIT 1;
 
--- name: user_in_workspace
-SELECT id, kind, name, email, account_role, deactivated_at FROM users WHERE workspace_id = $1 AND id = $2;
-
 -- name: admin_caller
 -- The calling key as it is now (read under the workspace lock): still valid, and still an administrator's?
 SELECT k.revoked_at IS NULL AND u.deactivated_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())

@@ -14,10 +14,6 @@ SELECT * FROM projects WHERE workspace_id = $1 AND deleted_at IS NULL ORDER BY c
 -- name: get_project
 SELECT * FROM projects WHERE workspace_id = $1 AND id = $2 AND deleted_at IS NULL;
 
--- name: identifier_taken
-SELECT EXISTS (SELECT FROM projects
-               WHERE workspace_id = $1 AND identifier = $2 AND id <> $3 AND deleted_at IS NULL);
-
 -- name: update_project
 UPDATE projects
 SET name = coalesce($3, name), identifier = coalesce($4, identifier), description = coalesce($5, description),
