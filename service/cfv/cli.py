@@ -36,6 +36,7 @@ T = TypeVar("T")
 
 
 @click.group()
+@click.version_option(package_name="cfv", prog_name="cfv", message="%(prog)s %(version)s")
 @click.pass_context
 def main(context: click.Context) -> None:
     """cfv: custom field values, through RabbitMQ into PostgreSQL, with change events."""
