@@ -321,6 +321,8 @@ EXTRA_LISTINGS = [f"{API}/custom_field_choices?per_page=200", f"{API}/api_keys?p
 #: Routes that name no object of anyone, with the reason they need no cross-tenant case.
 EXEMPT = {
     ("GET", "/healthz"): "unauthenticated liveness answer; names and returns nothing of any workspace",
+    ("GET", "/livez"): "unauthenticated liveness answer; names and returns nothing of any workspace",
+    ("GET", "/readyz"): "unauthenticated readiness answer: the state of the dependencies, nothing of any workspace",
     ("POST", f"{API}/custom_fields"): "creates a field in the caller's workspace from a body naming no existing "
                                       "object (its choices are new labels)",
 }

@@ -80,6 +80,10 @@ class CommandPublisher:
             asyncio.create_task(self._drain(lane_key, lane, signer))  # noqa: RUF006 (kept by the loop)
         await pending.confirmed
 
+    async def check(self) -> None:
+        """Raise unless a connection to the broker is open, connecting if none is (readiness)."""
+        await self._connected()
+
     async def close(self) -> None:
         """Close the connection to the broker."""
         if self._publisher is not None:

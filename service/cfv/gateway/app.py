@@ -7,9 +7,9 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from cfv.gateway import admin, kantata, kantata_choices, kantata_sets, kantata_values, keys, plane, subjects
+from cfv.gateway import admin, health, kantata, kantata_choices, kantata_sets, kantata_values, keys, plane, subjects
 from cfv.gateway.auth import Authenticator
-from cfv.gateway.errors import error_middleware, json_response
+from cfv.gateway.errors import error_middleware
 from cfv.gateway.limits import RateLimiter, guard_middleware
 from cfv.gateway.limits import install as install_limits
 from cfv.gateway.submit import Submitter
@@ -36,9 +36,5 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     app.add_routes(admin.routes)
     app.add_routes(plane.routes)
     app.add_routes(subjects.routes)
-    app.router.add_get("/healthz", _health)
+    app.add_routes(health.routes)
     return app
-
-
-async def _health(_: web.Request) -> web.Response:
-    return json_response({"status": "ok"})

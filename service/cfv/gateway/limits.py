@@ -258,11 +258,15 @@ class RateLimiter:
         self._blocked[address] = (time.monotonic() + budget.reset, budget)
         return budget
 
+    async def ping(self) -> None:
+        """Raise unless Redis answers (readiness)."""
+        async with asyncio.timeout(self._deadline):
+            await self._redis.ping()
+
     async def check_redis(self) -> bool:
         """Whether Redis answers; if not, say once, at start, that requests are served unlimited until it does."""
         try:
-            async with asyncio.timeout(self._deadline):
-                await self._redis.ping()
+            await self.ping()
             return True
         except (RedisError, OSError, TimeoutError) as error:
             self._warned_at = time.monotonic()  # this is the warning of the minute

@@ -57,6 +57,10 @@ class Submitter:
         self._timeout = timeout
         self._pending: Coalescer[tuple[uuid.UUID, int, bytes], None] = Coalescer(self._record_pending)
 
+    async def check_broker(self) -> None:
+        """Raise unless the broker can be published to (readiness)."""
+        await self._publisher.check()
+
     async def submit(self, principal: Principal, items: list[CommandItem], *, idempotency_key: str | None,
                      wait: bool) -> Submitted:
         """Publish a write of ``items``; with ``wait``, return its outcome unless the wait times out."""

@@ -7,6 +7,8 @@ from typing import Any, TypeAlias
 import asyncpg
 import orjson
 
+from cfv.store.queries import query
+
 
 async def init_connection(connection: asyncpg.Connection[Any]) -> None:
     """Make jsonb values arrive as Python objects and leave as JSON, via orjson."""
@@ -50,6 +52,12 @@ async def connect(dsn: str, *, settings: dict[str, str] | None = None) -> asyncp
     connection = await asyncpg.connect(dsn, server_settings=settings)
     await init_connection(connection)
     return connection
+
+
+async def ping(pool: asyncpg.Pool[Any]) -> None:
+    """Raise unless the pool lends a connection that answers."""
+    async with pool.acquire() as connection:
+        await connection.fetchval(query("ping"))
 
 
 #: A connection of ours: a plain one, or one lent by a pool.

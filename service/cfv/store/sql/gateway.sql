@@ -1,3 +1,7 @@
+-- name: ping
+-- Readiness: the database answers.
+SELECT 1;
+
 -- name: principal_by_key_hash
 SELECT k.id AS key_id, k.secret_hash, k.revoked_at, k.expires_at, k.public_key, u.id AS user_id, u.account_role,
        u.deactivated_at, w.id AS workspace_id, w.slug
