@@ -161,16 +161,21 @@ async def database_url(databases: _Databases) -> AsyncIterator[str]:
     databases.give_back(name)
 
 
+async def add_vhost(http: aiohttp.ClientSession, api: str, vhost: str) -> None:
+    """Create ``vhost`` through the management API at ``api``, where guest may do anything."""
+    async with http.put(f"{api}/vhosts/{quote(vhost, safe='')}") as answer:
+        assert answer.status in (201, 204), await answer.text()
+    async with http.put(f"{api}/permissions/{quote(vhost, safe='')}/guest",
+                        json={"configure": ".*", "write": ".*", "read": ".*"}) as answer:
+        assert answer.status in (201, 204), await answer.text()
+
+
 @pytest.fixture
 async def amqp_url() -> AsyncIterator[str]:
     """A fresh RabbitMQ virtual host, for this test only."""
     vhost = f"cfv_test_{_RUN}_{next(_counter)}"
     async with aiohttp.ClientSession() as http:
-        async with http.put(f"{RABBIT_API}/vhosts/{quote(vhost, safe='')}") as answer:
-            assert answer.status in (201, 204), await answer.text()
-        async with http.put(f"{RABBIT_API}/permissions/{quote(vhost, safe='')}/guest",
-                            json={"configure": ".*", "write": ".*", "read": ".*"}) as answer:
-            assert answer.status in (201, 204), await answer.text()
+        await add_vhost(http, RABBIT_API, vhost)
         yield f"amqp://guest:guest@{AMQP_HOST}/{quote(vhost, safe='')}"
         async with http.delete(f"{RABBIT_API}/vhosts/{quote(vhost, safe='')}") as answer:
             assert answer.status in (204, 404)

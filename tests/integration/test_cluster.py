@@ -22,7 +22,7 @@ import pytest
 from cfv.broker import topology
 from cfv.broker.connection import amqp_urls, connect
 from cfv.settings import Settings
-from conftest import Stack, Workspace, running_stack, wait_for
+from conftest import Stack, Workspace, add_vhost, running_stack, wait_for
 from pipeline_support import VALUES, number_field
 
 pytestmark = pytest.mark.integration
@@ -45,11 +45,7 @@ async def cluster_settings(settings: Settings, cluster: list[str]) -> AsyncItera
     """This test's settings, on a fresh virtual host of the cluster, with one command queue."""
     vhost = f"cfv_cluster_{uuid.uuid4().hex[:8]}"
     async with aiohttp.ClientSession() as http:
-        async with http.put(f"{API}/vhosts/{vhost}") as answer:
-            assert answer.status in (201, 204), await answer.text()
-        async with http.put(f"{API}/permissions/{vhost}/guest",
-                            json={"configure": ".*", "write": ".*", "read": ".*"}) as answer:
-            assert answer.status in (201, 204), await answer.text()
+        await add_vhost(http, API, vhost)
         yield settings.model_copy(update={"amqp_url": ",".join(url + vhost for url in cluster),
                                           "command_shards": 1, "rate_limit_writes": 10**9})
         for node in "abc":
