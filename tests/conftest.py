@@ -185,7 +185,7 @@ async def amqp_url() -> AsyncIterator[str]:
 def settings(database_url: str, amqp_url: str) -> Settings:
     """Settings pointing at this test's database and virtual host, on a free port."""
     return Settings(database_url=database_url, amqp_url=amqp_url, http_port=free_port(),
-                    write_timeout=10.0, relay_poll_interval=0.2, db_pool_size=5)
+                    write_timeout=10.0, relay_poll_interval=0.2, db_pool_size=5, metrics_port=0)
 
 
 @pytest.fixture
@@ -340,12 +340,13 @@ async def events(amqp_url: str) -> AsyncIterator[EventCollector]:
 
 @contextlib.contextmanager
 def captured_logs() -> Iterator[list[dict[str, Any]]]:
-    """Every structlog event of the block, whatever level an earlier test (or ``cfv``'s command line) configured
-    (``structlog.testing.capture_logs`` keeps the configured level filter)."""
+    """Every structlog event of the block, with the context bound to it (a request id), whatever level an earlier
+    test (or ``cfv``'s command line) configured (``structlog.testing.capture_logs`` keeps the configured level
+    filter)."""
     before = structlog.get_config()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     try:
-        with structlog.testing.capture_logs() as logged:
+        with structlog.testing.capture_logs([structlog.contextvars.merge_contextvars]) as logged:
             yield logged
     finally:
         structlog.configure(**before)

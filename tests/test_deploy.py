@@ -93,6 +93,21 @@ def test_compose_has_the_dependencies_and_every_role() -> None:
         assert not services[name].get("depends_on"), f"{name} must start alone (docker compose up -d {name})"
 
 
+def test_every_long_running_cfv_service_checks_its_readiness_probe() -> None:
+    """The healthcheck asks the monitoring port the service's own settings give it (CFV_METRICS_HOST/PORT)."""
+    document = compose()
+    for name in ("gateway", "worker", "relay"):
+        service = document["services"][name]
+        environment = service_environment(service)
+        settings = Settings.model_validate({k.removeprefix("CFV_").lower(): v for k, v in environment.items()
+                                            if k.startswith("CFV_")})
+        assert settings.metrics_port, name
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD", name
+        host = "127.0.0.1" if settings.metrics_host in ("0.0.0.0", "127.0.0.1") else settings.metrics_host  # noqa: S104
+        assert f"http://{host}:{settings.metrics_port}/readyz" in " ".join(test), name
+
+
 def test_cfv_services_build_this_repository() -> None:
     services = compose()["services"]
     for name in CFV_SERVICES:

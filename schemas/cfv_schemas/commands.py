@@ -57,6 +57,9 @@ class _CommandBase(BaseModel):
     accepted_at: datetime
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
     request_hash: str | None = Field(default=None, description="hash of the request, for idempotency")
+    request_id: Annotated[str, StringConstraints(pattern=r"^[!-~]{1,128}$")] | None = Field(
+        default=None, description="the id of the request the command came with (the gateway's X-Request-ID): "
+        "logged by the worker and kept as the change events' correlationid")
     reply_to: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,32}$")] | None = Field(
         default=None, description="the gateway waiting for the outcome, if any (its id: set by gateways only)")
 

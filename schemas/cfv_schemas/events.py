@@ -61,4 +61,7 @@ class ChangeEvent(BaseModel):
     subject: str = Field(description="{subject_type}/{subject_id}/custom_fields/{custom_field_id}")
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
+    correlationid: str | None = Field(default=None, description=(
+        "extension attribute: the id of the request that made the change (its X-Request-ID, or the command's "
+        "request_id); absent when the command carried none"))
     data: ValueChange

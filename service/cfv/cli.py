@@ -107,8 +107,11 @@ def run(settings: Settings, workers: int) -> None:
     except Unmet as unmet:
         _unmet(unmet)
     names = ["gateway", "relay"] + [f"worker-{n}" for n in range(1, workers + 1)]
+    # Each process its own monitoring port: the gateway the configured one, the relay the next, and so on.
+    ports = {name: str(settings.metrics_port + n if settings.metrics_port else 0) for n, name in enumerate(names)}
     supervisor = Supervisor([(name, [sys.executable, "-m", "cfv", name.split("-")[0]]) for name in names],
-                            fatal_exit_codes={EX_CONFIG})
+                            fatal_exit_codes={EX_CONFIG},
+                            environments={name: {"CFV_METRICS_PORT": port} for name, port in ports.items()})
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
     sys.exit(supervisor.run())

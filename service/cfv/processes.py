@@ -9,22 +9,25 @@ from typing import Any, TypeVar
 
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiohttp import web
 
+from cfv import metrics
 from cfv.broker import connection as broker
 from cfv.broker import topology
 from cfv.broker.confirmed import ConfirmedPublisher
 from cfv.broker.publisher import CommandPublisher
 from cfv.faults import TRANSIENT_ERRORS, Backoff, Unmet, explain_postgres, explain_rabbitmq
+from cfv.gateway import health
 from cfv.gateway.app import create_app
 from cfv.gateway.limits import RateLimiter, redis_client
 from cfv.gateway.protocol import GatewayRunner
 from cfv.gateway.replies import ReplyWaiter
 from cfv.gateway.submit import Submitter
-from cfv.relay import Relay
+from cfv.monitor import Monitor
+from cfv.relay import Relay, measure_outbox
 from cfv.settings import Settings
-from cfv.store.database import GENERIC_PLANS, connect, create_pool
+from cfv.store.database import GENERIC_PLANS, connect, create_pool, ping
 from cfv.store.listener import Listener
 from cfv.store.migrate import require_schema
 from cfv.worker.membership import Membership
@@ -117,16 +120,20 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
     submitter = Submitter(publisher, waiter, pool, settings.write_timeout)
     limiter = RateLimiter(redis_client(settings), settings)
     await limiter.check_redis()
-    runner = GatewayRunner(create_app(settings, pool, submitter, limiter, listener), access_log=None)
+    app = create_app(settings, pool, submitter, limiter, listener)
+    runner = GatewayRunner(app, access_log=None)  # cfv.gateway.observe logs each request, with its id
+    monitor = Monitor(settings.metrics_host, settings.metrics_port, health.checks(app))
     await listener.start()
     await runner.setup()
     try:
+        await monitor.start()
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         log.info("gateway listening", host=settings.http_host, port=settings.http_port)
         if ready is not None:
             ready.set()
         await asyncio.Event().wait()
     finally:
+        await monitor.close()
         await runner.cleanup()
         await listener.close()
         await publisher.close()
@@ -140,16 +147,38 @@ async def run_worker(settings: Settings) -> None:
     name = worker_id()  # the same in its broker connection's name and its presence in the database
     pool, amqp = await _dependencies(settings, f"cfv-worker/{name}", db_settings=GENERIC_PLANS,
                                      transactions_only=True, declare=False)  # the worker declares as it subscribes
+    monitor = Monitor(settings.metrics_host, settings.metrics_port,
+                      {"postgres": lambda: ping(pool), "rabbitmq": amqp.connected.wait})
     try:
+        await monitor.start()
         await Worker(settings, pool, amqp, Membership(settings.database_url, name)).run()
     finally:
-        await _close(pool, amqp)
+        await _close(pool, amqp)  # first: a connection the broker closed would otherwise log its reconnections
+        await monitor.close()
 
 
 async def run_relay(settings: Settings) -> None:
     """Publish change events until cancelled."""
     await check_dependencies(settings)  # the relay holds connections of its own: a cursor lock, a publisher
-    await Relay(settings).run()
+    # And these, to answer probes and read the gauges it reports: the outbox's lag, the dead letters' count.
+    pool, amqp = await _dependencies(settings.model_copy(update={"db_pool_size": 2}), "cfv-relay-monitor",
+                                     declare=False)
+    channel: list[AbstractChannel] = []
+
+    async def count_dead_letters() -> None:
+        if not channel or channel[0].is_closed:
+            channel[:] = [await amqp.channel()]
+        metrics.DEAD_LETTER_DEPTH.set(await topology.dead_letter_depth(channel[0]))
+
+    monitor = Monitor(settings.metrics_host, settings.metrics_port,
+                      {"postgres": lambda: ping(pool), "rabbitmq": amqp.connected.wait},
+                      refreshers=[lambda: measure_outbox(pool), count_dead_letters])
+    try:
+        await monitor.start()
+        await Relay(settings).run()
+    finally:
+        await _close(pool, amqp)  # first: a connection the broker closed would otherwise log its reconnections
+        await monitor.close()
 
 
 async def _close(pool: asyncpg.Pool[Any], amqp: AbstractRobustConnection) -> None:

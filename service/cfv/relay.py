@@ -24,6 +24,7 @@ import asyncpg
 import structlog
 from cfv_schemas.events import CONTENT_TYPE
 
+from cfv import metrics
 from cfv.broker import topology
 from cfv.broker.confirmed import ConfirmedPublisher, Outgoing, PublishError
 from cfv.broker.connection import amqp_urls
@@ -124,4 +125,13 @@ class Relay:
         await db.execute(query("advance_cursors"), list(heads), list(heads.values()))
         cursors.update(heads)
         self.published += len(rows)
+        metrics.EVENTS_PUBLISHED.inc(len(rows))
         return len(rows)
+
+
+async def measure_outbox(pool: asyncpg.Pool[Any]) -> None:
+    """Set the outbox's gauges: events committed and not yet published, and the oldest one's age."""
+    row = await pool.fetchrow(query("outbox_lag"))
+    assert row is not None
+    metrics.OUTBOX_UNPUBLISHED.set(row["unpublished"])
+    metrics.OUTBOX_OLDEST_AGE.set(row["oldest_age"])

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = False
+    access_log: bool = Field(True, description="the gateway logs a line per request (method, route, status, "
+                             "duration, key id; never the key), at INFO")
+    metrics_host: str = Field("127.0.0.1", description="address of the monitoring port (/metrics, /livez, "
+                              "/readyz); 0.0.0.0 to let a scraper on another host reach it")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="monitoring port of a process; `cfv run` gives "
+                              "the gateway this one, the relay the next and each worker one more; 0: none")
 
     redis_url: str = Field("redis://127.0.0.1:6379/0",
                            description="Redis holding the rate-limit counters, shared by every gateway")

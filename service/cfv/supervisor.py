@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -44,8 +44,10 @@ class Supervisor:
 
     def __init__(self, commands: Sequence[tuple[str, list[str]]], *, first: float = 0.5, ceiling: float = 30.0,
                  stable_after: float = 60.0, stop_timeout: float = 30.0, tick: float = 0.1,
-                 fatal_exit_codes: Collection[int] = ()) -> None:
+                 fatal_exit_codes: Collection[int] = (),
+                 environments: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self._children = [_Child(name, list(command), Backoff(first, ceiling)) for name, command in commands]
+        self._environments = environments or {}  # per name: variables set for that process only
         self._fatal = set(fatal_exit_codes)
         self._exit_code = 0
         self._first, self._ceiling = first, ceiling
@@ -79,7 +81,8 @@ class Supervisor:
     def _start(self, child: _Child) -> None:
         # Its own process group: a terminal's Ctrl-C reaches the supervisor alone, which passes it on once.
         child.process = subprocess.Popen(child.command, process_group=0,  # noqa: S603 (our own command lines)
-                                         preexec_fn=_stop_with_parent)
+                                         preexec_fn=_stop_with_parent,
+                                         env={**os.environ, **self._environments.get(child.name, {})})
         child.started_at = time.monotonic()
         log.info("process started", process=child.name, pid=child.process.pid, restarts=child.restarts)
 

@@ -8,7 +8,11 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cfv.gateway import keys
 from cfv.gateway.errors import error_middleware
+from cfv.gateway.observe import observe_middleware
+from cfv.settings import Settings
+from conftest import captured_logs
 
 
 @pytest.mark.parametrize("raised", [
@@ -28,3 +32,23 @@ async def test_a_lost_dependency_is_503(raised: Exception) -> None:
         assert answer.status == 503, body
         assert answer.headers["Retry-After"] == "5"
         assert [e["type"] for e in body["errors"]] == ["unavailable"]
+
+
+async def test_a_500_names_the_request_id_and_its_log_line_carries_it() -> None:
+    async def handler(_: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    app = web.Application(middlewares=[observe_middleware, error_middleware])
+    app[keys.SETTINGS] = Settings()
+    app.router.add_get("/api/v1/custom_fields", handler)
+    with captured_logs() as logged:
+        async with TestServer(app) as server, aiohttp.ClientSession() as http, \
+                http.get(server.make_url("/api/v1/custom_fields"), headers={"X-Request-ID": "r-500"}) as answer:
+            body = await answer.json()
+    assert answer.status == 500
+    assert answer.headers["X-Request-ID"] == "r-500"
+    assert "r-500" in body["errors"][0]["message"], body
+    [failure] = [e for e in logged if e["event"] == "unexpected error"]
+    assert failure["request_id"] == "r-500" and failure["log_level"] == "error"
+    [access] = [e for e in logged if e["event"] == "request"]
+    assert (access["status"], access["request_id"]) == (500, "r-500")

@@ -92,6 +92,14 @@ async def _declare_shard_queue(channel: AbstractChannel, name: str, delivery_lim
         return await channel.declare_queue(name, passive=True)
 
 
+async def dead_letter_depth(channel: AbstractChannel) -> int:
+    """Messages waiting in the dead-letter queue for an operator."""
+    # On aiormq's channel: aio-pika's robust channel answers a second passive declaration from its cache.
+    underlay = await channel.get_underlay_channel()
+    declared = await underlay.queue_declare(DEAD_LETTER_QUEUE, passive=True)
+    return int(declared.message_count or 0)
+
+
 def definitions(*, shards: int, delivery_limit: int, vhost: str = "/") -> dict[str, Any]:
     """The same topology as a RabbitMQ definitions document (for ``load_definitions``)."""
     exchanges = [

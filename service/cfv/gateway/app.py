@@ -12,6 +12,7 @@ from cfv.gateway.auth import Authenticator
 from cfv.gateway.errors import error_middleware
 from cfv.gateway.limits import RateLimiter, guard_middleware
 from cfv.gateway.limits import install as install_limits
+from cfv.gateway.observe import observe_middleware
 from cfv.gateway.submit import Submitter
 from cfv.settings import Settings
 from cfv.store.listener import Listener
@@ -23,7 +24,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     the app makes its own over ``settings.redis_url``; and listener, to hear of credentials changed elsewhere).
     """
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[error_middleware, guard_middleware])
+                          middlewares=[observe_middleware, error_middleware, guard_middleware])
     install_limits(app, settings, limiter)
     app[keys.SETTINGS] = settings
     app[keys.POOL] = pool

@@ -131,5 +131,6 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(request, 503, error_.errors, error_.headers)
     except Exception:
         log.exception("unexpected error", path=request.path, method=request.method)
+        request_id = request.get(keys.REQUEST_ID)
         return error_response(request, 500, [{"type": "internal", "message": "an internal error occurred; it was "
-                                              "logged", "field": None}])
+                                              f"logged with request id {request_id}", "field": None}])

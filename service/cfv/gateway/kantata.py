@@ -23,6 +23,7 @@ from cfv.gateway.auth import Principal, require_admin
 from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import accepted, deletion_answer, failure_status, read_json, wants_async
+from cfv.gateway.observe import request_id_of
 from cfv.store.queries import query
 from cfv.worker.apply import Outcome
 
@@ -69,6 +70,7 @@ async def write_values(request: web.Request) -> web.Response:
     respond_async = wants_async(request)
     submitted = await request.app[keys.SUBMITTER].submit(_principal(request), items,
                                        idempotency_key=request.headers.get("Idempotency-Key"),
+        request_id=request_id_of(request),
                                        wait=not respond_async)
     if submitted.outcome is None:
         return accepted(submitted, respond_async=respond_async)
@@ -290,5 +292,6 @@ async def submit_field_deletion(request: web.Request, field_id: int) -> web.Resp
     respond_async = wants_async(request)
     submitted = await request.app[keys.SUBMITTER].delete_field(
         _principal(request), field_id, idempotency_key=request.headers.get("Idempotency-Key"),
+        request_id=request_id_of(request),
         wait=not respond_async)
     return deletion_answer(submitted, respond_async=respond_async)

@@ -22,6 +22,7 @@ from cfv.gateway import keys
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import accepted, failure_status, read_json, read_json_data, wants_async
 from cfv.gateway.kantata import VALUES, listing, pagination, render_fields, render_value
+from cfv.gateway.observe import request_id_of
 from cfv.store.queries import query
 
 routes = web.RouteTableDef()
@@ -276,6 +277,7 @@ async def _submit(request: web.Request, items: list[CommandItem], ids: list[int]
     respond_async = wants_async(request)
     submitted = await request.app[keys.SUBMITTER].submit(
         request[keys.PRINCIPAL], items, idempotency_key=request.headers.get("Idempotency-Key"),
+        request_id=request_id_of(request),
         wait=not respond_async)
     if submitted.outcome is None:
         return accepted(submitted, respond_async=respond_async)

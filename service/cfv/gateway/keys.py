@@ -19,4 +19,5 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 SUBMITTER: web.AppKey[Submitter] = web.AppKey("submitter")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
+REQUEST_ID = web.RequestKey("request_id", str)  # see cfv.gateway.observe
 BUDGET: web.RequestKey[Budget] = web.RequestKey("rate_limit_budget")  # the budget a request was counted against

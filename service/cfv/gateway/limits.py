@@ -53,6 +53,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
+from cfv import metrics
 from cfv.batching import Coalescer
 from cfv.gateway import keys
 from cfv.gateway.errors import ApiError, Handler
@@ -214,6 +215,7 @@ class RateLimiter:
         counted = await self._run(self._check, (f"{self._prefix}:rate:{endpoint}:{key_id}", self._auth_key(address)),
                                   (hits,))
         if counted is None:
+            metrics.RATE_LIMIT_FAIL_OPEN.inc()
             return None
         count, ttl, failures = counted
         if count < 0:

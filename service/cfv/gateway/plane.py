@@ -35,6 +35,7 @@ from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import accepted, deletion_answer, failure_status, read_json, wants_async
 from cfv.gateway.kantata import submit_field_deletion
+from cfv.gateway.observe import request_id_of
 from cfv.gateway.plane_wire import (
     core_type,
     plane_type,
@@ -156,7 +157,8 @@ async def delete_project(request: web.Request) -> web.Response:
     require_admin(principal)
     respond_async = wants_async(request)
     submitted = await request.app[keys.SUBMITTER].delete_project(
-        principal, row["id"], idempotency_key=request.headers.get("Idempotency-Key"), wait=not respond_async)
+        principal, row["id"], idempotency_key=request.headers.get("Idempotency-Key"),
+        request_id=request_id_of(request), wait=not respond_async)
     return deletion_answer(submitted, respond_async=respond_async)
 
 
@@ -350,7 +352,8 @@ async def _submit_value(request: web.Request, *, op: str, must_exist: bool = Fal
                        custom_field_id=prop["id"], op=op, **fields)
     respond_async = wants_async(request)
     submitted = await request.app[keys.SUBMITTER].submit(
-        principal, [item], idempotency_key=request.headers.get("Idempotency-Key"), wait=not respond_async)
+        principal, [item], idempotency_key=request.headers.get("Idempotency-Key"),
+        request_id=request_id_of(request), wait=not respond_async)
     if submitted.outcome is None:
         return accepted(submitted, respond_async=respond_async)
     outcome = submitted.outcome

@@ -16,6 +16,7 @@ from cfv.domain.values import render_subject_id
 from cfv.gateway import keys
 from cfv.gateway.errors import ApiError, json_response
 from cfv.gateway.http import accepted, failure_status, read_json, wants_async
+from cfv.gateway.observe import request_id_of
 
 routes = web.RouteTableDef()
 
@@ -27,6 +28,7 @@ async def register_subjects(request: web.Request) -> web.Response:
     respond_async = wants_async(request)
     submitted = await request.app[keys.SUBMITTER].register_subjects(
         request[keys.PRINCIPAL], body.subject_projects, idempotency_key=request.headers.get("Idempotency-Key"),
+        request_id=request_id_of(request),
         wait=not respond_async)
     if submitted.outcome is None:
         return accepted(submitted, respond_async=respond_async)

@@ -62,37 +62,41 @@ class Submitter:
         await self._publisher.check()
 
     async def submit(self, principal: Principal, items: list[CommandItem], *, idempotency_key: str | None,
-                     wait: bool) -> Submitted:
+                     request_id: str | None, wait: bool) -> Submitted:
         """Publish a write of ``items``; with ``wait``, return its outcome unless the wait times out."""
-        command = WriteValues(items=items, **self._envelope(principal, idempotency_key, wait, items))
+        command = WriteValues(items=items, **self._envelope(principal, idempotency_key, request_id, wait, items))
         return await self._send(principal, command, wait)
 
     async def delete_field(self, principal: Principal, field_id: int, *, idempotency_key: str | None,
-                           wait: bool) -> Submitted:
+                           request_id: str | None, wait: bool) -> Submitted:
         """Publish the deletion of a field and all its values; with ``wait``, return its outcome."""
         command = DeleteField(type="delete_field", custom_field_id=field_id,
-                              **self._envelope(principal, idempotency_key, wait, {"delete_field": field_id}))
+                              **self._envelope(principal, idempotency_key, request_id, wait,
+                                                {"delete_field": field_id}))
         return await self._send(principal, command, wait)
 
     async def delete_project(self, principal: Principal, project_id: uuid.UUID, *, idempotency_key: str | None,
-                             wait: bool) -> Submitted:
+                             request_id: str | None, wait: bool) -> Submitted:
         """Publish the deletion of a project, its properties and all their values; with ``wait``, return its
         outcome."""
         command = DeleteProject(type="delete_project", project_id=project_id,
-                                **self._envelope(principal, idempotency_key, wait, {"delete_project": str(project_id)}))
+                                **self._envelope(principal, idempotency_key, request_id, wait,
+                                                {"delete_project": str(project_id)}))
         return await self._send(principal, command, wait)
 
     async def register_subjects(self, principal: Principal, subjects: list[SubjectPlacement], *,
-                                idempotency_key: str | None, wait: bool) -> Submitted:
+                                idempotency_key: str | None, request_id: str | None,
+                                wait: bool) -> Submitted:
         """Publish the placement of subjects in projects; with ``wait``, return its outcome."""
         content = {"register_subjects": [s.model_dump(mode="json") for s in subjects]}
         command = RegisterSubjects(type="register_subjects", subjects=subjects,
-                                   **self._envelope(principal, idempotency_key, wait, content))
+                                   **self._envelope(principal, idempotency_key, request_id, wait, content))
         return await self._send(principal, command, wait)
 
-    def _envelope(self, principal: Principal, idempotency_key: str | None, wait: bool,
+    def _envelope(self, principal: Principal, idempotency_key: str | None, request_id: str | None, wait: bool,
                   content: Any) -> dict[str, Any]:
-        """What every command carries: its id, who, when, idempotency, and where to reply."""
+        """What every command carries: its id, who, when, idempotency, the request it came with, and where to
+        reply."""
         if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
             raise ApiError.one(400, "validation",
                                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters of UTF-8 text",
@@ -100,6 +104,7 @@ class Submitter:
         return {"id": uuid.uuid4(), "workspace_id": principal.workspace_id, "actor": principal.actor,
                 "accepted_at": datetime.now(UTC), "idempotency_key": idempotency_key,
                 "request_hash": request_hash(content) if idempotency_key is not None else None,
+                "request_id": request_id,
                 "reply_to": self._waiter.gateway_id if wait else None}
 
     async def _send(self, principal: Principal, command: Command, wait: bool) -> Submitted:

@@ -391,7 +391,7 @@ class _BatchWrites:
             self._last_writer[(workspace_id, key)] = (command, actor, write)
             self._heads[workspace_id] = position = self._heads.get(workspace_id, 0) + 1
             event_id, routing_key, event = _event(self._event_ids.next(), workspace_id, operation_id, actor, write,
-                                                  change, slug, self._time)
+                                                  change, slug, self._time, command.request_id)
             self._events.append((workspace_id, position, event_id, event["type"], routing_key, _json(event)))
             values.append(_value_out(operation_id, actor, write, change, self._time, hidden=not shown))
         if changes:
@@ -517,7 +517,7 @@ class _EventIds:
 
 
 def _event(event_id: str, workspace_id: int, operation_id: str, actor: str, write: ValidWrite, change: Change,
-           slug: str, time: str) -> tuple[str, str, dict[str, Any]]:
+           slug: str, time: str, request_id: str | None) -> tuple[str, str, dict[str, Any]]:
     key = change.key
     routing_key = f"{slug}.{key.subject_type}.{key.custom_field_id}.{change.kind}"
     event = {
@@ -538,4 +538,6 @@ def _event(event_id: str, workspace_id: int, operation_id: str, actor: str, writ
             "setter": actor, "origin": write.origin, "operation_id": operation_id,
         },
     }
+    if request_id is not None:
+        event["correlationid"] = request_id
     return event_id, routing_key, event

@@ -48,6 +48,7 @@ from cfv_schemas.commands import Command, CommandEnvelope
 from cfv_schemas.signing import BadSignature, verify_message
 from pydantic import ValidationError
 
+from cfv import metrics
 from cfv.broker import topology
 from cfv.domain.writes import ErrorType
 from cfv.faults import TRANSIENT_ERRORS, Backoff, explain_rabbitmq
@@ -270,12 +271,14 @@ class Worker:
         """Apply, answer and ack ``deliveries``."""
         if not deliveries:
             return
-        if suspect:
-            await self._apply_suspect(deliveries)
-        else:
-            await self._apply(deliveries)
-        await self._reply(deliveries)
-        await _ack([delivery.message for delivery in deliveries])
+        # Every line logged about these commands names the requests they came with (X-Request-ID).
+        with structlog.contextvars.bound_contextvars(request_ids=_request_ids(deliveries)):
+            if suspect:
+                await self._apply_suspect(deliveries)
+            else:
+                await self._apply(deliveries)
+            await self._reply(deliveries)
+            await _ack([delivery.message for delivery in deliveries])
 
     async def _apply_suspect(self, deliveries: list[Delivery]) -> None:
         """Apply a redelivered message alone, counting the attempt against it from the moment its transaction
@@ -312,13 +315,16 @@ class Worker:
         commands = [command for d in deliveries for command in d.commands]
         signed_by = [d.signer for d in deliveries for _ in d.commands]
         backoff = Backoff()
+        started = time.perf_counter()
         while True:
             try:
                 async with self._pool.acquire() as connection:
-                    outcomes = iter(await apply_batch(connection, commands, signed_by, locked=locked))
+                    applied = await apply_batch(connection, commands, signed_by, locked=locked)
+                outcomes = iter(applied)
                 for delivery in deliveries:
                     delivery.outcomes = [next(outcomes) for _ in delivery.commands]
                 self.applied_commands += len(commands)
+                _measure(applied, time.perf_counter() - started)
                 log.debug("batch applied", messages=len(deliveries), commands=len(commands))
                 return
             except TRANSIENT_ERRORS as error:
@@ -352,6 +358,7 @@ class Worker:
                       signer: bytes | None = None) -> None:
         """Dead-letter ``message``, mark whatever operations it names as failed, and answer its ``reply_to``."""
         log.error("refusing command message", reason=reason, message_id=message.message_id)
+        metrics.MESSAGES_DEAD_LETTERED.inc()
         outcomes = await self._fail_operations(message.body, reason, kind, signer)
         if message.reply_to:
             await self._publish_reply(message, outcomes or [{"id": None, "status": "failed", "values": [],
@@ -473,6 +480,19 @@ def _summary(error: ValidationError) -> str:
 
 
 _UUID = re.compile(r"^[0-9a-fA-F-]{36}$")
+
+
+def _request_ids(deliveries: Sequence[Delivery]) -> list[str]:
+    return sorted({c.request_id for d in deliveries for c in d.commands if c.request_id is not None})
+
+
+def _measure(outcomes: Sequence[Outcome], seconds: float) -> None:
+    metrics.APPLY_LATENCY.observe(seconds)
+    metrics.BATCH_COMMANDS.observe(len(outcomes))
+    succeeded = sum(1 for outcome in outcomes if outcome["status"] == "succeeded")
+    metrics.COMMANDS_APPLIED.labels("succeeded").inc(succeeded)
+    if succeeded < len(outcomes):
+        metrics.COMMANDS_APPLIED.labels("failed").inc(len(outcomes) - succeeded)
 
 
 def _named_operations(body: bytes) -> list[NamedOperation]:

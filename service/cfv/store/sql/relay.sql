@@ -30,3 +30,15 @@ INSERT INTO relay_cursors AS c (workspace_id, position, published_at)
 SELECT workspace_id, position, now() FROM unnest($1::bigint[], $2::bigint[]) AS v (workspace_id, position)
 ON CONFLICT (workspace_id) DO UPDATE
     SET position = greatest(c.position, excluded.position), published_at = excluded.published_at;
+
+-- name: outbox_lag
+-- For the metrics: committed events not yet published, and the age of the oldest, in seconds (0 when none).
+-- One index range per workspace (each after its cursor), not a scan of the kept events.
+SELECT coalesce(sum(l.unpublished), 0)::bigint AS unpublished,
+       coalesce(extract(epoch FROM now() - min(l.oldest)), 0)::float8 AS oldest_age
+FROM workspaces w
+LEFT JOIN relay_cursors c ON c.workspace_id = w.id
+CROSS JOIN LATERAL (
+    SELECT count(*) AS unpublished, min(e.created_at) AS oldest FROM events e
+    WHERE e.workspace_id = w.id AND e.position > coalesce(c.position, 0)
+) l;
