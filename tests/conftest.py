@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -215,6 +215,19 @@ async def create_workspace(db: asyncpg.Connection[Any], slug: str) -> Workspace:
     workspace_id = await db.fetchval(query("create_workspace"), slug, slug)
     issued = await issue_key(db, workspace_id, name="test")
     return Workspace(workspace_id, slug, issued.secret)
+
+
+async def add_users(db: asyncpg.Connection[Any], workspace_id: int, *, ids: Iterable[int] = (),
+                    uuids: Iterable[str] = ()) -> None:
+    """Users of the workspace with these ids (Kantata's user relations name users by id) and UUIDs (work-item
+    properties' by UUID): a user relation must name users of its workspace."""
+    for user_id in ids:
+        await db.execute("INSERT INTO users (id, workspace_id, name, account_role) OVERRIDING SYSTEM VALUE "
+                         "VALUES ($1, $2, $3, 'account_collaboration')", user_id, workspace_id, f"user {user_id}")
+    for user_uuid in uuids:
+        await db.execute("INSERT INTO users (uuid, workspace_id, name, account_role) "
+                         "VALUES ($1, $2, $3, 'account_collaboration')", uuid.UUID(user_uuid), workspace_id,
+                         f"user {user_uuid}")
 
 
 @pytest.fixture

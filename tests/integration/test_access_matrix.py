@@ -33,7 +33,7 @@ from cfv.settings import Settings
 from cfv.store.accounts import issue_key
 from cfv.store.database import create_pool
 from cfv.store.queries import query
-from conftest import Stack, Workspace
+from conftest import Stack, Workspace, add_users
 from kantata_support import FIELDS, VALUES, assert_errors_shape, item, write
 from pipeline_support import broker_channel, command, envelope, publish_raw
 from plane_support import a_uuid, new_project
@@ -549,6 +549,8 @@ async def test_plane_work_item_values_follow_the_property_s_project(stack: Stack
     text = await plane.create_property(property_type="TEXT")
     multi = await plane.create_property(property_type="RELATION", relation_type="USER", is_multi=True)
     text_id = await db.fetchval("SELECT id FROM custom_fields WHERE uuid = $1", uuid.UUID(text["id"]))
+    seeded, written = a_uuid(), a_uuid()  # the users the relation names: users of the workspace
+    await add_users(db, workspace.id, uuids=[seeded, written])
     users = {
         "owner": (workspace, True, True),
         "admin": ((await make_user(db, workspace, "p-admin", ACCOUNT_ADMIN)).as_client, True, True),
@@ -574,7 +576,7 @@ async def test_plane_work_item_values_follow_the_property_s_project(stack: Stack
         # seeded by the workspace owner (an administrator)
         status, body, _ = await plane.write(text, "seed", work_item)
         assert status == 201, body
-        status, body, _ = await plane.write(multi, [a_uuid()], work_item)
+        status, body, _ = await plane.write(multi, [seeded], work_item)
         assert status == 201, body
 
         async def as_user(method: str, path: str, json: Any = None, c: Workspace = client) -> tuple[int, Any]:
@@ -589,7 +591,7 @@ async def test_plane_work_item_values_follow_the_property_s_project(stack: Stack
         check(f"{name}: GET all values", (status, len(body) if status == 200 else body),
               (200, 2 if may_read else 0))
 
-        for prop, value in ((text, "by user"), (multi, [a_uuid()])):
+        for prop, value in ((text, "by user"), (multi, [written])):
             status, body = await as_user("POST", plane.values_path(work_item, prop["id"]), {"value": value})
             check(f"{name}: POST {prop['property_type']} value", plane_decision(status, body), verdict(may_write))
             status, body = await as_user("PATCH", plane.values_path(work_item, prop["id"]), {"value": value})

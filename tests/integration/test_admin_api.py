@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -84,7 +85,9 @@ async def test_user_crud(stack: Stack, workspace: Workspace, db: asyncpg.Connect
     ada = await create_user(stack, workspace, name="Ada", email="Ada@Example.com", account_role="project_lead")
     assert ada["kind"] == "person" and ada["name"] == "Ada" and ada["account_role"] == "project_lead"
     assert ada["email"].lower() == "ada@example.com" and ada["deactivated_at"] is None
-    assert set(ada) == {"id", "kind", "name", "email", "account_role", "created_at", "updated_at", "deactivated_at"}
+    assert set(ada) == {"id", "uuid", "kind", "name", "email", "account_role", "created_at", "updated_at",
+                        "deactivated_at"}
+    assert str(uuid.UUID(ada["uuid"])) == ada["uuid"]  # how work-item properties name the user (issue 13, bug 2)
     # The body may also be the bare object.
     status, body, _ = await stack.request("POST", USERS, workspace, json={
         "kind": "service", "name": "ci-bot", "account_role": "account_collaboration"})

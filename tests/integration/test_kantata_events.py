@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from cfv_schemas.events import CONTENT_TYPE, ChangeEvent
-from conftest import EventCollector, Stack, Workspace
+from conftest import EventCollector, Stack, Workspace, add_users
 from kantata_support import item, key_id, values_of, write
 
 
@@ -82,12 +82,14 @@ async def test_bulk_events_follow_item_order_with_gapless_sequences(stack: Stack
 
 async def test_routing_key_names_the_workspace_slug_subject_and_field(stack: Stack, workspace: Workspace,
                                                                       other_workspace: Workspace,
-                                                                      events: EventCollector) -> None:
+                                                                      events: EventCollector,
+                                                                      db: Any) -> None:
     work_item = str(uuid.uuid4())
     ours = await stack.create_field(workspace, name="Owner", subject_type="WorkItem", value_type="relation",
                                     relation_target="user")
     theirs = await stack.create_field(other_workspace, name="Cost", subject_type="Estimate", value_type="currency")
     user = "0b0e3a52-7c8f-4a63-9a8e-5d5f3f3c2a11"  # around work items, users are named by UUID too
+    await add_users(db, workspace.id, uuids=[user])
     status, body, _ = await write(stack, workspace, item(ours, user, subject_id=work_item))
     assert status == 200, body
     status, body, _ = await write(stack, other_workspace, item(theirs, [10, "EUR"], subject_id=3))

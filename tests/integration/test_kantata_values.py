@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from cfv_schemas.kantata import CustomFieldValueOut
-from conftest import EventCollector, Stack, Workspace
+from conftest import EventCollector, Stack, Workspace, add_users
 from kantata_support import assert_errors_shape, counts, item, key_id, values_of, write
 
 WORK_ITEM = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
@@ -76,6 +76,7 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 async def test_value_type_valid_and_invalid_write(stack: Stack, workspace: Workspace, db: Any, name: str) -> None:
     case = CASES[name]
+    await add_users(db, workspace.id, ids=(3, 5, 42, 43))  # user relations name users of the workspace
     spec = {"name": f"Field {name}", "subject_type": "Story", **case.spec}
     created = await stack.create_field(workspace, **spec)
     choices = [int(c["id"]) for c in created["choices"]]

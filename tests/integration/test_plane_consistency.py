@@ -15,7 +15,7 @@ from typing import Any
 
 from cfv.gateway.plane_wire import VALUE_NAMESPACE
 from cfv_schemas.events import ChangeEvent
-from conftest import EventCollector, Stack, Workspace
+from conftest import EventCollector, Stack, Workspace, add_users
 from kantata_support import FIELDS, counts, item, key_id, values_of, write
 from plane_support import WORK_ITEM, a_uuid, new_project
 
@@ -287,6 +287,7 @@ async def test_kantata_writes_are_read_on_the_plane_face(stack: Stack, workspace
         ("red", await choice_id(db, red)), ("blue", await choice_id(db, blue))]
 
     user, item_a, item_b = a_uuid(), a_uuid(), a_uuid()
+    await add_users(db, workspace.id, uuids=[user])
     high_id = int(listed["Priority"]["choices"][0]["id"])
     red_id, blue_id = (int(c["id"]) for c in listed["Tags"]["choices"])
     writes = [item(listed["Priority"], high_id, subject_id=WORK_ITEM),

@@ -11,13 +11,22 @@ from typing import Any
 
 import asyncpg
 import pytest
-from conftest import Stack, Workspace
+from conftest import Stack, Workspace, add_users, create_workspace
 from plane_support import WORK_ITEM, Plane, a_uuid, new_project
 
 OTHER_WORK_ITEM = "9a0e4f6c-2b1d-4c8e-a7f3-5d6b8c9e0a12"
 U1 = "11111111-1111-4111-8111-111111111111"
 U2 = "22222222-2222-4222-8222-222222222222"
 U3 = "33333333-3333-4333-8333-333333333333"
+
+
+@pytest.fixture
+async def workspace(db: asyncpg.Connection[Any]) -> Workspace:
+    """'acme' with a key, and users U1, U2 and U3: the USER relations below name them, and a user relation names
+    users of its workspace (issue 13, bug 2)."""
+    created = await create_workspace(db, "acme")
+    await add_users(db, created.id, uuids=[U1, U2, U3])
+    return created
 UNKNOWN = "44444444-4444-4444-8444-444444444444"  # never an option's id
 
 VALUE_KEYS = {"id", "property_id", "issue_id", "value", "value_type", "external_id", "external_source",

@@ -56,7 +56,7 @@ def _time(moment: datetime | None) -> str | None:
 
 def render_user(user: User) -> dict[str, Any]:
     """A user in Kantata's form."""
-    return {"id": str(user.id), "kind": user.kind, "name": user.name, "email": user.email,
+    return {"id": str(user.id), "uuid": str(user.uuid), "kind": user.kind, "name": user.name, "email": user.email,
             "account_role": user.account_role, "created_at": _time(user.created_at),
             "updated_at": _time(user.updated_at), "deactivated_at": _time(user.deactivated_at)}
 

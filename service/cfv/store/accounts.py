@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
+from uuid import UUID
 
 import asyncpg
 from email_validator import EmailNotValidError, validate_email
@@ -56,6 +57,7 @@ class User:
     """A person or a service account of a workspace."""
 
     id: int
+    uuid: UUID  # how work-item properties (Plane) name the user
     kind: str
     name: str
     email: str | None
@@ -72,8 +74,8 @@ class User:
     @classmethod
     def of(cls, row: asyncpg.Record) -> User:
         """A ``users`` row."""
-        return cls(row["id"], row["kind"], row["name"], row["email"], row["account_role"], row["created_at"],
-                   row["updated_at"], row["deactivated_at"])
+        return cls(row["id"], row["uuid"], row["kind"], row["name"], row["email"], row["account_role"],
+                   row["created_at"], row["updated_at"], row["deactivated_at"])
 
 
 @dataclass(frozen=True, slots=True)

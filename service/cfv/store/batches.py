@@ -19,6 +19,7 @@ import orjson
 from cfv.domain.changes import KeyState, StoredValue
 from cfv.domain.fields import SUBJECT_TYPES, FieldDefinition, RelationTarget, SubjectType, ValueType
 from cfv.domain.rules import rules_from_storage
+from cfv.domain.users import KnownUsers
 from cfv.domain.writes import ExternalRef, ValueKey
 from cfv.store.database import Connection
 from cfv.store.queries import query
@@ -150,6 +151,19 @@ async def unique_holders(connection: Connection, probes: Sequence[tuple[int, int
     if not probes:
         return []
     return list(await connection.fetch(query("unique_holders"), *_columns(probes, 3)))
+
+
+async def users_named(connection: Connection, named: Sequence[tuple[int, int | str]]) -> KnownUsers:
+    """The users of ``named`` (workspace, user id or UUID) that exist, each under its id and its UUID, and whether
+    it is active."""
+    by_id = [(w, u) for w, u in named if isinstance(u, int)]
+    by_uuid = [(w, u) for w, u in named if isinstance(u, str)]
+    rows = await connection.fetch(query("users_named"), [w for w, _ in by_id], [u for _, u in by_id],
+                                  [w for w, _ in by_uuid], [u for _, u in by_uuid])
+    known: dict[tuple[int, int | str], bool] = {}
+    for r in rows:
+        known[(r["workspace_id"], r["id"])] = known[(r["workspace_id"], r["uuid"])] = r["active"]
+    return known
 
 
 ProjectKey = tuple[int, uuid.UUID]  # workspace id, project id

@@ -5,7 +5,7 @@ every row without I/O (:mod:`cfv.worker.plan`), and writes it all: the value his
 change events (in the event log), the operations' outcomes (which also record that each command was processed,
 so a redelivered command is answered from its record and never applied twice), idempotency keys, and the
 notifications that wake waiting gateways and the relay. In the common case that is five round trips per batch,
-whatever its size.
+whatever its size (one more when the batch writes relations to users: they are looked up).
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ async def apply_batch(connection: Connection, commands: Sequence[Command], signe
         more_states = [*await batches.key_states(connection, planner.keys_to_read(deletion_keys)),
                        *await batches.unique_holders(connection, planner.unique_probes())]
         more_ids = await batches.allocate_ids(connection, planner.ids_needed())
-        plan = planner.plan(now, idempotency=idempotency, more_states=more_states, more_ids=more_ids)
+        named = planner.users_named()
+        users = await batches.users_named(connection, named) if named else None
+        plan = planner.plan(now, idempotency=idempotency, more_states=more_states, more_ids=more_ids, users=users)
         await batches.persist(connection, plan.writes, now)
         return plan.outcomes
 

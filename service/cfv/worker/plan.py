@@ -21,6 +21,7 @@ from cfv_schemas.events import EVENT_TYPES
 
 from cfv.domain.changes import EMPTY, Change, KeyState, StoredValue, fold_command
 from cfv.domain.fields import SUBJECT_TYPES, FieldDefinition
+from cfv.domain.users import KnownUsers, user_errors, users_named
 from cfv.domain.values import InvalidValue, canonical_subject_id
 from cfv.domain.writes import ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey, WriteItem, validate_items
 from cfv.store.batches import KnownOperation, Loaded, ProjectKey, Reads, WorkspaceKey, Writes, states_of
@@ -169,6 +170,10 @@ class BatchPlanner:
             keys.extend((p.command.workspace_id, key) for key in [w.key for w in p.writes] + p.stored_keys)
         return [key for key in dict.fromkeys(keys) if key not in self._requested]
 
+    def users_named(self) -> list[tuple[int, int | str]]:
+        """(workspace, user id or UUID) of each user the batch's user relations name: each must be looked up."""
+        return [named for p in self._prepared for named in users_named(p.command.workspace_id, p.writes)]
+
     def ids_needed(self) -> int:
         """Value ids beyond the first read's: a field's deletion also deletes the values this batch gives it, at
         most one per write (call after :meth:`keys_to_read`)."""
@@ -176,9 +181,11 @@ class BatchPlanner:
         return sum(len(p.stored_keys) + writes for p in self._prepared if p.deleting)
 
     def plan(self, now: datetime, *, idempotency: dict[tuple[int, str], tuple[str, Outcome]],
-             more_states: Iterable[Sequence[Any]] = (), more_ids: Sequence[int] = ()) -> Plan:
+             more_states: Iterable[Sequence[Any]] = (), more_ids: Sequence[int] = (),
+             users: KnownUsers | None = None) -> Plan:
         """Every command's outcome and the rows to write, given the rows of :meth:`keys_to_read` and
-        :meth:`unique_probes` (``more_states``) and the ids of :meth:`ids_needed` (``more_ids``)."""
+        :meth:`unique_probes` (``more_states``), the ids of :meth:`ids_needed` (``more_ids``) and the users of
+        :meth:`users_named` (None: the batch names none)."""
         states = self._loaded.states
         for workspace_id, found in states_of(more_states).items():
             states.setdefault(workspace_id, {}).update(found)
@@ -229,7 +236,13 @@ class BatchPlanner:
                 if forbidden:
                     p.outcome = failed(command.id, forbidden)
                     continue
-                changes, errors = fold_command(states.setdefault(command.workspace_id, {}), p.writes, ids)
+                workspace_states = states.setdefault(command.workspace_id, {})
+                if users is not None and not deletion:
+                    refused = user_errors(command.workspace_id, p.writes, users, workspace_states)
+                    if refused:
+                        p.outcome = failed(command.id, refused)
+                        continue
+                changes, errors = fold_command(workspace_states, p.writes, ids)
                 if errors:
                     p.outcome = failed(command.id, errors)
                     continue

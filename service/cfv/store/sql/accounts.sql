@@ -25,20 +25,20 @@ JOIN users u ON (u.workspace_id, u.id) = (k.workspace_id, k.user_id)
 WHERE k.id = $1 AND k.workspace_id = $2;
 
 -- name: get_user
-SELECT id, kind, name, email, account_role, created_at, updated_at, deactivated_at
+SELECT id, uuid, kind, name, email, account_role, created_at, updated_at, deactivated_at
 FROM users WHERE workspace_id = $1 AND id = $2;
 
 -- name: user_by_email
-SELECT id, kind, name, email, account_role, created_at, updated_at, deactivated_at
+SELECT id, uuid, kind, name, email, account_role, created_at, updated_at, deactivated_at
 FROM users WHERE workspace_id = $1 AND lower(email) = lower($2::text);
 
 -- name: service_by_name
-SELECT id, kind, name, email, account_role, created_at, updated_at, deactivated_at
+SELECT id, uuid, kind, name, email, account_role, created_at, updated_at, deactivated_at
 FROM users WHERE workspace_id = $1 AND kind = 'service' AND name = $2;
 
 -- name: list_users
 -- $2 the page size (NULL: all), $3 the offset.
-SELECT id, kind, name, email, account_role, created_at, updated_at, deactivated_at
+SELECT id, uuid, kind, name, email, account_role, created_at, updated_at, deactivated_at
 FROM users WHERE workspace_id = $1 ORDER BY id LIMIT $2 OFFSET $3;
 
 -- name: count_users
@@ -46,7 +46,7 @@ SELECT count(*) FROM users WHERE workspace_id = $1;
 
 -- name: create_user
 INSERT INTO users (workspace_id, kind, name, email, account_role) VALUES ($1, $2, $3, $4, $5)
-RETURNING id, kind, name, email, account_role, created_at, updated_at, deactivated_at;
+RETURNING id, uuid, kind, name, email, account_role, created_at, updated_at, deactivated_at;
 
 -- name: update_user
 -- NULL leaves a column as it is; $4 says whether to set the email to $5 (NULL clears it); $7 true
@@ -60,7 +60,7 @@ SET name = coalesce($3, name),
                           ELSE coalesce(deactivated_at, now()) END,
     updated_at = now()
 WHERE workspace_id = $1 AND id = $2
-RETURNING id, kind, name, email, account_role, created_at, updated_at, deactivated_at;
+RETURNING id, uuid, kind, name, email, account_role, created_at, updated_at, deactivated_at;
 
 -- name: other_active_admins
 SELECT count(*) FROM users

@@ -98,6 +98,17 @@ CROSS JOIN LATERAL (
     WHERE (c.workspace_id, c.custom_field_id, c.unique_key) = (k.workspace_id, k.custom_field_id, k.unique_key::jsonb)
     LIMIT 1) c;
 
+-- name: users_named
+-- The users a batch's user relations name, by id ($1 workspaces, $2 ids) or by UUID ($3, $4), and whether each
+-- is active: a relation may only name users of its workspace.
+SELECT u.workspace_id, u.id, u.uuid::text AS uuid, u.deactivated_at IS NULL AS active
+FROM unnest($1::bigint[], $2::bigint[]) AS n (workspace_id, id)
+JOIN users u ON u.workspace_id = n.workspace_id AND u.id = n.id
+UNION
+SELECT u.workspace_id, u.id, u.uuid::text AS uuid, u.deactivated_at IS NULL AS active
+FROM unnest($3::bigint[], $4::uuid[]) AS n (workspace_id, uuid)
+JOIN users u ON u.workspace_id = n.workspace_id AND u.uuid = n.uuid;
+
 -- name: key_states
 -- The state of keys learnt of after load_batch (the values of a field being deleted); its states' columns.
 SELECT c.workspace_id, c.subject_type, c.subject_id, c.custom_field_id, c.seq, c.value_id, c.value, c.external_id,
