@@ -45,8 +45,10 @@ def main(context: click.Context) -> None:
     context.obj = settings
 
 
-def _run(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run a long-running process on uvloop: its transports and callbacks cost a fraction of asyncio's own."""
+def _run(process: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Run a long-running process on uvloop (its transports and callbacks cost a fraction of asyncio's own) until
+    SIGTERM or SIGINT, which set the event it was given: it drains and returns, within CFV_SHUTDOWN_TIMEOUT. A
+    second signal stops it at once."""
     # The cyclic collector, left as it is, walks every object of the process (tens of thousands: modules,
     # schemas, routes) at each full collection, and with requests allocating so much it runs often: pauses that
     # were a third of the open-loop benchmark's p99. What exists now lives for good (frozen: never walked
@@ -54,10 +56,26 @@ def _run(coroutine: Coroutine[Any, Any, None]) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(coroutine)
+        with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+            uvloop.run(_until_signalled(process))
     except Unmet as unmet:
         _unmet(unmet)
+
+
+async def _until_signalled(process: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    stop = asyncio.Event()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+
+    def signalled() -> None:
+        if stop.is_set():
+            main_task.cancel()  # a second signal: no more waiting
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, signalled)
+    await process(stop)
 
 
 def _unmet(unmet: Unmet) -> NoReturn:
@@ -79,21 +97,21 @@ def migrate(settings: Settings) -> None:
 @click.pass_obj
 def gateway(settings: Settings) -> None:
     """Run the HTTP gateway."""
-    _run(processes.run_gateway(settings))
+    _run(lambda stop: processes.run_gateway(settings, stop=stop))
 
 
 @main.command()
 @click.pass_obj
 def worker(settings: Settings) -> None:
     """Run a worker (run several to scale out; each shard queue has one active worker)."""
-    _run(processes.run_worker(settings))
+    _run(lambda stop: processes.run_worker(settings, stop=stop))
 
 
 @main.command()
 @click.pass_obj
 def relay(settings: Settings) -> None:
     """Run the event relay (several may run; one is active)."""
-    _run(processes.run_relay(settings))
+    _run(lambda stop: processes.run_relay(settings, stop=stop))
 
 
 @main.command()

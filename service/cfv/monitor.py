@@ -20,9 +20,11 @@ Check = Callable[[], Awaitable[object]]
 CHECK_SECONDS = 1.0
 
 
-async def readiness(checks: Mapping[str, Check]) -> web.Response:
+async def readiness(checks: Mapping[str, Check], draining: asyncio.Event | None = None) -> web.Response:
     """The answer of a readiness probe over ``checks`` (name: a coroutine that raises unless that part answers):
-    each part's state, 200 when all answer, else 503."""
+    each part's state, 200 when all answer, else 503; 503 ``draining`` once the process is stopping."""
+    if draining is not None and draining.is_set():
+        return _json({"status": "draining", "checks": {}}, 503)
     results = await asyncio.gather(*(_check(check) for check in checks.values()))
     states = dict(zip(checks, results, strict=True))
     ready = all(state == "ok" for state in states.values())
@@ -35,11 +37,14 @@ def liveness() -> web.Response:
 
 
 class Monitor:
-    """Serves the monitoring port of one process: its ``checks`` for ``/readyz``, and ``refreshers`` run before
-    each scrape, for gauges read from elsewhere (the outbox's lag, the dead-letter queue's depth)."""
+    """Serves the monitoring port of one process: its ``checks`` for ``/readyz`` (unready once ``draining`` is
+    set), and ``refreshers`` run before each scrape, for gauges read from elsewhere (the outbox's lag, the
+    dead-letter queue's depth)."""
 
     def __init__(self, host: str, port: int, checks: Mapping[str, Check],
-                 refreshers: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
+                 refreshers: Sequence[Callable[[], Awaitable[None]]] = (),
+                 draining: asyncio.Event | None = None) -> None:
+        self._draining = draining
         self._host = host
         self._port = port
         self._checks = checks
@@ -75,7 +80,7 @@ class Monitor:
             self._runner = None
 
     async def _readyz(self, _: web.Request) -> web.Response:
-        return await readiness(self._checks)
+        return await readiness(self._checks, self._draining)
 
     async def _metrics(self, _: web.Request) -> web.Response:
         for refresh in self._refreshers:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import asyncpg
@@ -20,6 +20,7 @@ from cfv.broker.publisher import CommandPublisher
 from cfv.faults import TRANSIENT_ERRORS, Backoff, Unmet, explain_postgres, explain_rabbitmq
 from cfv.gateway import health
 from cfv.gateway.app import create_app
+from cfv.gateway.keys import DRAINING
 from cfv.gateway.limits import RateLimiter, redis_client
 from cfv.gateway.protocol import GatewayRunner
 from cfv.gateway.replies import ReplyWaiter
@@ -109,8 +110,9 @@ async def _dependencies(settings: Settings, name: str, *, db_settings: dict[str,
     return pool, amqp
 
 
-async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """Serve HTTP until cancelled."""
+async def run_gateway(settings: Settings, ready: asyncio.Event | None = None,
+                      stop: asyncio.Event | None = None) -> None:
+    """Serve HTTP until cancelled, or until ``stop`` is set: then drain (see :func:`_drain_gateway`)."""
     pool, amqp = await _dependencies(settings, "cfv-gateway")
     listener = Listener(settings.database_url)
     waiter = ReplyWaiter(listener, pool)
@@ -121,8 +123,9 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
     limiter = RateLimiter(redis_client(settings), settings)
     await limiter.check_redis()
     app = create_app(settings, pool, submitter, limiter, listener)
-    runner = GatewayRunner(app, access_log=None)  # cfv.gateway.observe logs each request, with its id
-    monitor = Monitor(settings.metrics_host, settings.metrics_port, health.checks(app))
+    # cfv.gateway.observe logs each request, with its id; on stopping, requests in flight get the drain's time
+    runner = GatewayRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
+    monitor = Monitor(settings.metrics_host, settings.metrics_port, health.checks(app), draining=app[DRAINING])
     await listener.start()
     await runner.setup()
     try:
@@ -131,10 +134,14 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
         log.info("gateway listening", host=settings.http_host, port=settings.http_port)
         if ready is not None:
             ready.set()
-        await asyncio.Event().wait()
+        await (stop or asyncio.Event()).wait()
+        # Draining: unready at once (a load balancer stops sending), no new connections, the requests in flight
+        # answered (their commands confirmed by the broker) within the shutdown timeout.
+        app[DRAINING].set()
+        log.info("gateway stopping: finishing the requests in flight", within=settings.shutdown_timeout)
     finally:
-        await monitor.close()
         await runner.cleanup()
+        await monitor.close()
         await listener.close()
         await publisher.close()
         with contextlib.suppress(Exception):
@@ -142,23 +149,28 @@ async def run_gateway(settings: Settings, ready: asyncio.Event | None = None) ->
         await _close(pool, amqp)
 
 
-async def run_worker(settings: Settings) -> None:
-    """Apply commands until cancelled."""
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Apply commands until cancelled, or until ``stop`` is set: then stop consuming between two batches (the one
+    being applied is committed, answered and acked; what was delivered and not applied goes back to the queues,
+    in order, for another worker), within the shutdown timeout."""
     name = worker_id()  # the same in its broker connection's name and its presence in the database
     pool, amqp = await _dependencies(settings, f"cfv-worker/{name}", db_settings=GENERIC_PLANS,
                                      transactions_only=True, declare=False)  # the worker declares as it subscribes
     monitor = Monitor(settings.metrics_host, settings.metrics_port,
                       {"postgres": lambda: ping(pool), "rabbitmq": amqp.connected.wait})
+    worker = Worker(settings, pool, amqp, Membership(settings.database_url, name))
     try:
         await monitor.start()
-        await Worker(settings, pool, amqp, Membership(settings.database_url, name)).run()
+        await worker.start()  # here, not in the task below: an unmet precondition is the one line it prints
+        await _until_stopped(worker.serve(), stop, worker.drain, settings.shutdown_timeout, "worker")
     finally:
         await _close(pool, amqp)  # first: a connection the broker closed would otherwise log its reconnections
         await monitor.close()
 
 
-async def run_relay(settings: Settings) -> None:
-    """Publish change events until cancelled."""
+async def run_relay(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Publish change events until cancelled, or until ``stop`` is set: then finish the round being published
+    (confirmed, its cursors moved), within the shutdown timeout."""
     await check_dependencies(settings)  # the relay holds connections of its own: a cursor lock, a publisher
     # And these, to answer probes and read the gauges it reports: the outbox's lag, the dead letters' count.
     pool, amqp = await _dependencies(settings.model_copy(update={"db_pool_size": 2}), "cfv-relay-monitor",
@@ -173,12 +185,35 @@ async def run_relay(settings: Settings) -> None:
     monitor = Monitor(settings.metrics_host, settings.metrics_port,
                       {"postgres": lambda: ping(pool), "rabbitmq": amqp.connected.wait},
                       refreshers=[lambda: measure_outbox(pool), count_dead_letters])
+    relay = Relay(settings)
     try:
         await monitor.start()
-        await Relay(settings).run()
+        await _until_stopped(relay.run(), stop, relay.drain, settings.shutdown_timeout, "relay")
     finally:
         await _close(pool, amqp)  # first: a connection the broker closed would otherwise log its reconnections
         await monitor.close()
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event | None,
+                         drain: Callable[[], Awaitable[None]], within: float, name: str) -> None:
+    """Run ``work`` until it ends or ``stop`` is set; then ``drain`` it, and stop it, within ``within`` seconds
+    (past them it is cancelled where it is: the guarantees hold, as after a crash, only less gracefully)."""
+    task = asyncio.create_task(work)
+    stopping = asyncio.create_task((stop or asyncio.Event()).wait())
+    try:
+        await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            log.info(f"{name} stopping", within=within)
+            try:
+                async with asyncio.timeout(within):
+                    await drain()
+            except TimeoutError:
+                log.warning(f"{name} did not drain in time: stopping where it is", within=within)
+    finally:  # cancelled (not stopped): at once
+        stopping.cancel()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _close(pool: asyncpg.Pool[Any], amqp: AbstractRobustConnection) -> None:

@@ -46,28 +46,44 @@ class Relay:
         self._wake = asyncio.Event()
         self._dirty: set[int] = set()  # workspaces that may have events after their cursor
         self._sweep = True
+        self._stopping = False
+        self._stopped = asyncio.Event()
         self.published = 0
 
     async def run(self) -> None:
-        """Publish until cancelled, surviving lost connections to either side (cfv's topology declared)."""
+        """Publish until cancelled or drained, surviving lost connections to either side (cfv's topology
+        declared)."""
         backoff = Backoff(first=0.5, ceiling=10.0)
-        while True:
-            began = time.monotonic()
-            try:
-                await self._lead()
-            except TRANSIENT_ERRORS + (aio_pika.exceptions.AMQPError, PublishError, EOFError) as error:
-                log.warning("relay interrupted, restarting", error=repr(error), retry_in=backoff.delay)
-            except Exception:  # whatever else a lost connection raises: the relay must outlive it
-                log.exception("relay failed, restarting", retry_in=backoff.delay)
-            if time.monotonic() - began > 60:  # it had been leading a while: this is a new incident
-                backoff = Backoff(first=0.5, ceiling=10.0)
-            await backoff.pause()
+        try:
+            while not self._stopping:
+                began = time.monotonic()
+                try:
+                    await self._lead()
+                except TRANSIENT_ERRORS + (aio_pika.exceptions.AMQPError, PublishError, EOFError) as error:
+                    log.warning("relay interrupted, restarting", error=repr(error), retry_in=backoff.delay)
+                except Exception:  # whatever else a lost connection raises: the relay must outlive it
+                    log.exception("relay failed, restarting", retry_in=backoff.delay)
+                if self._stopping:
+                    break
+                if time.monotonic() - began > 60:  # it had been leading a while: this is a new incident
+                    backoff = Backoff(first=0.5, ceiling=10.0)
+                await backoff.pause()
+        finally:
+            self._stopped.set()
+
+    async def drain(self) -> None:
+        """Stop once the round being published is confirmed and its cursors moved; return when stopped."""
+        self._stopping = True
+        self._wake.set()
+        await self._stopped.wait()
 
     async def _lead(self) -> None:
         db = await connect(self._settings.database_url, settings=GENERIC_PLANS)
         publisher: ConfirmedPublisher | None = None
         try:
-            while not await db.fetchval(query("relay_lock")):  # noqa: ASYNC110 (polls a lock held elsewhere)
+            while not await db.fetchval(query("relay_lock")):
+                if self._stopping:
+                    return
                 await asyncio.sleep(self._settings.relay_poll_interval)
             publisher = await ConfirmedPublisher.connect_any(amqp_urls(self._settings.amqp_url), name="cfv-relay")
             await db.add_listener(OUTBOX_CHANNEL, self._notified)
@@ -75,7 +91,7 @@ class Relay:
             self._sweep = True
             log.info("relay active")
             caught_up = True
-            while True:
+            while not self._stopping:
                 if self._sweep:
                     self._sweep = False
                     self._dirty.update(r["workspace_id"] for r in await db.fetch(

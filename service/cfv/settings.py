@@ -43,6 +43,10 @@ class Settings(BaseSettings):
                                 "to join the same window (fewer rounds under load, that much later)")
     relay_poll_interval: float = Field(1.0, description="seconds between outbox polls without a notification")
 
+    shutdown_timeout: float = Field(15.0, gt=0, description="seconds a process takes at most to stop gracefully on "
+                                    "SIGTERM or SIGINT (the gateway finishes its requests, a worker its batch, the "
+                                    "relay its round) before it stops anyway")
+
     log_level: str = "INFO"
     log_json: bool = False
     access_log: bool = Field(True, description="the gateway logs a line per request (method, route, status, "

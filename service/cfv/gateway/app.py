@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
                           middlewares=[observe_middleware, error_middleware, guard_middleware])
     install_limits(app, settings, limiter)
     app[keys.SETTINGS] = settings
+    app[keys.DRAINING] = asyncio.Event()
     app[keys.POOL] = pool
     app[keys.SUBMITTER] = submitter
     app[keys.AUTHENTICATOR] = Authenticator(pool, listener)

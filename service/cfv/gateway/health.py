@@ -34,4 +34,4 @@ async def livez(_: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     """Each dependency's state; 200 when all answer, else 503."""
-    return await readiness(checks(request.app))
+    return await readiness(checks(request.app), request.app[keys.DRAINING])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from cfv.gateway.submit import Submitter
 
 SETTINGS = web.AppKey("settings", Settings)
+DRAINING = web.AppKey("draining", asyncio.Event)  # set once the gateway is stopping: /readyz answers 503
 POOL = web.AppKey("pool", asyncpg.Pool)
 SUBMITTER: web.AppKey[Submitter] = web.AppKey("submitter")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")

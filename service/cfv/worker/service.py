@@ -115,6 +115,8 @@ class Worker:
         self._consumers: dict[int, ShardConsumer] = {}
         self._applying = asyncio.Lock()  # held while a batch is applied; a handover happens between batches
         self._hold: dict[int, float] = {}  # shard: seconds to keep it before handing it over again
+        self._control: AbstractChannel | None = None  # declares the topology, consumes the dead letters to settle
+        self._draining = False
         self.applied_commands = 0
         connection.reconnect_callbacks.add(self._forget_activity)
 
@@ -135,8 +137,17 @@ class Worker:
 
     async def run(self) -> None:
         """Consume and apply until cancelled."""
+        await self.start()
+        await self.serve()
+
+    async def start(self) -> None:
+        """Be present among the workers and consume every shard queue (raises :class:`Unmet` if the broker lacks
+        what cfv needs)."""
         await self._membership.members()  # present before consuming: the others count this worker at once
         await self._subscribe()
+
+    async def serve(self) -> None:
+        """Apply what the queues deliver until cancelled (after :meth:`start`)."""
         rebalancer = asyncio.create_task(self._rebalance_forever())
         try:
             while True:
@@ -167,6 +178,7 @@ class Worker:
                 )
                 await channel.set_qos(prefetch_count=self._settings.worker_prefetch)
                 await declared.dead_letter_settle.consume(self._settle_dead_letter)
+                self._control = channel
                 shards = range(self._settings.command_shards)  # all settled before any is undone:
                 subscribed = await asyncio.gather(*map(self._consume_shard, shards), return_exceptions=True)
                 for outcome in subscribed:
@@ -185,6 +197,20 @@ class Worker:
                 continue
             log.info("worker started", shards=len(declared.shard_queues), worker_id=self.worker_id)
             return
+
+    async def drain(self) -> None:
+        """Stop consuming, between two batches: once the batch being applied is committed, answered and acked,
+        every channel of this worker closes, and what was delivered to it and not applied goes back to its queue,
+        first in line, for the next worker. :meth:`run` applies nothing more."""
+        async with self._applying:
+            self._draining = True
+            for consumer in [*self._consumers.values()]:
+                await self._close_consumer(consumer)
+            self._consumers.clear()
+            if self._control is not None:
+                with contextlib.suppress(Exception):
+                    await self._control.close()
+        log.info("worker drained: its unapplied deliveries are back in their queues")
 
     async def _consume_shard(self, n: int) -> None:
         """Consume shard ``n`` on a channel of its own: active at once if no other consumer is, else waiting."""
@@ -243,6 +269,8 @@ class Worker:
                     if quick else 0.0
                 await self._close_consumer(consumer)
                 log.info("handed a shard over", shard=n, to=owners[n])
+            if self._draining:
+                return
             for n in [*unwanted, *missing]:
                 await self._consume_shard(n)
 
