@@ -61,7 +61,31 @@ class ChangeEvent(BaseModel):
     subject: str = Field(description="{subject_type}/{subject_id}/custom_fields/{custom_field_id}")
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
+    position: int | None = Field(default=None, description=(
+        "extension attribute: the event's place in its workspace's event log, strictly increasing in commit "
+        "order (GET /api/v1/events?after=POSITION reads from there); absent on events made before it existed"))
     correlationid: str | None = Field(default=None, description=(
         "extension attribute: the id of the request that made the change (its X-Request-ID, or the command's "
         "request_id); absent when the command carried none"))
     data: ValueChange
+
+
+class EventsQuery(BaseModel):
+    """The query of ``GET /api/v1/events``: where to start, how many, and which."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after: int | None = Field(default=None, ge=0, description=(
+        "read the events after this position (omitted: from the oldest kept)"))
+    limit: int = Field(default=100, ge=1, le=1000, description="most events in the answer")
+    type: str | None = Field(default=None, description="comma-separated event types, e.g. cfv.value.deleted.v1")
+    subject_type: str | None = Field(default=None, description="only events of this subject type")
+    custom_field_id: str | None = Field(default=None, description="comma-separated field ids")
+
+
+class EventsPage(BaseModel):
+    """The answer of ``GET /api/v1/events``: events in position order, and the position to read after next
+    (the last one looked at, shown or not: events of fields the caller may not read are left out)."""
+
+    events: list[ChangeEvent]
+    next_after: int

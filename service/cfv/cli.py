@@ -1,5 +1,5 @@
 """The operator's command line: ``cfv migrate | run | gateway | worker | relay | workspace | key | user |
-topology``."""
+topology | events``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from urllib.parse import unquote, urlsplit
 import click
 import uvloop
 
-from cfv import logs, processes
+from cfv import event_log, logs, processes
+from cfv.broker.confirmed import Unroutable
 from cfv.broker.connection import amqp_urls
 from cfv.broker.permissions import integration_permissions
 from cfv.broker.topology import definitions
@@ -409,3 +410,50 @@ def topology(settings: Settings) -> None:
     """Print the RabbitMQ topology as a definitions file (see deploy/rabbitmq-definitions.json)."""
     click.echo(json.dumps(definitions(shards=settings.command_shards, delivery_limit=settings.delivery_limit),
                           indent=2))
+
+
+@main.group("events")
+def events_group() -> None:
+    """Read a workspace's event log (every event, as stored), or replay it into a queue."""
+
+
+def _types(raw: str | None) -> list[str] | None:
+    return [part.strip() for part in raw.split(",") if part.strip()] if raw else None
+
+
+@events_group.command("tail")
+@click.option("--workspace", "slug", required=True)
+@click.option("--after", type=click.IntRange(min=0), help="start after this position (default: the newest, so only "
+              "events to come)")
+@click.option("--type", "types", help="comma-separated event types")
+@click.option("--follow/--no-follow", default=True, show_default=True, help="keep following the log")
+@click.pass_obj
+def events_tail(settings: Settings, slug: str, after: int | None, types: str | None, follow: bool) -> None:
+    """Print events as JSON lines, in position order, and keep following."""
+
+    async def print_events(db: Connection, workspace_id: int) -> None:
+        await event_log.tail(db, workspace_id, after=after, types=_types(types), follow=follow,
+                             emit=lambda text: click.echo(text))
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_in_workspace(settings, slug, print_events))
+
+
+@events_group.command("replay")
+@click.option("--workspace", "slug", required=True)
+@click.option("--after", type=click.IntRange(min=0), required=True, help="replay the events after this position")
+@click.option("--queue", required=True, help="the queue to publish them into (it must exist)")
+@click.option("--type", "types", help="comma-separated event types")
+@click.pass_obj
+def events_replay(settings: Settings, slug: str, after: int, queue: str, types: str | None) -> None:
+    """Republish the events after a position, in order and unchanged (same ids), into a consumer's queue."""
+
+    async def republish(db: Connection, workspace_id: int) -> tuple[int, int | None]:
+        try:
+            return await event_log.replay(settings, db, workspace_id, after=after, queue=queue, types=_types(types))
+        except Unroutable:
+            raise click.ClickException(f"no queue {queue!r} on the broker: declare it (and bind nothing: the "
+                                       "replay publishes into it directly), then replay") from None
+
+    count, last = asyncio.run(_in_workspace(settings, slug, republish))
+    click.echo(f"replayed {count} event(s) into {queue}" + (f", up to position {last}" if last else ""))

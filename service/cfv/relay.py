@@ -30,12 +30,14 @@ from cfv.broker.confirmed import ConfirmedPublisher, Outgoing, PublishError
 from cfv.broker.connection import amqp_urls
 from cfv.faults import TRANSIENT_ERRORS, Backoff
 from cfv.settings import Settings
+from cfv.store import events
 from cfv.store.database import GENERIC_PLANS, connect
 from cfv.store.queries import query
 from cfv.worker.apply import OUTBOX_CHANNEL
 
 log = structlog.get_logger("cfv.relay")
 _CONFIRM_TIMEOUT = 10.0
+_PRUNE_BATCH = 500
 
 
 class Relay:
@@ -80,6 +82,7 @@ class Relay:
     async def _lead(self) -> None:
         db = await connect(self._settings.database_url, settings=GENERIC_PLANS)
         publisher: ConfirmedPublisher | None = None
+        pruner: asyncio.Task[None] | None = None
         try:
             while not await db.fetchval(query("relay_lock")):
                 if self._stopping:
@@ -90,6 +93,7 @@ class Relay:
             cursors = {r["workspace_id"]: r["position"] for r in await db.fetch(query("relay_cursors"))}
             self._sweep = True
             log.info("relay active")
+            pruner = asyncio.create_task(self._prune_forever())
             caught_up = True
             while not self._stopping:
                 if self._sweep:
@@ -107,8 +111,38 @@ class Relay:
                     await asyncio.sleep(self._settings.relay_linger)
                 caught_up = await self._publish_round(db, publisher, cursors) < self._settings.relay_batch
         finally:
+            if pruner is not None:
+                pruner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruner
             if publisher is not None:
                 await publisher.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(db.close(), 2)
+
+    async def _prune_forever(self) -> None:
+        """While active: every ``prune_every`` seconds, prune the event log (its own connection; the rounds keep
+        theirs)."""
+        while True:
+            await asyncio.sleep(self._settings.prune_every)
+            try:
+                await self.prune()
+            except TRANSIENT_ERRORS as error:
+                log.warning("cannot prune the event log", error=repr(error))
+
+    async def prune(self) -> int:
+        """Delete the published events older than ``event_retention``, in small statements (each at most
+        ``_PRUNE_BATCH`` rows of a workspace) that do not hold up the writers for long; return how many went."""
+        db = await connect(self._settings.database_url)
+        try:
+            total = 0
+            while deleted := await events.prune(db, older_than=self._settings.event_retention,
+                                                per_workspace=_PRUNE_BATCH):
+                total += deleted
+            if total:
+                log.info("event log pruned", events=total)
+            return total
+        finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(db.close(), 2)
 

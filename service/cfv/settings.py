@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     relay_batch: int = Field(500, ge=1, description="most events the relay publishes per round")
     relay_linger: float = Field(0.03, ge=0, description="seconds the relay waits, once told of new events, for more "
                                 "to join the same window (fewer rounds under load, that much later)")
+    event_retention: float = Field(7 * 86400, gt=0, description="seconds the event log keeps a change event "
+                                   "(readable by GET /api/v1/events and `cfv events`); the active relay prunes "
+                                   "older ones once published, always keeping each workspace's newest")
+    prune_every: float = Field(60.0, gt=0, description="seconds between the relay's prunings of the event log")
     relay_poll_interval: float = Field(1.0, description="seconds between outbox polls without a notification")
 
     shutdown_timeout: float = Field(15.0, gt=0, description="seconds a process takes at most to stop gracefully on "

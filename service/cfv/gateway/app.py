@@ -8,7 +8,18 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from cfv.gateway import admin, health, kantata, kantata_choices, kantata_sets, kantata_values, keys, plane, subjects
+from cfv.gateway import (
+    admin,
+    events,
+    health,
+    kantata,
+    kantata_choices,
+    kantata_sets,
+    kantata_values,
+    keys,
+    plane,
+    subjects,
+)
 from cfv.gateway.auth import Authenticator
 from cfv.gateway.errors import error_middleware
 from cfv.gateway.limits import RateLimiter, guard_middleware
@@ -40,4 +51,5 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     app.add_routes(plane.routes)
     app.add_routes(subjects.routes)
     app.add_routes(health.routes)
+    app.add_routes(events.routes)
     return app

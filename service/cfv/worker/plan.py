@@ -403,8 +403,8 @@ class _BatchWrites:
                                    command.id, write.origin))
             self._last_writer[(workspace_id, key)] = (command, actor, write)
             self._heads[workspace_id] = position = self._heads.get(workspace_id, 0) + 1
-            event_id, routing_key, event = _event(self._event_ids.next(), workspace_id, operation_id, actor, write,
-                                                  change, slug, self._time, command.request_id)
+            event_id, routing_key, event = _event(self._event_ids.next(), workspace_id, position, operation_id,
+                                                  actor, write, change, slug, self._time, command.request_id)
             self._events.append((workspace_id, position, event_id, event["type"], routing_key, _json(event)))
             values.append(_value_out(operation_id, actor, write, change, self._time, hidden=not shown))
         if changes:
@@ -529,8 +529,8 @@ class _EventIds:
         return f"{self._prefix}{self._count:08x}"
 
 
-def _event(event_id: str, workspace_id: int, operation_id: str, actor: str, write: ValidWrite, change: Change,
-           slug: str, time: str, request_id: str | None) -> tuple[str, str, dict[str, Any]]:
+def _event(event_id: str, workspace_id: int, position: int, operation_id: str, actor: str, write: ValidWrite,
+           change: Change, slug: str, time: str, request_id: str | None) -> tuple[str, str, dict[str, Any]]:
     key = change.key
     routing_key = f"{slug}.{key.subject_type}.{key.custom_field_id}.{change.kind}"
     event = {
@@ -541,6 +541,7 @@ def _event(event_id: str, workspace_id: int, operation_id: str, actor: str, writ
         "subject": f"{key.subject_type}/{key.subject_id}/custom_fields/{key.custom_field_id}",
         "time": time,
         "datacontenttype": "application/json",
+        "position": position,
         "data": {
             "workspace_id": workspace_id, "workspace": slug,
             "subject_type": key.subject_type, "subject_id": key.subject_id,

@@ -1,0 +1,80 @@
+"""The event log, read and pruned: every change event keeps its place (``position``, per workspace, strictly
+increasing in commit order) for ``CFV_EVENT_RETENTION``. Workers write it (:mod:`cfv.store.batches`); the relay
+publishes it and prunes it; the replay API and ``cfv events`` read it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cfv.store.database import Connection
+from cfv.store.queries import query
+
+#: How many rows of the log one page looks at, per event it may answer: a filter that matches little cannot make
+#: a request read the whole log (the page's ``next_after`` says how far it looked).
+SCAN_FACTOR = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Events after a position, as stored (CloudEvents' JSON text), and where the next page starts."""
+
+    events: list[str]
+    next_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """The oldest and newest positions a workspace's log keeps (None, None: none)."""
+
+    oldest: int | None
+    newest: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the log keeps it."""
+
+    position: int
+    id: str
+    type: str
+    routing_key: str
+    text: str
+
+
+async def read_page(connection: Connection, *, workspace_id: int, after: int, limit: int, user_id: int,
+                    account_role: str, types: Sequence[str] | None = None, subject_type: str | None = None,
+                    field_ids: Sequence[int] | None = None) -> Page:
+    """The events after ``after`` that the user may read (each field's read_access), filtered, at most ``limit``,
+    in position order."""
+    rows = await connection.fetch(query("events_page"), workspace_id, after, limit, limit * SCAN_FACTOR,
+                                  list(types) if types is not None else None, subject_type,
+                                  list(field_ids) if field_ids is not None else None, user_id, account_role)
+    shown = [r for r in rows if r["position"] is not None]
+    if len(shown) == limit:
+        next_after = shown[-1]["position"]
+    else:
+        next_after = max(after, rows[0]["last_seen"] or after) if rows else after
+    return Page([r["event"] for r in shown], next_after)
+
+
+async def bounds(connection: Connection, *, workspace_id: int) -> Bounds:
+    """The positions the workspace's log keeps."""
+    row = await connection.fetchrow(query("event_log_bounds"), workspace_id)
+    assert row is not None
+    return Bounds(row["oldest"], row["newest"])
+
+
+async def stored_after(connection: Connection, *, workspace_id: int, after: int, limit: int,
+                       types: Sequence[str] | None = None) -> list[StoredEvent]:
+    """The stored events after ``after``, as they are (no access filter: for the operator), at most ``limit``."""
+    rows = await connection.fetch(query("event_log_after"), workspace_id, after, limit,
+                                  list(types) if types is not None else None)
+    return [StoredEvent(r["position"], r["event_id"], r["type"], r["routing_key"], r["event"]) for r in rows]
+
+
+async def prune(connection: Connection, *, older_than: float, per_workspace: int) -> int:
+    """Delete published events older than ``older_than`` seconds, at most ``per_workspace`` per workspace, never
+    the newest of a workspace; return how many went."""
+    status = await connection.execute(query("prune_events"), older_than, per_workspace)
+    return int(status.split()[-1])
