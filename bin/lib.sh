@@ -88,6 +88,19 @@ ensure_redis() {
   die "Redis does not answer on $REDIS_HOST:$REDIS_PORT. Start it, e.g.: docker compose up -d redis"
 }
 
+# The docs page is tested in a real headless Chromium (Debian's package).
+ensure_chromium() {
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null && return 0
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing Chromium (apt-get install chromium), for the docs page's browser test"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+      || die "could not install Chromium: apt-get install chromium"
+    return 0
+  fi
+  die "Chromium is needed by the docs page's browser test: install it (Debian: apt-get install chromium)"
+}
+
 ensure_services() {
   ensure_postgres
   ensure_rabbitmq

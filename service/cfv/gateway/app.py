@@ -17,6 +17,7 @@ from cfv.gateway import (
     kantata_sets,
     kantata_values,
     keys,
+    openapi,
     plane,
     subjects,
 )
@@ -52,4 +53,5 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     app.add_routes(subjects.routes)
     app.add_routes(health.routes)
     app.add_routes(events.routes)
+    openapi.install(app)  # last: it describes the routes above
     return app

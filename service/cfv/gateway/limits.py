@@ -340,6 +340,9 @@ def request_class(request: web.Request) -> str:
     return found
 
 
+OPENAPI_PATH = "/api/v1/openapi.json"  # the API's description: public, like the docs page
+
+
 @web.middleware
 async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """In front of every ``/api/`` request: refuse (429) an address that spent its failed-authentication budget,
@@ -347,7 +350,7 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     address), and count the request against its key's budget of its endpoint class (429 once spent). The
     budget counted against is ``request[keys.BUDGET]``, whose headers the error middleware puts on the answer.
     One middleware, not three: each layer of aiohttp's middleware chain costs a few microseconds a request."""
-    if not request.path.startswith("/api/"):
+    if not request.path.startswith("/api/") or request.path == OPENAPI_PATH:
         return await handler(request)
     limiter = request.app[LIMITER]
     address = request.remote or "unknown"
