@@ -1,5 +1,5 @@
-"""The operator's command line: ``cfv migrate | run | gateway | worker | relay | workspace | key | user |
-topology | events``."""
+"""The operator's command line: ``cfv migrate | run | gateway | worker | relay | workspace | key | user | import |
+export | topology | events``."""
 
 from __future__ import annotations
 
@@ -7,26 +7,30 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, BinaryIO, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import click
 import uvloop
 
-from cfv import event_log, logs, processes
+from cfv import event_log, logs, processes, transfer
 from cfv.broker.confirmed import Unroutable
 from cfv.broker.connection import amqp_urls
 from cfv.broker.permissions import integration_permissions
 from cfv.broker.topology import definitions
 from cfv.domain.access import ACCOUNT_ROLES, PROJECT_PERMISSIONS
+from cfv.domain.fields import SubjectType
 from cfv.faults import EX_CONFIG, Unmet
 from cfv.settings import Settings
 from cfv.store import accounts
+from cfv.store import transfer as stored
 from cfv.store.accounts import AccountError
 from cfv.store.database import Connection, connect
 from cfv.store.migrate import apply_migrations, ensure_database
@@ -390,6 +394,119 @@ def user_grant(settings: Settings, slug: str, user_ref: str, project: str, permi
     membership, created, user_id = asyncio.run(_in_workspace(settings, slug, grant))
     click.echo(f"user {user_id} {'now has' if created else 'changed to'} {membership.permission} on project "
                f"{membership.project}")
+
+
+@main.group("import")
+def import_group() -> None:
+    """Bring data into a workspace."""
+
+
+@import_group.command("values")
+@click.argument("file", type=click.File("rb"))
+@_WORKSPACE
+@click.option("--skip-invalid", is_flag=True, help="send the valid rows even if some are invalid (each is reported)")
+@click.option("--dry-run", is_flag=True, help="check the file against the workspace; send nothing")
+@click.option("--url", metavar="URL", help="the gateway (default: http://CFV_HTTP_HOST:CFV_HTTP_PORT)")
+@click.option("--api-key", envvar="CFV_API_KEY", show_envvar=True, metavar="KEY",
+              help="an API key of the workspace, whose writes the values become (prefer the environment variable: "
+                   "a command line is visible to other users of the machine)")
+@click.option("--no-progress", is_flag=True, help="no progress bar (there is none when standard error is not a "
+              "terminal)")
+@click.pass_obj
+def import_values(settings: Settings, file: BinaryIO, slug: str, skip_invalid: bool, dry_run: bool, url: str | None,
+                  api_key: str | None, no_progress: bool) -> None:
+    """Write the values of FILE (CSV; - for standard input) to workspace SLUG.
+
+    Columns (a header row first): subject_type,subject_id,custom_field_id,value, or custom_field (the field's
+    name) instead of custom_field_id. A value is JSON when it parses as JSON (12, [998,"USD"], true, "007"),
+    else its text (hello, 2024-01-31). Every row is checked first, as the worker would; if one is invalid,
+    nothing is sent. Rows go to the gateway 100 at a time, each batch under an idempotency key derived from
+    its content, so running the same file again resumes an interrupted import and applies nothing twice.
+    """
+    started = time.monotonic()
+    if api_key is None and not dry_run:
+        raise click.UsageError("give the workspace's API key: set CFV_API_KEY (or --api-key)")
+    try:
+        table = transfer.read_csv(file.read().decode("utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise click.ClickException(f"{file.name} is not UTF-8 text (byte {error.start})") from None
+    except transfer.FileError as error:
+        raise click.ClickException(f"{file.name}: {error}") from None
+
+    async def check(db: Connection, workspace_id: int) -> transfer.Checked:
+        if api_key is not None and not dry_run:
+            owner = await stored.key_workspace(db, api_key)
+            if owner != slug:
+                raise click.ClickException(f"the API key is not a key of workspace {slug}"
+                                           + (f" (it is one of {owner})" if owner else ""))
+        return await transfer.check_file(db, workspace_id, table)
+
+    checked = asyncio.run(_in_workspace(settings, slug, check))
+    for problem in checked.problems:
+        click.echo(str(problem), err=True)
+    skipped = len(checked.problems)
+    if skipped and not skip_invalid:
+        raise click.ClickException(
+            f"{skipped} of {checked.rows} rows are invalid; nothing was sent (correct them, or give --skip-invalid "
+            f"to send the {len(checked.items)} valid ones)")
+    if dry_run:
+        click.echo(f"{len(checked.items)} rows valid, {skipped} invalid; nothing sent (--dry-run)")
+        return
+    assert api_key is not None
+    sender = transfer.Sender(url or f"http://{settings.http_host}:{settings.http_port}", api_key,
+                             field_column=checked.field_column, on_retry=lambda note: click.echo(note, err=True))
+    batches = transfer.plan_batches(checked.items, max_bytes=settings.max_body_bytes)
+    done = 0
+    with transfer.progress(len(checked.items), enabled=transfer.progress_wanted(no_progress, sys.stderr),
+                           stream=sys.stderr) as advance:
+
+        def sent_rows(rows: int) -> None:
+            nonlocal done
+            done += rows
+            advance(rows)
+
+        try:
+            sent = asyncio.run(sender.send(batches, sent_rows))
+        except transfer.Refused as refused:
+            raise click.ClickException(str(refused)) from None
+        except KeyboardInterrupt:
+            click.echo(f"interrupted after {done} rows; run the same import again to resume", err=True)
+            sys.exit(130)
+    for note in sent.pending:
+        click.echo(note, err=True)
+    click.echo(transfer.summary(sent, skipped, time.monotonic() - started))
+
+
+@main.group("export")
+def export_group() -> None:
+    """Take data out of a workspace."""
+
+
+@export_group.command("values")
+@_WORKSPACE
+@click.option("--subject-type", type=click.Choice([t.value for t in SubjectType]), help="only values of subjects "
+              "of this type")
+@click.option("--field-names", is_flag=True, help="name fields by name (column custom_field) rather than id, to "
+              "import the file into another workspace with fields of the same names")
+@click.pass_obj
+def export_values(settings: Settings, slug: str, subject_type: str | None, field_names: bool) -> None:
+    """Write the workspace's current values to standard output as CSV, in the columns `cfv import values` reads.
+
+    Values are read straight from PostgreSQL, in one snapshot, through a cursor: memory stays the same however
+    many there are. Deleted values and the values of deleted fields are left out.
+    """
+
+    async def export(db: Connection, workspace_id: int) -> int:
+        return await transfer.export_csv(db, workspace_id, sys.stdout, subject_type=subject_type,
+                                         by_name=field_names)
+
+    try:
+        count = asyncio.run(_in_workspace(settings, slug, export))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left (`| head`): stop quietly, and let the exit's flush find nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    click.echo(f"exported {count} values", err=True)
 
 
 @main.command("integration-permissions")

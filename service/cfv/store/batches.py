@@ -131,7 +131,7 @@ async def load(connection: Connection, reads: Reads) -> Loaded:
     workspaces = _rows(row["workspaces"])
     return Loaded(
         known=known, signers=signers, memberships=[(r[0], r[1], r[2]) for r in _rows(row["memberships"])],
-        definitions={r[0]: _definition(r) for r in _rows(row["fields"])},
+        definitions={r[0]: definition_from_row(r) for r in _rows(row["fields"])},
         states=states_of(_rows(row["states"])),
         registrations={(r[0], r[1], r[2]): r[3] for r in _rows(row["registrations"])},
         slugs={r[0]: r[1] for r in workspaces}, heads={r[0]: r[2] for r in workspaces},
@@ -225,7 +225,8 @@ def states_of(rows: Iterable[Sequence[Any]]) -> dict[int, dict[ValueKey, KeyStat
     return states
 
 
-def _definition(r: Sequence[Any]) -> FieldDefinition:
+def definition_from_row(r: Sequence[Any]) -> FieldDefinition:
+    """A field definition from a row of load_batch's fields (workspace_field_definitions' columns are the same)."""
     choices = r[15] or []
     return FieldDefinition(
         id=r[0], workspace_id=r[1], name=r[2], subject_type=SubjectType(r[3]), value_type=ValueType(r[4]),
