@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 from cfv.settings import Settings
-from conftest import EventCollector, Stack, Workspace, captured_logs, running_stack
+from conftest import EventCollector, Stack, Workspace, captured_logs, running_stack, wait_for
 from pipeline_support import number_field
 
 pytestmark = pytest.mark.integration
@@ -29,6 +29,10 @@ async def test_a_request_id_goes_from_the_request_to_the_logs_and_the_event(
     with captured_logs() as logged:
         status, body, headers = await stack.request("POST", VALUES, workspace, json=_write(field_id, 1, 5),
                                                     headers={"X-Request-ID": "req-2026:abc/1"})
+
+        async def worker_logged() -> bool:  # it logs once its transaction committed: maybe after the answer
+            return any("req-2026:abc/1" in e.get("request_ids", []) for e in logged if e["event"] == "batch applied")
+        await wait_for(worker_logged, 10, "the worker's line naming the request")
     assert status == 200, body
     assert headers["X-Request-ID"] == "req-2026:abc/1"
     [event] = await events.wait_for_count(1)

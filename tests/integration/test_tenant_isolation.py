@@ -210,6 +210,10 @@ KEY = f"{API}/api_keys/{{key_id}}"
 
 #: (method, route) -> the probes of the other tenant on it. GET probes are sent as HEAD too.
 PROBES: dict[tuple[str, str], Probes] = {
+    # The event log: the first tenant's field named as a filter finds nothing, as an unknown id does.
+    ("GET", f"{API}/events"): _fixed(lambda s, o: Probe(
+        f"{API}/events?custom_field_id={s.field_id}&limit=1000", f"{API}/events?custom_field_id={UNKNOWN_INT}"
+                                                                 "&limit=1000", expect=200)),
     # Values: by id in the path, in the body, in the query.
     ("GET", VALUE): _ids(VALUE, "value_id", UNKNOWN_INT),
     ("PUT", VALUE): _with_body(VALUE, "value_id", UNKNOWN_INT, {"custom_field_value": {"value": 99}}),
@@ -315,6 +319,7 @@ LISTINGS = {
 }
 # Routes also listed without filters (besides their probes above).
 EXTRA_LISTINGS = [f"{API}/custom_field_choices?per_page=200", f"{API}/api_keys?per_page=200",
+                  f"{API}/events?limit=1000",
                   f"{API}/custom_field_values?subject_type=Story&per_page=200&include=custom_field,selected_choices,setter,subject",
                   f"{API}/custom_field_values?subject_type=WorkItem&per_page=200"]
 
@@ -325,6 +330,10 @@ EXEMPT = {
     ("GET", "/readyz"): "unauthenticated readiness answer: the state of the dependencies, nothing of any workspace",
     ("POST", f"{API}/custom_fields"): "creates a field in the caller's workspace from a body naming no existing "
                                       "object (its choices are new labels)",
+    ("GET", f"{API}/openapi.json"): "the API's description: the same for everyone, nothing of any workspace",
+    ("GET", "/docs"): "the docs page: static, nothing of any workspace",
+    ("GET", "/docs/static/docs.js"): "the docs page's script: static",
+    ("GET", "/docs/static"): "the docs page's assets (Swagger UI's files): static",
 }
 
 
