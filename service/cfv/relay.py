@@ -28,12 +28,12 @@ from cfv import metrics
 from cfv.broker import topology
 from cfv.broker.confirmed import ConfirmedPublisher, Outgoing, PublishError
 from cfv.broker.connection import amqp_urls
+from cfv.contracts import OUTBOX_CHANNEL
 from cfv.faults import TRANSIENT_ERRORS, Backoff
 from cfv.settings import Settings
 from cfv.store import events
 from cfv.store.database import GENERIC_PLANS, connect
 from cfv.store.queries import query
-from cfv.worker.apply import OUTBOX_CHANNEL
 
 log = structlog.get_logger("cfv.relay")
 _CONFIRM_TIMEOUT = 10.0

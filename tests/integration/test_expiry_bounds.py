@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from cfv.gateway.auth import hash_key
+from cfv.domain.credentials import hash_key
 from cfv.store.migrate import apply_migrations
 from conftest import PG_ADMIN, Stack, Workspace, _with_db
 from test_admin_api import KEYS, USERS, error_of, objects, only

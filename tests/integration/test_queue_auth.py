@@ -23,7 +23,7 @@ import asyncpg
 import orjson
 import pytest
 from cfv.broker import topology
-from cfv.gateway.auth import hash_key
+from cfv.domain.credentials import hash_key
 from cfv.settings import Settings
 from cfv.store import accounts
 from cfv.store.accounts import IssuedKey, issue_key

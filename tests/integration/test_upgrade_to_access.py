@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from cfv.gateway.auth import hash_key
+from cfv.domain.credentials import hash_key
 from cfv.store.migrate import MIGRATIONS, apply_migrations
 from conftest import PG_ADMIN, _with_db
 from yoyo import get_backend, read_migrations

@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from cfv.contracts import OUTBOX_CHANNEL, reply_channel
 from cfv.domain.changes import KeyState, StoredValue
 from cfv.domain.fields import FieldDefinition, SubjectType, ValueType
 from cfv.domain.writes import ValueKey
 from cfv.store.batches import KnownOperation, Loaded, SignerRow
-from cfv.worker.plan import OUTBOX_CHANNEL, BatchPlanner, Plan, claims, reads_of, reply_channel
+from cfv.worker.plan import BatchPlanner, Plan, claims, reads_of
 from cfv_schemas.commands import (
     CommandItem,
     DeleteField,

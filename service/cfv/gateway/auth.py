@@ -7,9 +7,7 @@ command only through that signature, exactly as they would one an integration pu
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,11 +19,11 @@ from cfv_schemas.signing import public_key, signing_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cfv.domain.access import ACCOUNT_ADMIN, Grants, administers
+from cfv.domain.credentials import hash_key
 from cfv.gateway.errors import ApiError
 from cfv.store.listener import CREDENTIALS_CHANNEL, Listener
 from cfv.store.queries import query
 
-KEY_PREFIX = "cfv_"
 _CACHE_SECONDS = 5.0
 
 
@@ -50,28 +48,6 @@ class Principal:
     def is_admin(self) -> bool:
         """An account administrator: may manage the workspace and see and edit every value."""
         return self.account_role == ACCOUNT_ADMIN
-
-
-@dataclass(frozen=True, slots=True)
-class NewKey:
-    """A fresh key: the secret to show once, its public prefix, and the two forms cfv stores."""
-
-    secret: str
-    prefix: str
-    digest: bytes
-    public_key: bytes
-
-
-def new_key() -> NewKey:
-    """A fresh random key (256 bits)."""
-    prefix = secrets.token_hex(4)
-    secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    return NewKey(secret, prefix, hash_key(secret), public_key(signing_key(secret)))
-
-
-def hash_key(key: str) -> bytes:
-    """The stored form of a key. Keys carry 256 random bits, so a fast unsalted hash is safe here."""
-    return hashlib.sha256(key.encode()).digest()
 
 
 class Authenticator:

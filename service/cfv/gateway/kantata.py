@@ -15,6 +15,7 @@ from aiohttp import web
 from cfv_schemas.commands import CommandItem
 from cfv_schemas.kantata import CustomFieldCreate, CustomFieldUpdate, WriteValuesIn
 
+from cfv.contracts import Outcome
 from cfv.domain.access import default_access, valid_levels
 from cfv.domain.fields import FieldDefinition, SubjectType
 from cfv.domain.values import render_subject_id
@@ -22,10 +23,9 @@ from cfv.gateway import keys
 from cfv.gateway.auth import Principal, require_admin
 from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
-from cfv.gateway.http import accepted, deletion_answer, failure_status, read_json, wants_async
+from cfv.gateway.http import accepted, failure_status, read_json, submit_field_deletion, wants_async
 from cfv.gateway.observe import request_id_of
 from cfv.store.queries import query
-from cfv.worker.apply import Outcome
 
 routes = web.RouteTableDef()
 VALUES = "custom_field_values"
@@ -284,14 +284,3 @@ async def delete_field(request: web.Request) -> web.Response:
     if await request.app[keys.POOL].fetchrow(query("get_field"), field_id, _principal(request).workspace_id) is None:
         raise not_found("custom field")
     return await submit_field_deletion(request, field_id)
-
-
-async def submit_field_deletion(request: web.Request, field_id: int) -> web.Response:
-    """Have the workers delete a field and its values; 204 once done (202 if it takes longer). Both faces
-    delete fields this way."""
-    respond_async = wants_async(request)
-    submitted = await request.app[keys.SUBMITTER].delete_field(
-        _principal(request), field_id, idempotency_key=request.headers.get("Idempotency-Key"),
-        request_id=request_id_of(request),
-        wait=not respond_async)
-    return deletion_answer(submitted, respond_async=respond_async)

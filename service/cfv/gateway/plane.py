@@ -33,8 +33,14 @@ from cfv.gateway.auth import Principal, require_admin, require_project_admin
 from cfv.gateway.choices import delete_choice
 from cfv.gateway.defaults import checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
-from cfv.gateway.http import accepted, deletion_answer, failure_status, read_json, wants_async
-from cfv.gateway.kantata import submit_field_deletion
+from cfv.gateway.http import (
+    accepted,
+    deletion_answer,
+    failure_status,
+    read_json,
+    submit_field_deletion,
+    wants_async,
+)
 from cfv.gateway.observe import request_id_of
 from cfv.gateway.plane_wire import (
     core_type,

@@ -15,10 +15,10 @@ import asyncpg
 import orjson
 import structlog
 
+from cfv.contracts import Outcome, reply_channel
 from cfv.faults import TRANSIENT_ERRORS
 from cfv.store.listener import Listener
 from cfv.store.queries import query
-from cfv.worker.apply import Outcome, reply_channel
 
 log = structlog.get_logger("cfv.gateway")
 

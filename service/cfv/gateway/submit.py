@@ -28,12 +28,12 @@ from cfv_schemas.commands import (
 
 from cfv.batching import Coalescer
 from cfv.broker.publisher import CommandPublisher, PublishFailed
+from cfv.contracts import Outcome
 from cfv.faults import TRANSIENT_ERRORS
 from cfv.gateway.auth import Principal
 from cfv.gateway.errors import ApiError, unavailable, unconfirmed
 from cfv.gateway.replies import ReplyWaiter
 from cfv.store.queries import query
-from cfv.worker.apply import Outcome
 
 MAX_IDEMPOTENCY_KEY = 255
 

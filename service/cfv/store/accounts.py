@@ -24,8 +24,8 @@ from email_validator import EmailNotValidError, validate_email
 
 from cfv.domain import access
 from cfv.domain.access import ACCOUNT_ADMIN, ACCOUNT_ROLES, PROJECT_PERMISSIONS
+from cfv.domain.credentials import new_key
 from cfv.domain.values import InvalidValue
-from cfv.gateway.auth import new_key
 from cfv.store.database import Connection
 from cfv.store.queries import query
 

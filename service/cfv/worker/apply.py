@@ -18,23 +18,14 @@ from typing import Any
 import orjson
 from cfv_schemas.commands import Command, DeleteProject
 
+from cfv.contracts import Outcome, reply_channel
 from cfv.domain.writes import ErrorType, ItemError
 from cfv.store import batches
 from cfv.store.database import Connection
 from cfv.store.queries import query
-from cfv.worker.plan import (
-    OUTBOX_CHANNEL,
-    REPLY_CHANNEL_PREFIX,
-    BatchPlanner,
-    Outcome,
-    failed,
-    reads_of,
-    reply_channel,
-    reply_payloads,
-)
+from cfv.worker.plan import BatchPlanner, failed, reads_of, reply_payloads
 
-__all__ = ["OUTBOX_CHANNEL", "REPLY_CHANNEL_PREFIX", "NamedOperation", "Outcome", "apply_batch", "fail_operations",
-           "reply_channel", "reply_payloads"]
+__all__ = ["NamedOperation", "apply_batch", "fail_operations", "reply_payloads"]
 
 
 async def apply_batch(connection: Connection, commands: Sequence[Command], signed_by: Sequence[bytes], *,

@@ -19,6 +19,7 @@ import orjson
 from cfv_schemas.commands import Command, DeleteField, DeleteProject, RegisterSubjects, WriteValues
 from cfv_schemas.events import EVENT_TYPES
 
+from cfv.contracts import OUTBOX_CHANNEL, Outcome, reply_channel
 from cfv.domain.changes import EMPTY, Change, KeyState, StoredValue, fold_command
 from cfv.domain.fields import SUBJECT_TYPES, FieldDefinition
 from cfv.domain.users import KnownUsers, user_errors, users_named
@@ -27,17 +28,9 @@ from cfv.domain.writes import ErrorType, ExternalRef, ItemError, Op, ValidWrite,
 from cfv.store.batches import KnownOperation, Loaded, ProjectKey, Reads, WorkspaceKey, Writes, states_of
 from cfv.worker.access import BatchAccess, Signer, subjects_of
 
-Outcome = dict[str, Any]  # the JSON form of cfv_schemas.outcomes.Outcome, built directly on the hot path
-REPLY_CHANNEL_PREFIX = "cfv_reply_"
-OUTBOX_CHANNEL = "cfv_outbox"
 _NOTIFY_LIMIT = 7_800  # Postgres refuses payloads of 8000 bytes or more
 _BIGINT = range(-(2**63), 2**63)
 _OPS = {op.value: op for op in Op}
-
-
-def reply_channel(gateway_id: str) -> str:
-    """The LISTEN channel on which a gateway hears the outcomes of its commands."""
-    return REPLY_CHANNEL_PREFIX + gateway_id
 
 
 def reads_of(commands: Sequence[Command], signed_by: Sequence[bytes],

@@ -50,12 +50,13 @@ from pydantic import ValidationError
 
 from cfv import metrics
 from cfv.broker import topology
+from cfv.contracts import Outcome
 from cfv.domain.writes import ErrorType
 from cfv.faults import TRANSIENT_ERRORS, Backoff, explain_rabbitmq
 from cfv.settings import Settings
 from cfv.store import batches
 from cfv.store.database import Connection
-from cfv.worker.apply import NamedOperation, Outcome, apply_batch, fail_operations
+from cfv.worker.apply import NamedOperation, apply_batch, fail_operations
 from cfv.worker.membership import Membership
 from cfv.worker.shards import assign
 
