@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import pytest
 import yaml
 from cfv.broker.topology import REQUIRED_PLUGIN, definitions
 from cfv.settings import Settings
 from cfv.store.queries import all_names, query
 from cfv_schemas.export import rendered
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -23,6 +29,9 @@ ENV_EXAMPLE = ROOT / "deploy" / "cfv.env.example"
 DEFINITIONS = ROOT / "deploy" / "rabbitmq-definitions.json"
 RABBITMQ_DIR = ROOT / "deploy" / "rabbitmq"
 DOCKERFILE = ROOT / "Dockerfile"
+PYPROJECT = ROOT / "pyproject.toml"
+LOCK = ROOT / "requirements.lock"
+BUILD_LOCK = ROOT / "requirements-build.lock"
 
 CFV_SERVICES = ("migrate", "gateway", "worker", "relay")
 
@@ -276,3 +285,139 @@ def test_dockerfile() -> None:
     assert json.loads(cmd.removeprefix("CMD ")) == ["cfv", "run"]
     assert "EXPOSE 8080" in instructions
     assert re.search(r"\bCFV_HTTP_HOST=0\.0\.0\.0\b", text)
+
+
+# The lock files (bin/lock writes them with uv; the image installs them with --require-hashes). Offline: only the
+# files are read. A lock entry is `name==version \`, its `--hash=sha256:...` lines, then uv's `# via` annotation
+# naming what needs it: other locked packages, or `cfv (pyproject.toml)` for a top-level requirement (an entry
+# compiled from standard input, as requirements-build.lock is, has no annotation at all).
+ROOT_MARKER = "cfv (pyproject.toml)"
+# The image's interpreter: markers of the requirements are evaluated for it.
+TARGET_ENVIRONMENT = {"python_version": "3.11", "python_full_version": "3.11.0", "implementation_name": "cpython",
+                      "platform_python_implementation": "CPython", "sys_platform": "linux",
+                      "platform_system": "Linux", "os_name": "posix"}
+
+
+@dataclass
+class Locked:
+    version: Version
+    line: int
+    hashes: list[str] = field(default_factory=list)
+    via: list[str] = field(default_factory=list)
+
+
+def read_lock(path: Path) -> dict[NormalizedName, Locked]:
+    entries: dict[NormalizedName, Locked] = {}
+    current: Locked | None = None
+    in_via = False
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if not raw.startswith((" ", "#")):  # a requirement
+            requirement = Requirement(line.removesuffix("\\").strip())
+            [specifier] = list(requirement.specifier) or [None]
+            assert specifier is not None and specifier.operator == "==", f"{path.name}:{number} is not pinned: {line}"
+            assert not requirement.url and not requirement.extras, f"{path.name}:{number}: {line}"
+            name = canonicalize_name(requirement.name)
+            assert name not in entries, f"{path.name}:{number} locks {name} twice"
+            current = entries[name] = Locked(Version(specifier.version), number)
+            in_via = False
+        elif line.startswith("--hash="):
+            assert current is not None, f"{path.name}:{number}: a hash before any requirement"
+            algorithm, _, digest = line.removeprefix("--hash=").removesuffix("\\").strip().partition(":")
+            assert algorithm == "sha256" and re.fullmatch(r"[0-9a-f]{64}", digest), f"{path.name}:{number}"
+            current.hashes.append(digest)
+        elif line.startswith("# via"):
+            assert current is not None, f"{path.name}:{number}: an annotation before any requirement"
+            rest = line.removeprefix("# via").strip()
+            current.via += [rest] if rest else []
+            in_via = not rest
+        elif line.startswith("#   ") and in_via:
+            assert current is not None
+            current.via.append(line.removeprefix("#").strip())
+        else:
+            assert line.startswith("#"), f"{path.name}:{number}: unexpected line {line!r} (pip options?)"
+    return entries
+
+
+def pyproject() -> dict[str, Any]:
+    with PYPROJECT.open("rb") as file:
+        return tomllib.load(file)
+
+
+def applicable(requirements: list[str]) -> list[Requirement]:
+    parsed = [Requirement(text) for text in requirements]
+    return [r for r in parsed if r.marker is None or r.marker.evaluate(TARGET_ENVIRONMENT)]
+
+
+LOCKS = [  # (lock file, what it must satisfy, what that is)
+    (LOCK, lambda: applicable(pyproject()["project"]["dependencies"]), "[project] dependencies"),
+    (BUILD_LOCK, lambda: applicable(pyproject()["build-system"]["requires"]), "[build-system] requires"),
+]
+
+
+def missing_or_refused(locked: dict[NormalizedName, Locked], requirements: list[Requirement]) -> list[str]:
+    """What the requirements ask for and the lock lacks, or pins to a version their specifier refuses."""
+    problems = []
+    for requirement in requirements:
+        entry = locked.get(canonicalize_name(requirement.name))
+        if entry is None:
+            problems.append(f"{requirement} is not locked")
+        elif not requirement.specifier.contains(entry.version, prereleases=True):
+            problems.append(f"{requirement} refuses the locked {requirement.name}=={entry.version}")
+    return problems
+
+
+def unneeded(locked: dict[NormalizedName, Locked], requirements: list[Requirement]) -> list[str]:
+    """Locked packages that are neither a requirement nor, following the lock's annotations, needed by one."""
+    top = {canonicalize_name(r.name) for r in requirements}
+    problems = []
+    for name, entry in locked.items():
+        # A requirement of its own (annotated as such, or compiled from standard input with no annotation)...
+        if (ROOT_MARKER in entry.via or not entry.via) and name not in top:
+            problems.append(f"{name} is locked as a requirement of pyproject.toml, which does not ask for it")
+    reachable = set(top) & set(locked)
+    grew = True
+    while grew:  # ... or needed by a package that is needed
+        needed = {name for name, entry in locked.items()
+                  if name not in reachable and any(canonicalize_name(v) in reachable for v in entry.via)}
+        reachable |= needed
+        grew = bool(needed)
+    problems += [f"{name} is locked but nothing needs it" for name in sorted(set(locked) - reachable)]
+    return problems
+
+
+@pytest.mark.parametrize(("path", "requirements", "what"), LOCKS, ids=[path.name for path, _, _ in LOCKS])
+def test_lock_pins_every_package_with_hashes(path: Path, requirements: Any, what: str) -> None:
+    locked = read_lock(path)
+    assert locked, f"{path.name} locks nothing"
+    for name, entry in locked.items():
+        assert entry.hashes, f"{path.name}:{entry.line}: {name} has no hash (pip --require-hashes refuses it)"
+
+
+@pytest.mark.parametrize(("path", "requirements", "what"), LOCKS, ids=[path.name for path, _, _ in LOCKS])
+def test_lock_is_current(path: Path, requirements: Any, what: str) -> None:
+    """Every requirement is locked to a version it allows, and the lock holds nothing that nothing needs."""
+    wanted = requirements()
+    assert wanted, what
+    locked = read_lock(path)
+    problems = missing_or_refused(locked, wanted) + unneeded(locked, wanted)
+    assert not problems, f"{path.name} is stale for pyproject.toml's {what}: run bin/lock\n" + "\n".join(problems)
+
+
+def test_lock_checks_can_fail() -> None:
+    """The checks above on made-up locks: a missing, a refused and an unneeded package are each reported."""
+    entry = Locked(Version("1.0"), 1, ["0" * 64], [ROOT_MARKER])
+    child = Locked(Version("2.0"), 2, ["1" * 64], ["a"])
+    locked = {canonicalize_name("a"): entry, canonicalize_name("b"): child}
+    assert missing_or_refused(locked, [Requirement("a>=1")]) == []
+    assert missing_or_refused(locked, [Requirement("a>=1.1")]) == ["a>=1.1 refuses the locked a==1.0"]
+    assert missing_or_refused(locked, [Requirement("c")]) == ["c is not locked"]
+    assert unneeded(locked, [Requirement("a")]) == []
+    orphan = Locked(Version("3.0"), 3, ["2" * 64], ["gone"])
+    with_orphan = {**locked, canonicalize_name("d"): orphan}
+    assert unneeded(with_orphan, [Requirement("a")]) == ["d is locked but nothing needs it"]
+    assert unneeded(locked, [Requirement("b")]) == [
+        "a is locked as a requirement of pyproject.toml, which does not ask for it",
+        "a is locked but nothing needs it"]
