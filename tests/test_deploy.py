@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,20 +272,114 @@ def test_every_named_query_has_sql() -> None:
         assert query(name).strip(), name
 
 
+PINNED_BASE = re.compile(r"python:3\.11-slim@sha256:[0-9a-f]{64}")
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[str]
+
+    def lines(self, keyword: str) -> list[str]:
+        return [line.split(None, 1)[1] for line in self.instructions if line.split(None, 1)[0].upper() == keyword]
+
+
+def dockerfile_stages() -> list[Stage]:
+    """The Dockerfile's stages: continuation lines joined, comments dropped."""
+    text = DOCKERFILE.read_text()
+    lines = [line.strip() for line in re.sub(r"\\\n(\s*#[^\n]*\n)*", " ", text).splitlines()]
+    stages: list[Stage] = []
+    for line in lines:
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            words = line.split()[1:]
+            words = [w for w in words if not w.startswith("--")]
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            assert len(words) in (1, 3), line
+            stages.append(Stage(words[0], name, []))
+        else:
+            assert stages, f"{line!r} before the first FROM"
+            stages[-1].instructions.append(line)
+    return stages
+
+
+def pip_commands(run: str) -> list[list[str]]:
+    """The pip invocations of a RUN line, as words (`pip ...`, `python -m pip ...`)."""
+    commands = []
+    for command in re.split(r"&&|;|\|\|", run):
+        words = shlex.split(command)
+        if words[:1] and words[0].rsplit("/", 1)[-1] in ("pip", "pip3"):
+            commands.append(words[1:])
+        elif words[1:3] == ["-m", "pip"]:
+            commands.append(words[3:])
+    return commands
+
+
+def requirement_file(words: list[str]) -> str | None:
+    return words[words.index("-r") + 1] if "install" in words and "-r" in words else None
+
+
+def dockerignored() -> list[str]:
+    return [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
 def test_dockerfile() -> None:
     text = DOCKERFILE.read_text()
-    instructions = [line.strip() for line in text.replace("\\\n", " ").splitlines()
-                    if line.strip() and not line.strip().startswith("#")]
-    assert instructions[0].startswith("FROM python:3.11-slim")
-    runs = [line for line in instructions if line.startswith("RUN ")]
-    assert any(re.search(r"\bpip install (?:--?\S+ )*\.(?:\s|$)", line) for line in runs), runs
     assert "[dev]" not in text
-    users = [line.split()[1] for line in instructions if line.startswith("USER ")]
-    assert users and users[-1] not in ("root", "0")
-    [cmd] = [line for line in instructions if line.startswith("CMD ")]
-    assert json.loads(cmd.removeprefix("CMD ")) == ["cfv", "run"]
-    assert "EXPOSE 8080" in instructions
-    assert re.search(r"\bCFV_HTTP_HOST=0\.0\.0\.0\b", text)
+    stages = dockerfile_stages()
+    *builders, runtime = stages
+    # Multi-stage, every stage on python:3.11-slim pinned by one digest.
+    assert builders, "a build stage and a runtime stage"
+    for stage in stages:
+        assert PINNED_BASE.fullmatch(stage.base), f"FROM {stage.base}: pin python:3.11-slim by digest"
+    assert len({stage.base for stage in stages}) == 1, "every FROM names the same digest"
+    [build] = [stage for stage in builders if stage.name]
+    # The build stage installs the lock with hashes, then cfv itself without dependencies.
+    assert any("requirements.lock" in line for line in build.lines("COPY"))
+    pips = [words for run in build.lines("RUN") for words in pip_commands(run)]
+    assert any(requirement_file(words) == "requirements.lock" and "--require-hashes" in words for words in pips), pips
+    assert any(requirement_file(words) == "requirements-build.lock" and "--require-hashes" in words
+               for words in pips), pips
+    package = [words for words in pips if {"install", "wheel"} & set(words) and "." in words]
+    assert package, pips
+    assert all("--no-deps" in words for words in package), package
+    installs = [words for words in pips if "install" in words and ("." in words or words[-1].endswith(".whl"))]
+    assert installs and all("--no-deps" in words for words in installs), pips
+    # The runtime stage copies the installed result only: no pip installs there.
+    copied = [line for line in runtime.lines("COPY") if line.startswith(f"--from={build.name} ")]
+    assert copied, "the runtime stage copies the build stage's result"
+    [(source, target)] = [tuple(line.split()[1:]) for line in copied]
+    assert source == target
+    assert not [words for run in runtime.lines("RUN") for words in pip_commands(run)], runtime.lines("RUN")
+    assert not [line for line in runtime.lines("COPY") if not line.startswith("--from=")], "nothing from the context"
+    [path] = [line for line in runtime.lines("ENV") if "PATH=" in line]
+    assert f"PATH={target}/bin:" in path
+    # Not root: uid 10001, made in the runtime stage.
+    users = runtime.lines("USER")
+    assert users and users[-1].split(":")[0] in ("10001", "cfv"), users
+    assert any("--uid 10001" in run for run in runtime.lines("RUN"))
+    # How it runs and stops.
+    [cmd] = runtime.lines("CMD")
+    assert json.loads(cmd) == ["cfv", "run"]
+    [signal] = runtime.lines("STOPSIGNAL")
+    assert signal in ("SIGINT", "SIGTERM"), "a signal every cfv command drains on"
+    assert "8080" in runtime.lines("EXPOSE")
+    assert re.search(r"\bCFV_HTTP_HOST=0\.0\.0\.0\b", " ".join(runtime.lines("ENV")))
+
+
+def test_dockerfile_copies_what_the_build_context_holds() -> None:
+    ignored = dockerignored()
+    for stage in dockerfile_stages():
+        for line in stage.lines("COPY"):
+            if line.startswith("--from="):
+                continue
+            *sources, _ = line.split()
+            for source in sources:
+                assert (ROOT / source).exists(), source
+                assert source.rstrip("/") not in ignored, f"{source} is in .dockerignore"
 
 
 # The lock files (bin/lock writes them with uv; the image installs them with --require-hashes). Offline: only the
