@@ -411,8 +411,9 @@ def read_lock(path: Path) -> dict[NormalizedName, Locked]:
             continue
         if not raw.startswith((" ", "#")):  # a requirement
             requirement = Requirement(line.removesuffix("\\").strip())
-            [specifier] = list(requirement.specifier) or [None]
-            assert specifier is not None and specifier.operator == "==", f"{path.name}:{number} is not pinned: {line}"
+            specifiers = list(requirement.specifier)
+            assert len(specifiers) == 1 and specifiers[0].operator == "==", f"{path.name}:{number} is not pinned"
+            [specifier] = specifiers
             assert not requirement.url and not requirement.extras, f"{path.name}:{number}: {line}"
             name = canonicalize_name(requirement.name)
             assert name not in entries, f"{path.name}:{number} locks {name} twice"
