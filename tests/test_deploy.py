@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import pytest
 import yaml
 from cfv.broker.topology import REQUIRED_PLUGIN, definitions
 from cfv.settings import Settings
 from cfv.store.queries import all_names, query
 from cfv_schemas.export import rendered
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -23,6 +30,9 @@ ENV_EXAMPLE = ROOT / "deploy" / "cfv.env.example"
 DEFINITIONS = ROOT / "deploy" / "rabbitmq-definitions.json"
 RABBITMQ_DIR = ROOT / "deploy" / "rabbitmq"
 DOCKERFILE = ROOT / "Dockerfile"
+PYPROJECT = ROOT / "pyproject.toml"
+LOCK = ROOT / "requirements.lock"
+BUILD_LOCK = ROOT / "requirements-build.lock"
 
 CFV_SERVICES = ("migrate", "gateway", "worker", "relay")
 
@@ -262,17 +272,248 @@ def test_every_named_query_has_sql() -> None:
         assert query(name).strip(), name
 
 
+PINNED_BASE = re.compile(r"python:3\.11-slim@sha256:[0-9a-f]{64}")
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[str]
+
+    def lines(self, keyword: str) -> list[str]:
+        return [line.split(None, 1)[1] for line in self.instructions if line.split(None, 1)[0].upper() == keyword]
+
+
+def dockerfile_stages() -> list[Stage]:
+    """The Dockerfile's stages: continuation lines joined, comments dropped."""
+    text = DOCKERFILE.read_text()
+    lines = [line.strip() for line in re.sub(r"\\\n(\s*#[^\n]*\n)*", " ", text).splitlines()]
+    stages: list[Stage] = []
+    for line in lines:
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            words = line.split()[1:]
+            words = [w for w in words if not w.startswith("--")]
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            assert len(words) in (1, 3), line
+            stages.append(Stage(words[0], name, []))
+        else:
+            assert stages, f"{line!r} before the first FROM"
+            stages[-1].instructions.append(line)
+    return stages
+
+
+def pip_commands(run: str) -> list[list[str]]:
+    """The pip invocations of a RUN line, as words (`pip ...`, `python -m pip ...`)."""
+    commands = []
+    for command in re.split(r"&&|;|\|\|", run):
+        words = shlex.split(command)
+        if words[:1] and words[0].rsplit("/", 1)[-1] in ("pip", "pip3"):
+            commands.append(words[1:])
+        elif words[1:3] == ["-m", "pip"]:
+            commands.append(words[3:])
+    return commands
+
+
+def requirement_file(words: list[str]) -> str | None:
+    return words[words.index("-r") + 1] if "install" in words and "-r" in words else None
+
+
+def dockerignored() -> list[str]:
+    return [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
 def test_dockerfile() -> None:
     text = DOCKERFILE.read_text()
-    instructions = [line.strip() for line in text.replace("\\\n", " ").splitlines()
-                    if line.strip() and not line.strip().startswith("#")]
-    assert instructions[0].startswith("FROM python:3.11-slim")
-    runs = [line for line in instructions if line.startswith("RUN ")]
-    assert any(re.search(r"\bpip install (?:--?\S+ )*\.(?:\s|$)", line) for line in runs), runs
     assert "[dev]" not in text
-    users = [line.split()[1] for line in instructions if line.startswith("USER ")]
-    assert users and users[-1] not in ("root", "0")
-    [cmd] = [line for line in instructions if line.startswith("CMD ")]
-    assert json.loads(cmd.removeprefix("CMD ")) == ["cfv", "run"]
-    assert "EXPOSE 8080" in instructions
-    assert re.search(r"\bCFV_HTTP_HOST=0\.0\.0\.0\b", text)
+    stages = dockerfile_stages()
+    *builders, runtime = stages
+    # Multi-stage, every stage on python:3.11-slim pinned by one digest.
+    assert builders, "a build stage and a runtime stage"
+    for stage in stages:
+        assert PINNED_BASE.fullmatch(stage.base), f"FROM {stage.base}: pin python:3.11-slim by digest"
+    assert len({stage.base for stage in stages}) == 1, "every FROM names the same digest"
+    [build] = [stage for stage in builders if stage.name]
+    # The build stage installs the lock with hashes, then cfv itself without dependencies.
+    assert any("requirements.lock" in line for line in build.lines("COPY"))
+    pips = [words for run in build.lines("RUN") for words in pip_commands(run)]
+    assert any(requirement_file(words) == "requirements.lock" and "--require-hashes" in words for words in pips), pips
+    assert any(requirement_file(words) == "requirements-build.lock" and "--require-hashes" in words
+               for words in pips), pips
+    package = [words for words in pips if {"install", "wheel"} & set(words) and "." in words]
+    assert package, pips
+    assert all("--no-deps" in words for words in package), package
+    installs = [words for words in pips if "install" in words and ("." in words or words[-1].endswith(".whl"))]
+    assert installs and all("--no-deps" in words for words in installs), pips
+    # The runtime stage copies the installed result only: no pip installs there.
+    copied = [line for line in runtime.lines("COPY") if line.startswith(f"--from={build.name} ")]
+    assert copied, "the runtime stage copies the build stage's result"
+    [(source, target)] = [tuple(line.split()[1:]) for line in copied]
+    assert source == target
+    assert not [words for run in runtime.lines("RUN") for words in pip_commands(run)], runtime.lines("RUN")
+    assert not [line for line in runtime.lines("COPY") if not line.startswith("--from=")], "nothing from the context"
+    [path] = [line for line in runtime.lines("ENV") if "PATH=" in line]
+    assert f"PATH={target}/bin:" in path
+    # Not root: uid 10001, made in the runtime stage.
+    users = runtime.lines("USER")
+    assert users and users[-1].split(":")[0] in ("10001", "cfv"), users
+    assert any("--uid 10001" in run for run in runtime.lines("RUN"))
+    # How it runs and stops.
+    [cmd] = runtime.lines("CMD")
+    assert json.loads(cmd) == ["cfv", "run"]
+    [signal] = runtime.lines("STOPSIGNAL")
+    assert signal in ("SIGINT", "SIGTERM"), "a signal every cfv command drains on"
+    assert "8080" in runtime.lines("EXPOSE")
+    assert re.search(r"\bCFV_HTTP_HOST=0\.0\.0\.0\b", " ".join(runtime.lines("ENV")))
+
+
+def test_dockerfile_copies_what_the_build_context_holds() -> None:
+    ignored = dockerignored()
+    for stage in dockerfile_stages():
+        for line in stage.lines("COPY"):
+            if line.startswith("--from="):
+                continue
+            *sources, _ = line.split()
+            for source in sources:
+                assert (ROOT / source).exists(), source
+                assert source.rstrip("/") not in ignored, f"{source} is in .dockerignore"
+
+
+# The lock files (bin/lock writes them with uv; the image installs them with --require-hashes). Offline: only the
+# files are read. A lock entry is `name==version \`, its `--hash=sha256:...` lines, then uv's `# via` annotation
+# naming what needs it: other locked packages, or `cfv (pyproject.toml)` for a top-level requirement (an entry
+# compiled from standard input, as requirements-build.lock is, has no annotation at all).
+ROOT_MARKER = "cfv (pyproject.toml)"
+# The image's interpreter: markers of the requirements are evaluated for it.
+TARGET_ENVIRONMENT = {"python_version": "3.11", "python_full_version": "3.11.0", "implementation_name": "cpython",
+                      "platform_python_implementation": "CPython", "sys_platform": "linux",
+                      "platform_system": "Linux", "os_name": "posix"}
+
+
+@dataclass
+class Locked:
+    version: Version
+    line: int
+    hashes: list[str] = field(default_factory=list)
+    via: list[str] = field(default_factory=list)
+
+
+def read_lock(path: Path) -> dict[NormalizedName, Locked]:
+    entries: dict[NormalizedName, Locked] = {}
+    current: Locked | None = None
+    in_via = False
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if not raw.startswith((" ", "#")):  # a requirement
+            requirement = Requirement(line.removesuffix("\\").strip())
+            specifiers = list(requirement.specifier)
+            assert len(specifiers) == 1 and specifiers[0].operator == "==", f"{path.name}:{number} is not pinned"
+            [specifier] = specifiers
+            assert not requirement.url and not requirement.extras, f"{path.name}:{number}: {line}"
+            name = canonicalize_name(requirement.name)
+            assert name not in entries, f"{path.name}:{number} locks {name} twice"
+            current = entries[name] = Locked(Version(specifier.version), number)
+            in_via = False
+        elif line.startswith("--hash="):
+            assert current is not None, f"{path.name}:{number}: a hash before any requirement"
+            algorithm, _, digest = line.removeprefix("--hash=").removesuffix("\\").strip().partition(":")
+            assert algorithm == "sha256" and re.fullmatch(r"[0-9a-f]{64}", digest), f"{path.name}:{number}"
+            current.hashes.append(digest)
+        elif line.startswith("# via"):
+            assert current is not None, f"{path.name}:{number}: an annotation before any requirement"
+            rest = line.removeprefix("# via").strip()
+            current.via += [rest] if rest else []
+            in_via = not rest
+        elif line.startswith("#   ") and in_via:
+            assert current is not None
+            current.via.append(line.removeprefix("#").strip())
+        else:
+            assert line.startswith("#"), f"{path.name}:{number}: unexpected line {line!r} (pip options?)"
+    return entries
+
+
+def pyproject() -> dict[str, Any]:
+    with PYPROJECT.open("rb") as file:
+        return tomllib.load(file)
+
+
+def applicable(requirements: list[str]) -> list[Requirement]:
+    parsed = [Requirement(text) for text in requirements]
+    return [r for r in parsed if r.marker is None or r.marker.evaluate(TARGET_ENVIRONMENT)]
+
+
+LOCKS = [  # (lock file, what it must satisfy, what that is)
+    (LOCK, lambda: applicable(pyproject()["project"]["dependencies"]), "[project] dependencies"),
+    (BUILD_LOCK, lambda: applicable(pyproject()["build-system"]["requires"]), "[build-system] requires"),
+]
+
+
+def missing_or_refused(locked: dict[NormalizedName, Locked], requirements: list[Requirement]) -> list[str]:
+    """What the requirements ask for and the lock lacks, or pins to a version their specifier refuses."""
+    problems = []
+    for requirement in requirements:
+        entry = locked.get(canonicalize_name(requirement.name))
+        if entry is None:
+            problems.append(f"{requirement} is not locked")
+        elif not requirement.specifier.contains(entry.version, prereleases=True):
+            problems.append(f"{requirement} refuses the locked {requirement.name}=={entry.version}")
+    return problems
+
+
+def unneeded(locked: dict[NormalizedName, Locked], requirements: list[Requirement]) -> list[str]:
+    """Locked packages that are neither a requirement nor, following the lock's annotations, needed by one."""
+    top = {canonicalize_name(r.name) for r in requirements}
+    problems = []
+    for name, entry in locked.items():
+        # A requirement of its own (annotated as such, or compiled from standard input with no annotation)...
+        if (ROOT_MARKER in entry.via or not entry.via) and name not in top:
+            problems.append(f"{name} is locked as a requirement of pyproject.toml, which does not ask for it")
+    reachable = set(top) & set(locked)
+    grew = True
+    while grew:  # ... or needed by a package that is needed
+        needed = {name for name, entry in locked.items()
+                  if name not in reachable and any(canonicalize_name(v) in reachable for v in entry.via)}
+        reachable |= needed
+        grew = bool(needed)
+    problems += [f"{name} is locked but nothing needs it" for name in sorted(set(locked) - reachable)]
+    return problems
+
+
+@pytest.mark.parametrize(("path", "requirements", "what"), LOCKS, ids=[path.name for path, _, _ in LOCKS])
+def test_lock_pins_every_package_with_hashes(path: Path, requirements: Any, what: str) -> None:
+    locked = read_lock(path)
+    assert locked, f"{path.name} locks nothing"
+    for name, entry in locked.items():
+        assert entry.hashes, f"{path.name}:{entry.line}: {name} has no hash (pip --require-hashes refuses it)"
+
+
+@pytest.mark.parametrize(("path", "requirements", "what"), LOCKS, ids=[path.name for path, _, _ in LOCKS])
+def test_lock_is_current(path: Path, requirements: Any, what: str) -> None:
+    """Every requirement is locked to a version it allows, and the lock holds nothing that nothing needs."""
+    wanted = requirements()
+    assert wanted, what
+    locked = read_lock(path)
+    problems = missing_or_refused(locked, wanted) + unneeded(locked, wanted)
+    assert not problems, f"{path.name} is stale for pyproject.toml's {what}: run bin/lock\n" + "\n".join(problems)
+
+
+def test_lock_checks_can_fail() -> None:
+    """The checks above on made-up locks: a missing, a refused and an unneeded package are each reported."""
+    entry = Locked(Version("1.0"), 1, ["0" * 64], [ROOT_MARKER])
+    child = Locked(Version("2.0"), 2, ["1" * 64], ["a"])
+    locked = {canonicalize_name("a"): entry, canonicalize_name("b"): child}
+    assert missing_or_refused(locked, [Requirement("a>=1")]) == []
+    assert missing_or_refused(locked, [Requirement("a>=1.1")]) == ["a>=1.1 refuses the locked a==1.0"]
+    assert missing_or_refused(locked, [Requirement("c")]) == ["c is not locked"]
+    assert unneeded(locked, [Requirement("a")]) == []
+    orphan = Locked(Version("3.0"), 3, ["2" * 64], ["gone"])
+    with_orphan = {**locked, canonicalize_name("d"): orphan}
+    assert unneeded(with_orphan, [Requirement("a")]) == ["d is locked but nothing needs it"]
+    assert unneeded(locked, [Requirement("b")]) == [
+        "a is locked as a requirement of pyproject.toml, which does not ask for it",
+        "a is locked but nothing needs it"]
