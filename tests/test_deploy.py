@@ -118,12 +118,18 @@ def test_every_long_running_cfv_service_checks_its_readiness_probe() -> None:
         assert f"http://{host}:{settings.metrics_port}/readyz" in " ".join(test), name
 
 
-def test_cfv_services_build_this_repository() -> None:
+def test_cfv_services_run_one_image_built_once_from_this_repository() -> None:
     services = compose()["services"]
+    builders = [name for name in CFV_SERVICES if "build" in services[name]]
+    assert builders == ["migrate"], builders
+    build = services["migrate"]["build"]
+    context = build if isinstance(build, str) else build.get("context", ".")
+    assert context in (".", "./")
+    images = {services[name].get("image") for name in CFV_SERVICES}
+    assert len(images) == 1 and None not in images, images
     for name in CFV_SERVICES:
-        build = services[name]["build"]
-        context = build if isinstance(build, str) else build.get("context", ".")
-        assert context in (".", "./"), name
+        if name not in builders:
+            assert services[name].get("pull_policy") == "never", name  # the image is built here, not pulled
         assert services[name]["command"][:2] == ["cfv", name], name
 
 
