@@ -8,47 +8,42 @@ messages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import logging
-import os
-import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import aio_pika
 import aiohttp
 import asyncpg
-import orjson
 import pytest
-import structlog
-from cfv.processes import run_gateway, run_relay, run_worker
 from cfv.settings import Settings
-from cfv.store.accounts import issue_key
 from cfv.store.database import connect
 from cfv.store.migrate import apply_migrations
-from cfv.store.queries import query
+from support import (
+    AMQP_HOST,
+    PG_ADMIN,
+    RABBIT_API,
+    EventCollector,
+    Stack,
+    Workspace,
+    _with_db,
+    add_vhost,
+    create_workspace,
+    free_port,
+    running_stack,
+)
 
-PG_ADMIN = os.environ.get("CFV_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-AMQP_HOST = os.environ.get("CFV_TEST_AMQP_HOST", "127.0.0.1:5672")
-RABBIT_API = os.environ.get("CFV_TEST_RABBIT_API", "http://guest:guest@127.0.0.1:15672/api")
 _RUN = uuid.uuid4().hex[:8]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under ``tests/integration/`` talks to the real services: marked ``integration`` by its folder."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
 _counter = itertools.count()
-
-
-def _with_db(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -161,15 +156,6 @@ async def database_url(databases: _Databases) -> AsyncIterator[str]:
     databases.give_back(name)
 
 
-async def add_vhost(http: aiohttp.ClientSession, api: str, vhost: str) -> None:
-    """Create ``vhost`` through the management API at ``api``, where guest may do anything."""
-    async with http.put(f"{api}/vhosts/{quote(vhost, safe='')}") as answer:
-        assert answer.status in (201, 204), await answer.text()
-    async with http.put(f"{api}/permissions/{quote(vhost, safe='')}/guest",
-                        json={"configure": ".*", "write": ".*", "read": ".*"}) as answer:
-        assert answer.status in (201, 204), await answer.text()
-
-
 @pytest.fixture
 async def amqp_url() -> AsyncIterator[str]:
     """A fresh RabbitMQ virtual host, for this test only."""
@@ -196,40 +182,6 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
     await connection.close()
 
 
-@dataclass
-class Workspace:
-    """A workspace and a key of it."""
-
-    id: int
-    slug: str
-    key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Headers that authenticate as this workspace."""
-        return {"X-API-Key": self.key}
-
-
-async def create_workspace(db: asyncpg.Connection[Any], slug: str) -> Workspace:
-    """Create a workspace with one API key."""
-    workspace_id = await db.fetchval(query("create_workspace"), slug, slug)
-    issued = await issue_key(db, workspace_id, name="test")
-    return Workspace(workspace_id, slug, issued.secret)
-
-
-async def add_users(db: asyncpg.Connection[Any], workspace_id: int, *, ids: Iterable[int] = (),
-                    uuids: Iterable[str] = ()) -> None:
-    """Users of the workspace with these ids (Kantata's user relations name users by id) and UUIDs (work-item
-    properties' by UUID): a user relation must name users of its workspace."""
-    for user_id in ids:
-        await db.execute("INSERT INTO users (id, workspace_id, name, account_role) OVERRIDING SYSTEM VALUE "
-                         "VALUES ($1, $2, $3, 'account_collaboration')", user_id, workspace_id, f"user {user_id}")
-    for user_uuid in uuids:
-        await db.execute("INSERT INTO users (uuid, workspace_id, name, account_role) "
-                         "VALUES ($1, $2, $3, 'account_collaboration')", uuid.UUID(user_uuid), workspace_id,
-                         f"user {user_uuid}")
-
-
 @pytest.fixture
 async def workspace(db: asyncpg.Connection[Any]) -> Workspace:
     """The workspace 'acme' with a key."""
@@ -242,99 +194,11 @@ async def other_workspace(db: asyncpg.Connection[Any]) -> Workspace:
     return await create_workspace(db, "globex")
 
 
-async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll ``condition`` until true, or fail the test after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-@dataclass
-class Stack:
-    """A running gateway, worker and relay (in this process), and an HTTP client for the gateway."""
-
-    settings: Settings
-    http: aiohttp.ClientSession
-    base: str
-
-    async def request(self, method: str, path: str, workspace: Workspace | None, *,
-                      json: Any = None, headers: dict[str, str] | None = None,
-                      data: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
-        """Send a request; return (status, decoded JSON body or None, headers)."""
-        all_headers = dict(workspace.headers if workspace else {})
-        all_headers.update(headers or {})
-        if json is not None:
-            data = orjson.dumps(json)
-            all_headers.setdefault("Content-Type", "application/json")
-        async with self.http.request(method, self.base + path, data=data, headers=all_headers) as answer:
-            raw = await answer.read()
-            body = orjson.loads(raw) if raw else None
-            return answer.status, body, dict(answer.headers)
-
-    async def create_field(self, workspace: Workspace, **spec: Any) -> dict[str, Any]:
-        """Define a custom field; return it as answered."""
-        status, body, _ = await self.request("POST", "/api/v1/custom_fields", workspace,
-                                             json={"custom_field": spec})
-        assert status == 201, body
-        field: dict[str, Any] = next(iter(body["custom_fields"].values()))
-        return field
-
-
-@contextlib.asynccontextmanager
-async def running_stack(settings: Settings, *, worker: bool = True, relay: bool = True,
-                        backend: Settings | None = None) -> AsyncIterator[Stack]:
-    """Run the gateway (and, unless told otherwise, a worker and the relay) until the block ends.
-
-    ``backend`` gives the worker and relay other settings than the gateway's (say, when only the gateway
-    goes through a proxy).
-    """
-    ready = asyncio.Event()
-    tasks = [asyncio.create_task(run_gateway(settings, ready))]
-    if worker:
-        tasks.append(asyncio.create_task(run_worker(backend or settings)))
-    if relay:
-        tasks.append(asyncio.create_task(run_relay(backend or settings)))
-    try:
-        await asyncio.wait_for(ready.wait(), 20)
-        async with aiohttp.ClientSession() as http:
-            yield Stack(settings, http, f"http://{settings.http_host}:{settings.http_port}")
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, 10)
-
-
 @pytest.fixture
 async def stack(settings: Settings) -> AsyncIterator[Stack]:
     """Gateway, worker and relay running against this test's database and virtual host."""
     async with running_stack(settings) as running:
         yield running
-
-
-class EventCollector:
-    """Collects every change event published to ``cfv.events`` (bound with ``#``)."""
-
-    def __init__(self) -> None:
-        self.messages: list[aio_pika.abc.AbstractIncomingMessage] = []
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        """The decoded events, in arrival order."""
-        return [orjson.loads(m.body) for m in self.messages]
-
-    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        self.messages.append(message)
-
-    async def wait_for_count(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-        """Wait until at least ``count`` events arrived; return them."""
-        async def enough() -> bool:
-            return len(self.messages) >= count
-        await wait_for(enough, timeout, f"{count} events (have {len(self.messages)})")
-        return self.events
 
 
 @pytest.fixture
@@ -351,15 +215,3 @@ async def events(amqp_url: str) -> AsyncIterator[EventCollector]:
     await connection.close()
 
 
-@contextlib.contextmanager
-def captured_logs() -> Iterator[list[dict[str, Any]]]:
-    """Every structlog event of the block, with the context bound to it (a request id), whatever level an earlier
-    test (or ``cfv``'s command line) configured (``structlog.testing.capture_logs`` keeps the configured level
-    filter)."""
-    before = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        with structlog.testing.capture_logs([structlog.contextvars.merge_contextvars]) as logged:
-            yield logged
-    finally:
-        structlog.configure(**before)

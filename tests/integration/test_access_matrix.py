@@ -33,12 +33,10 @@ from cfv.settings import Settings
 from cfv.store.accounts import issue_key
 from cfv.store.database import create_pool
 from cfv.store.queries import query
-from conftest import Stack, Workspace, add_users
-from kantata_support import FIELDS, VALUES, assert_errors_shape, item, write
-from pipeline_support import broker_channel, command, envelope, publish_raw
-from plane_support import a_uuid, new_project
-
-pytestmark = pytest.mark.integration
+from support import Stack, Workspace, add_users
+from support.kantata import FIELDS, VALUES, assert_errors_shape, item, write
+from support.pipeline import broker_channel, command, envelope, publish_raw
+from support.plane import a_uuid, new_project
 
 P1, P2, P3 = "1001", "1002", "1003"  # projects: Kantata Workspace ids
 LOWEST_ACCOUNT, LOWEST_PROJECT = ACCOUNT_ROLES[0], PROJECT_PERMISSIONS[0]

@@ -11,10 +11,8 @@ import asyncpg
 import orjson
 import pytest
 from cfv.store import accounts
-from conftest import Stack, Workspace
-from kantata_support import FIELDS, assert_errors_shape
-
-pytestmark = pytest.mark.integration
+from support import Stack, Workspace
+from support.kantata import FIELDS, assert_errors_shape
 
 USERS = "/api/v1/users"
 KEYS = "/api/v1/api_keys"

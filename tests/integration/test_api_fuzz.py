@@ -10,10 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from conftest import Stack, Workspace
-
-pytestmark = pytest.mark.integration
+from support import Stack, Workspace
 
 EXAMPLES = int(os.environ.get("CFV_FUZZ_EXAMPLES", "5"))  # per operation
 BUDGET = int(os.environ.get("CFV_FUZZ_SECONDS", "90"))

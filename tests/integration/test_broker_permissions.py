@@ -16,10 +16,8 @@ from aiormq.exceptions import ChannelAccessRefused
 from cfv.broker.permissions import integration_permissions
 from cfv.broker.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, shard_queue
 from cfv_schemas.signing import sign_message
-from conftest import AMQP_HOST, RABBIT_API, Stack, Workspace
-from pipeline_support import command, envelope, number_field
-
-pytestmark = pytest.mark.integration
+from support import AMQP_HOST, RABBIT_API, Stack, Workspace
+from support.pipeline import command, envelope, number_field
 
 
 @pytest.fixture

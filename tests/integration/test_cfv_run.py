@@ -16,9 +16,7 @@ import aiohttp
 import asyncpg
 import pytest
 from cfv.settings import Settings
-from conftest import Workspace, wait_for
-
-pytestmark = pytest.mark.integration
+from support import Workspace, wait_for
 
 _STARTED = re.compile(r"process started\s+pid=(\d+) process=(\S+) restarts=(\d+)")
 

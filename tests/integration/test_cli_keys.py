@@ -15,10 +15,8 @@ import asyncpg
 import pytest
 from cfv.cli import main
 from click.testing import CliRunner, Result
-from conftest import Stack, Workspace, wait_for
-from kantata_support import FIELDS, assert_errors_shape, item, write
-
-pytestmark = pytest.mark.integration
+from support import Stack, Workspace, wait_for
+from support.kantata import FIELDS, assert_errors_shape, item, write
 
 Cli = Callable[..., Awaitable[Result]]
 ROLES = ("account_collaboration", "project_creator", "project_lead", "reports_viewer", "reports_viewer_with_cost",

@@ -11,11 +11,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import pytest
 from cfv.settings import Settings
 from cfv.store.migrate import known_migrations
-
-pytestmark = pytest.mark.integration
 
 
 def _migrate(dsn: str, cwd: Path) -> list[str]:

@@ -24,10 +24,8 @@ from cfv.domain.fields import FieldDefinition, SubjectType, ValueType
 from cfv.settings import Settings
 from cfv.store.database import connect
 from cfv.transfer import Refused, Sender, check_rows, export_csv, plan_batches, read_csv
-from conftest import Stack, Workspace, add_users, free_port, running_stack, wait_for
-from kantata_support import FIELDS, VALUES, item, write
-
-pytestmark = pytest.mark.integration
+from support import Stack, Workspace, add_users, free_port, running_stack, wait_for
+from support.kantata import FIELDS, VALUES, item, write
 
 HEADER = "subject_type,subject_id,custom_field_id,value"
 SUMMARY = re.compile(r"^(\d+) rows sent in (\d+) batches(?: \((\d+) still being applied\))?, (\d+) skipped, "

@@ -22,10 +22,8 @@ import pytest
 from cfv.broker import topology
 from cfv.broker.connection import amqp_urls, connect
 from cfv.settings import Settings
-from conftest import Stack, Workspace, add_vhost, running_stack, wait_for
-from pipeline_support import VALUES, number_field
-
-pytestmark = pytest.mark.integration
+from support import Stack, Workspace, add_vhost, running_stack, wait_for
+from support.pipeline import VALUES, number_field
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "bin" / "rabbitmq-cluster"

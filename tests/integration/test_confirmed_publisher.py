@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 from cfv.broker.confirmed import ConfirmedPublisher, Outgoing, PublishError, Unroutable
-from proxy import proxy_to
+from support.proxy import proxy_to
 
 EXCHANGE = "test.events"
 

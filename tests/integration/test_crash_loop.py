@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 from cfv.broker import topology
 from cfv.settings import Settings
-from conftest import EventCollector, Workspace, running_stack, wait_for
-from pipeline_support import (
+from support import EventCollector, Workspace, running_stack, wait_for
+from support.pipeline import (
     WorkerProcess,
     assert_applied_once_in_order,
     broker_channel,
@@ -31,8 +30,6 @@ from pipeline_support import (
     wait_until_succeeded,
     write_streams,
 )
-
-pytestmark = pytest.mark.integration
 
 KILLS = 12  # the issue saw ten; RabbitMQ dead-letters past the old limit of 10 deliveries
 

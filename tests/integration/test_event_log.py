@@ -18,10 +18,8 @@ import pytest
 from cfv.relay import Relay
 from cfv.settings import Settings
 from cfv_schemas.events import ChangeEvent
-from conftest import EventCollector, Stack, Workspace, running_stack, wait_for
-from kantata_support import item, write
-
-pytestmark = pytest.mark.integration
+from support import EventCollector, Stack, Workspace, running_stack, wait_for
+from support.kantata import item, write
 
 EVENTS = "/api/v1/events"
 

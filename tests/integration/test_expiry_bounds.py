@@ -13,11 +13,9 @@ import asyncpg
 import pytest
 from cfv.domain.credentials import hash_key
 from cfv.store.migrate import apply_migrations
-from conftest import PG_ADMIN, Stack, Workspace, _with_db
+from support import PG_ADMIN, Stack, Workspace, _with_db
 from test_admin_api import KEYS, USERS, error_of, objects, only
 from test_upgrade_to_access import _migrate_until
-
-pytestmark = pytest.mark.integration
 
 OUT_OF_RANGE = ["0001-01-01", "0001-01-01T00:00:00+00:00", "1969-12-31T23:59:59Z", "9999-12-31T23:00:00-10:00"]
 

@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 from cfv.processes import run_relay
 from cfv.settings import Settings
-from conftest import EventCollector, Workspace, running_stack, wait_for
-from pipeline_support import (
+from support import EventCollector, Workspace, running_stack, wait_for
+from support.pipeline import (
     VALUES,
     WorkerProcess,
     assert_applied_once_in_order,
@@ -24,7 +24,7 @@ from pipeline_support import (
     worker_task,
     write_streams,
 )
-from proxy import proxy_to
+from support.proxy import proxy_to
 
 
 async def _succeeded(db: asyncpg.Connection[Any]) -> int:

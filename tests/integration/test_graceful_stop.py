@@ -23,8 +23,8 @@ import asyncpg
 import pytest
 from cfv.processes import run_relay
 from cfv.settings import Settings
-from conftest import EventCollector, Workspace, free_port, running_stack, wait_for
-from pipeline_support import (
+from support import EventCollector, Workspace, free_port, running_stack, wait_for
+from support.pipeline import (
     WorkerProcess,
     assert_applied_once_in_order,
     number_field,
@@ -32,8 +32,6 @@ from pipeline_support import (
     worker_task,
     write_async,
 )
-
-pytestmark = pytest.mark.integration
 
 WRITES = 30
 

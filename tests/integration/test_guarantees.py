@@ -16,8 +16,8 @@ import aio_pika
 import asyncpg
 from cfv.broker import topology
 from cfv.settings import Settings
-from conftest import EventCollector, Stack, Workspace, running_stack, wait_for
-from pipeline_support import (
+from support import EventCollector, Stack, Workspace, running_stack, wait_for
+from support.pipeline import (
     VALUES,
     assert_applied_once_in_order,
     broker_channel,

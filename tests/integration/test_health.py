@@ -6,12 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from cfv.settings import Settings
-from conftest import free_port, running_stack, wait_for
-from proxy import proxy_to
-
-pytestmark = pytest.mark.integration
+from support import free_port, running_stack, wait_for
+from support.proxy import proxy_to
 
 
 async def test_a_serving_gateway_is_live_and_ready(settings: Settings) -> None:

@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from cfv.store.accounts import issue_key
-from conftest import EventCollector, Stack, Workspace
-from kantata_support import assert_errors_shape, counts, item, values_of, write
+from support import EventCollector, Stack, Workspace
+from support.kantata import assert_errors_shape, counts, item, values_of, write
 
 
 async def test_same_key_and_body_answers_the_first_result_once(stack: Stack, workspace: Workspace, db: Any,

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from cfv_schemas.kantata import CustomFieldChoiceOut
-from conftest import Stack, Workspace
-from kantata_support import FIELDS, VALUES, assert_errors_shape, item, values_of, write
-from plane_support import WORK_ITEM, a_uuid, new_project
+from support import Stack, Workspace
+from support.kantata import FIELDS, VALUES, assert_errors_shape, item, values_of, write
+from support.plane import WORK_ITEM, a_uuid, new_project
 
 CHOICES = "/api/v1/custom_field_choices"
 CHOICE_KEYS = {"id", "custom_field_id", "label", "position", "external_reference", "created_at", "updated_at"}

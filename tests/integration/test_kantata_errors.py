@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 import orjson
-from conftest import Stack, Workspace
-from kantata_support import FIELDS, VALUES, assert_errors_shape, counts, item, values_of, write
+from support import Stack, Workspace
+from support.kantata import FIELDS, VALUES, assert_errors_shape, counts, item, values_of, write
 
 
 async def test_requests_without_a_valid_key_are_401(stack: Stack, workspace: Workspace, db: Any) -> None:

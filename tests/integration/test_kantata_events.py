@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from cfv_schemas.events import CONTENT_TYPE, ChangeEvent
-from conftest import EventCollector, Stack, Workspace, add_users
-from kantata_support import item, key_id, values_of, write
+from support import EventCollector, Stack, Workspace, add_users
+from support.kantata import item, key_id, values_of, write
 
 
 async def test_create_then_replace_events(stack: Stack, workspace: Workspace, db: Any,

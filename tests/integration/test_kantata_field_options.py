@@ -8,9 +8,9 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from conftest import EventCollector, Stack, Workspace, wait_for
-from kantata_support import FIELDS, OPERATIONS, VALUES, assert_errors_shape, counts, item, values_of, write
-from plane_support import Plane, a_uuid, new_project
+from support import EventCollector, Stack, Workspace, wait_for
+from support.kantata import FIELDS, OPERATIONS, VALUES, assert_errors_shape, counts, item, values_of, write
+from support.plane import Plane, a_uuid, new_project
 
 DELETED = "cfv.value.deleted.v1"
 ASYNC = {"Prefer": "respond-async"}

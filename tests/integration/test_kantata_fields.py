@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from cfv_schemas.kantata import CustomFieldOut
-from conftest import Stack, Workspace
-from kantata_support import FIELDS, assert_errors_shape, item, write
+from support import Stack, Workspace
+from support.kantata import FIELDS, assert_errors_shape, item, write
 
 
 def only_field(body: dict[str, Any]) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from cfv_schemas.kantata import CustomFieldValueOut
-from conftest import EventCollector, Stack, Workspace
-from kantata_support import FIELDS, VALUES, assert_errors_shape, counts, item, key_id, values_of, write
+from support import EventCollector, Stack, Workspace
+from support.kantata import FIELDS, VALUES, assert_errors_shape, counts, item, key_id, values_of, write
 
 WORK_ITEM = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 HISTORY = f"{VALUES}/history"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import EventCollector, Stack, Workspace
-from kantata_support import VALUES, item, values_of, write
+from support import EventCollector, Stack, Workspace
+from support.kantata import VALUES, item, values_of, write
 
 
 async def test_read_update_delete_a_value(stack: Stack, workspace: Workspace, events: EventCollector) -> None:

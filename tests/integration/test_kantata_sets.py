@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Stack, Workspace
-from kantata_support import FIELDS
+from support import Stack, Workspace
+from support.kantata import FIELDS
 
 SETS = "/api/v1/custom_field_sets"
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from cfv_schemas.kantata import CustomFieldValueOut
-from conftest import EventCollector, Stack, Workspace, add_users
-from kantata_support import assert_errors_shape, counts, item, key_id, values_of, write
+from support import EventCollector, Stack, Workspace, add_users
+from support.kantata import assert_errors_shape, counts, item, key_id, values_of, write
 
 WORK_ITEM = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 OTHER_WORK_ITEM = "0b5a1c6e-7d8f-4a9b-8c1d-2e3f4a5b6c7d"

@@ -10,9 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from cfv.settings import Settings
-from conftest import Workspace, captured_logs, running_stack
-
-pytestmark = pytest.mark.integration
+from support import Workspace, captured_logs, running_stack
 
 KANTATA = "/api/v1/custom_field_values"
 PLANE = "/api/v1/workspaces/demo/projects/1/work-items/2/work-item-properties/3/values/"

@@ -19,15 +19,12 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
-import pytest
 from cfv.broker import topology
 from cfv.processes import run_relay
 from cfv.settings import Settings
-from conftest import Workspace, free_port, running_stack, wait_for
-from pipeline_support import broker_channel, number_field, publish_raw
 from prometheus_client.parser import text_string_to_metric_families
-
-pytestmark = pytest.mark.integration
+from support import Workspace, free_port, running_stack, wait_for
+from support.pipeline import broker_channel, number_field, publish_raw
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -15,12 +15,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 from cfv.gateway.openapi import ANSWERS, BODIES
-from conftest import Stack, Workspace, free_port, wait_for
 from openapi_spec_validator import validate
-
-pytestmark = pytest.mark.integration
+from support import Stack, Workspace, free_port, wait_for
 
 
 async def _spec(stack: Stack) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from typing import Any
 from cfv.processes import run_worker
 from cfv.settings import Settings
 from cfv_schemas.kantata import OperationOut
-from conftest import Stack, Workspace, running_stack
-from kantata_support import OPERATIONS, assert_errors_shape, counts, item, values_of, write
+from support import Stack, Workspace, running_stack
+from support.kantata import OPERATIONS, assert_errors_shape, counts, item, values_of, write
 
 ASYNC = {"Prefer": "respond-async"}
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from cfv.gateway.plane_wire import VALUE_NAMESPACE
 from cfv_schemas.events import ChangeEvent
-from conftest import EventCollector, Stack, Workspace, add_users
-from kantata_support import FIELDS, counts, item, key_id, values_of, write
-from plane_support import WORK_ITEM, a_uuid, new_project
+from support import EventCollector, Stack, Workspace, add_users
+from support.kantata import FIELDS, counts, item, key_id, values_of, write
+from support.plane import WORK_ITEM, a_uuid, new_project
 
 CONCURRENT = 20
 

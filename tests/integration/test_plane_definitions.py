@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import Stack, Workspace
-from plane_support import WORK_ITEM, Plane, a_uuid, new_project, projects_path
+from support import Stack, Workspace
+from support.plane import WORK_ITEM, Plane, a_uuid, new_project, projects_path
 
 API = "/api/v1/workspaces"
 U1, U2, U3 = (str(uuid.UUID(int=n, version=4)) for n in (1, 2, 3))

@@ -8,12 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-import pytest
-from conftest import EventCollector, Stack, Workspace
-from plane_support import WORK_ITEM, a_uuid, new_project
+from support import EventCollector, Stack, Workspace
+from support.plane import WORK_ITEM, a_uuid, new_project
 from test_admin_api import user_with_key
-
-pytestmark = pytest.mark.integration
 
 DELETED = "cfv.value.deleted.v1"
 

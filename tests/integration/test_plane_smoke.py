@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import Stack, Workspace
-from plane_support import WORK_ITEM, new_project
+from support import Stack, Workspace
+from support.plane import WORK_ITEM, new_project
 
 
 async def test_text_value_lifecycle(stack: Stack, workspace: Workspace) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from conftest import Stack, Workspace, add_users, create_workspace
-from plane_support import WORK_ITEM, Plane, a_uuid, new_project
+from support import Stack, Workspace, add_users, create_workspace
+from support.plane import WORK_ITEM, Plane, a_uuid, new_project
 
 OTHER_WORK_ITEM = "9a0e4f6c-2b1d-4c8e-a7f3-5d6b8c9e0a12"
 U1 = "11111111-1111-4111-8111-111111111111"

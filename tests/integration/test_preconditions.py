@@ -19,9 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 from cfv.settings import Settings
-from conftest import free_port
-
-pytestmark = pytest.mark.integration
+from support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ["gateway", "worker", "relay"]

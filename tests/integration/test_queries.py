@@ -9,10 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-import pytest
 from cfv.store.queries import all_names, query
-
-pytestmark = pytest.mark.integration
 
 
 async def test_every_named_query_prepares(db: asyncpg.Connection[Any]) -> None:

@@ -29,9 +29,9 @@ from cfv.store import accounts
 from cfv.store.accounts import IssuedKey, issue_key
 from cfv.store.queries import query
 from cfv_schemas.signing import KEY_HEADER, SIGNATURE_HEADER, sign_message
-from conftest import Stack, Workspace, running_stack, wait_for
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pipeline_support import broker_channel, command, envelope, number_field, worker_task, write_async
+from support import Stack, Workspace, running_stack, wait_for
+from support.pipeline import broker_channel, command, envelope, number_field, worker_task, write_async
 
 OPERATIONS = "/api/v1/operations"
 VALUES = "/api/v1/custom_field_values"

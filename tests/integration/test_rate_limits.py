@@ -21,10 +21,10 @@ import orjson
 import pytest
 from cfv.settings import Settings
 from cfv.store.accounts import issue_key
-from conftest import Stack, Workspace, free_port, running_stack
-from kantata_support import FIELDS, VALUES, assert_errors_shape, item, values_of, write
-from plane_support import projects_path
 from redis.asyncio import Redis
+from support import Stack, Workspace, free_port, running_stack
+from support.kantata import FIELDS, VALUES, assert_errors_shape, item, values_of, write
+from support.plane import projects_path
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")

@@ -18,8 +18,8 @@ import aiohttp
 import asyncpg
 from cfv.broker import topology
 from cfv.settings import Settings
-from conftest import RABBIT_API, EventCollector, Stack, Workspace, create_workspace, running_stack, wait_for
-from pipeline_support import (
+from support import RABBIT_API, EventCollector, Stack, Workspace, create_workspace, running_stack, wait_for
+from support.pipeline import (
     WorkerProcess,
     assert_applied_once_in_order,
     number_field,

@@ -8,13 +8,10 @@ import asyncio
 import contextlib
 
 import asyncpg
-import pytest
 from cfv.relay import Relay
 from cfv.settings import Settings
-from conftest import EventCollector, Workspace, running_stack
-from pipeline_support import number_field
-
-pytestmark = pytest.mark.integration
+from support import EventCollector, Workspace, running_stack
+from support.pipeline import number_field
 
 
 class FlakyRelay(Relay):

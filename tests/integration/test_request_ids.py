@@ -8,12 +8,9 @@ import uuid
 from typing import Any
 
 import asyncpg
-import pytest
 from cfv.settings import Settings
-from conftest import EventCollector, Stack, Workspace, captured_logs, running_stack, wait_for
-from pipeline_support import number_field
-
-pytestmark = pytest.mark.integration
+from support import EventCollector, Stack, Workspace, captured_logs, running_stack, wait_for
+from support.pipeline import number_field
 
 VALUES = "/api/v1/custom_field_values"
 

@@ -10,12 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
-import pytest
 from cfv.settings import Settings
 from cfv.store.accounts import issue_key
-from conftest import Stack, Workspace, free_port, running_stack
-
-pytestmark = pytest.mark.integration
+from support import Stack, Workspace, free_port, running_stack
 
 READ = "/api/v1/custom_fields"
 #: Far below the five seconds a cached principal lasts, far above a notification's few milliseconds.

@@ -12,10 +12,8 @@ import pytest
 from cfv.settings import Settings
 from cfv.store.accounts import issue_key
 from cfv_schemas.signing import signing_key
-from conftest import Workspace, running_stack, wait_for
-from pipeline_support import VALUES, WorkerProcess, broker_channel, command, envelope, number_field, publish_raw
-
-pytestmark = pytest.mark.integration
+from support import Workspace, running_stack, wait_for
+from support.pipeline import VALUES, WorkerProcess, broker_channel, command, envelope, number_field, publish_raw
 
 
 def _forms(secret: str) -> list[str]:

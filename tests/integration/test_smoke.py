@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import EventCollector, Stack, Workspace
+from support import EventCollector, Stack, Workspace
 
 
 async def test_write_is_applied_and_announced(stack: Stack, workspace: Workspace, events: EventCollector) -> None:

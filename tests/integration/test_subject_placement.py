@@ -6,10 +6,7 @@ import asyncio
 from typing import Any
 
 import asyncpg
-import pytest
-from conftest import Stack, Workspace
-
-pytestmark = pytest.mark.integration
+from support import Stack, Workspace
 
 PLACE = "/api/v1/subject_projects"
 

@@ -26,8 +26,8 @@ from cfv.gateway.limits import RateLimiter
 from cfv.gateway.plane import OPTION, OPTIONS, PROJECT, PROPERTIES, PROPERTY, VALUES, WORK_ITEM_VALUES
 from cfv.gateway.plane import PREFIX as PLANE
 from cfv.settings import Settings
-from conftest import Stack, Workspace, running_stack
-from plane_support import Plane, new_project
+from support import Stack, Workspace, running_stack
+from support.plane import Plane, new_project
 
 API = "/api/v1"
 UNKNOWN_INT = "987654"

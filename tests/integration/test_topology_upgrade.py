@@ -4,12 +4,9 @@ made), are used as they are, with a warning, rather than stopping every process.
 from __future__ import annotations
 
 import aio_pika
-import pytest
 from cfv.broker import topology
 from cfv.settings import Settings
-from conftest import Workspace, captured_logs, running_stack
-
-pytestmark = pytest.mark.integration
+from support import Workspace, captured_logs, running_stack
 
 
 async def test_a_shard_queue_with_the_old_delivery_limit_is_used_as_it_is(settings: Settings,

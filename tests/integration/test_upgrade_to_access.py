@@ -9,13 +9,10 @@ from typing import Any
 
 import asyncpg
 import orjson
-import pytest
 from cfv.domain.credentials import hash_key
 from cfv.store.migrate import MIGRATIONS, apply_migrations
-from conftest import PG_ADMIN, _with_db
+from support import PG_ADMIN, _with_db
 from yoyo import get_backend, read_migrations
-
-pytestmark = pytest.mark.integration
 
 
 def _migrate_until(dsn: str, last: str, directory: Path) -> None:

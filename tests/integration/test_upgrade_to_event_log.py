@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import orjson
 from cfv.store.migrate import apply_migrations
-from conftest import PG_ADMIN, _with_db
+from support import PG_ADMIN, _with_db
 from test_upgrade_to_access import _migrate_until
 
 

@@ -7,12 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-import pytest
-from conftest import Stack, Workspace
-from kantata_support import item, values_of, write
-from plane_support import a_uuid, new_project
-
-pytestmark = pytest.mark.integration
+from support import Stack, Workspace
+from support.kantata import item, values_of, write
+from support.plane import a_uuid, new_project
 
 USERS = "/api/v1/users"
 

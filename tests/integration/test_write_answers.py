@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-import pytest
 from cfv.store.accounts import issue_key
 from cfv.store.queries import query
-from conftest import Stack, Workspace
-from kantata_support import VALUES, values_of
-
-pytestmark = pytest.mark.integration
+from support import Stack, Workspace
+from support.kantata import VALUES, values_of
 
 
 async def collaborator(db: asyncpg.Connection[Any], workspace: Workspace, project: str) -> Workspace:

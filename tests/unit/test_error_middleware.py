@@ -12,7 +12,7 @@ from cfv.gateway import keys
 from cfv.gateway.errors import error_middleware
 from cfv.gateway.observe import observe_middleware
 from cfv.settings import Settings
-from conftest import captured_logs
+from support import captured_logs
 
 
 @pytest.mark.parametrize("raised", [

@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 from cfv.monitor import Monitor
-from conftest import captured_logs, free_port
+from support import captured_logs, free_port
 
 
 async def _fails() -> None:

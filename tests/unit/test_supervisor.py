@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from cfv.supervisor import Supervisor
-from conftest import captured_logs
+from support import captured_logs
 
 STEADY = [sys.executable, "-c", "import time; time.sleep(60)"]
 CRASHER = [sys.executable, "-c", "import sys; sys.exit(3)"]

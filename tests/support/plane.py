@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from conftest import Stack, Workspace
+from support import Stack, Workspace
 
 
 def projects_path(workspace: Workspace) -> str:

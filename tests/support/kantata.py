@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from conftest import Stack, Workspace
+
+from support import Stack, Workspace
 
 FIELDS = "/api/v1/custom_fields"
 VALUES = "/api/v1/custom_field_values"

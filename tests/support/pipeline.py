@@ -23,7 +23,8 @@ from cfv.broker import topology
 from cfv.processes import run_worker
 from cfv.settings import Settings
 from cfv_schemas.signing import sign_message
-from conftest import EventCollector, Stack, Workspace, wait_for
+
+from support import EventCollector, Stack, Workspace, wait_for
 
 VALUES = "/api/v1/custom_field_values"
 

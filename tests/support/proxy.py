@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
-from conftest import free_port
+from support import free_port
 
 
 class TcpProxy:
