@@ -1,5 +1,5 @@
 """The operator's command line: ``cfv migrate | run | gateway | worker | relay | workspace | key | user | import |
-export | topology | events``."""
+export | topology | events | dlq``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 import click
 import uvloop
 
-from cfv import event_log, logs, processes, transfer
+from cfv import dead_letters, event_log, logs, processes, transfer
 from cfv.broker.confirmed import Unroutable
 from cfv.broker.connection import amqp_urls
 from cfv.broker.permissions import integration_permissions
@@ -574,3 +574,94 @@ def events_replay(settings: Settings, slug: str, after: int, queue: str, types: 
 
     count, last = asyncio.run(_in_workspace(settings, slug, republish))
     click.echo(f"replayed {count} event(s) into {queue}" + (f", up to position {last}" if last else ""))
+
+
+@main.group("dlq")
+def dlq_group() -> None:
+    """See what waits in the commands' dead-letter queue and why; replay or purge it."""
+
+
+def _chosen(letters: Sequence[dead_letters.DeadLetter], wanted: Sequence[str]) -> list[dead_letters.DeadLetter]:
+    """The letters named by their number in the queue or their message id."""
+    chosen = [letter for letter in letters if str(letter.number) in wanted or letter.message_id in wanted]
+    unknown = set(wanted) - {str(letter.number) for letter in chosen} - {letter.message_id for letter in chosen}
+    if unknown:
+        raise click.ClickException(f"not in the dead-letter queue: {', '.join(sorted(unknown))}")
+    return chosen
+
+
+@dlq_group.command("list")
+@click.option("--limit", default=1000, show_default=True, help="most messages to read")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per message")
+@click.pass_obj
+def dlq_list(settings: Settings, limit: int, as_json: bool) -> None:
+    """List the dead letters: number, message id, workspace (routing key), why, when."""
+
+    async def read() -> list[dict[str, Any]]:
+        async with dead_letters.taken(settings, limit) as (letters, _):
+            return [letter.summary() for letter in letters]
+
+    found = asyncio.run(read())
+    if as_json:
+        for letter in found:
+            click.echo(json.dumps(letter))
+        return
+    _table(("#", "MESSAGE ID", "ROUTING KEY", "REASON", "DEATHS", "DEAD AT", "OPERATIONS", "WHY"),
+           [(str(d["number"]), d["message_id"] or "-", d["routing_key"], d["reason"], str(d["deaths"]),
+             d["dead_at"] or "-", str(len(d["operations"])), "; ".join(d["why"]) or "-") for d in found])
+    click.echo(f"{len(found)} message(s)")
+
+
+@dlq_group.command("show")
+@click.argument("which")
+@click.pass_obj
+def dlq_show(settings: Settings, which: str) -> None:
+    """Show one dead letter (by its number or message id): why, its headers and its body."""
+
+    async def read() -> dict[str, Any]:
+        async with dead_letters.taken(settings, 100_000) as (letters, _):
+            [letter] = _chosen(letters, [which])
+            assert letter.message is not None
+            body: Any
+            try:
+                body = json.loads(letter.message.body)
+            except ValueError:
+                body = letter.message.body.decode(errors="replace")
+            return {**letter.summary(), "headers": {k: v if isinstance(v, str | int | float | bool | None)
+                                                    else str(v) for k, v in (letter.message.headers or {}).items()},
+                    "body": body}
+
+    click.echo(json.dumps(asyncio.run(read()), indent=2, default=str))
+
+
+@dlq_group.command("replay")
+@click.argument("which", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="replay every dead letter")
+@click.pass_obj
+def dlq_replay(settings: Settings, which: tuple[str, ...], every: bool) -> None:
+    """Republish dead letters (by number or message id, or --all) to the command queues, so that they are applied:
+    their failed operations become pending again."""
+    if bool(which) == every:
+        raise click.UsageError("name the messages to replay, or give --all")
+
+    async def republish() -> int:
+        async with dead_letters.taken(settings, 100_000) as (letters, _):
+            return await dead_letters.replay(settings, letters if every else _chosen(letters, which))
+
+    click.echo(f"replayed {asyncio.run(republish())} message(s)")
+
+
+@dlq_group.command("purge")
+@click.option("--yes", is_flag=True, help="confirm: the messages are lost for good")
+@click.pass_obj
+def dlq_purge(settings: Settings, yes: bool) -> None:
+    """Delete every dead letter."""
+    if not yes:
+        raise click.UsageError("purging loses the messages for good: add --yes")
+
+    async def purge() -> int:
+        async with dead_letters.taken(settings, 0) as (_, queue):
+            purged = await queue.purge()
+            return int(purged.message_count or 0)
+
+    click.echo(f"purged {asyncio.run(purge())} message(s)")

@@ -10,9 +10,27 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from contextvars import ContextVar
+from typing import Any, TextIO
 
 import structlog
+
+#: The id of the request being served (the gateway sets it): every line logged meanwhile carries it. A ContextVar
+#: of its own rather than structlog's bound context vars: setting it costs a tenth as much, once per request.
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def add_request_id(_: Any, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
+    """Processor: the current request's id, if any, as ``request_id``."""
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
+
+
+def enabled(level: int) -> bool:
+    """Whether lines of ``level`` are logged (by structlog's configured filter)."""
+    return bool(structlog.get_logger().bind().is_enabled_for(level))
 
 
 def configure(level: str = "INFO", *, json: bool = False) -> None:
@@ -23,6 +41,7 @@ def configure(level: str = "INFO", *, json: bool = False) -> None:
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso"),
     ]

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import aiohttp
 import structlog
+from cfv.logs import add_request_id
 
 PG_ADMIN = os.environ.get("CFV_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -55,7 +56,7 @@ def captured_logs() -> Iterator[list[dict[str, Any]]]:
     before = structlog.get_config()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     try:
-        with structlog.testing.capture_logs([structlog.contextvars.merge_contextvars]) as logged:
+        with structlog.testing.capture_logs([structlog.contextvars.merge_contextvars, add_request_id]) as logged:
             yield logged
     finally:
         structlog.configure(**before)

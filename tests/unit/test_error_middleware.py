@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cfv.gateway import keys
 from cfv.gateway.errors import error_middleware
+from cfv.gateway.observe import install as install_observer
 from cfv.gateway.observe import observe_middleware
 from cfv.settings import Settings
 from support import captured_logs
@@ -40,6 +41,7 @@ async def test_a_500_names_the_request_id_and_its_log_line_carries_it() -> None:
 
     app = web.Application(middlewares=[observe_middleware, error_middleware])
     app[keys.SETTINGS] = Settings()
+    install_observer(app)
     app.router.add_get("/api/v1/custom_fields", handler)
     with captured_logs() as logged:
         async with TestServer(app) as server, aiohttp.ClientSession() as http, \

@@ -21,11 +21,12 @@ ALLOWED: dict[str, set[str]] = {
     "relay": {"domain", "store", "broker"},
     "gateway": {"domain", "store", "broker"},
     "event_log": {"domain", "store", "broker"},
+    "dead_letters": {"domain", "store", "broker"},
     "transfer": {"domain", "store", "broker"},
     "processes": {"domain", "store", "broker", "worker", "relay", "gateway"},
     "supervisor": set(),
     "cli": {"domain", "store", "broker", "worker", "relay", "gateway", "processes", "supervisor", "event_log",
-            "transfer"},
+            "dead_letters", "transfer"},
     "__main__": {"cli"},
 }
 

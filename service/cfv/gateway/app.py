@@ -25,6 +25,7 @@ from cfv.gateway.auth import Authenticator
 from cfv.gateway.errors import error_middleware
 from cfv.gateway.limits import RateLimiter, guard_middleware
 from cfv.gateway.limits import install as install_limits
+from cfv.gateway.observe import install as install_observer
 from cfv.gateway.observe import observe_middleware
 from cfv.gateway.submit import Submitter
 from cfv.settings import Settings
@@ -41,6 +42,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     install_limits(app, settings, limiter)
     app[keys.SETTINGS] = settings
     app[keys.DRAINING] = asyncio.Event()
+    install_observer(app)
     app[keys.POOL] = pool
     app[keys.SUBMITTER] = submitter
     app[keys.AUTHENTICATOR] = Authenticator(pool, listener)
