@@ -131,16 +131,24 @@ class Relay:
                 log.warning("cannot prune the event log", error=repr(error))
 
     async def prune(self) -> int:
-        """Delete the published events older than ``event_retention``, in small statements (each at most
-        ``_PRUNE_BATCH`` rows of a workspace) that do not hold up the writers for long; return how many went."""
+        """Delete the published events older than ``event_retention``, the idempotency records older than
+        ``idempotency_retention`` and the settled operations older than ``operation_retention``, in small statements
+        (each at most ``_PRUNE_BATCH`` rows, of a workspace for events) that do not hold up the writers for long;
+        return how many events went."""
         db = await connect(self._settings.database_url)
         try:
-            total = 0
-            while deleted := await events.prune(db, older_than=self._settings.event_retention,
-                                                per_workspace=_PRUNE_BATCH):
+            settings = self._settings
+            total = pruned_keys = pruned_operations = 0
+            while deleted := await events.prune(db, older_than=settings.event_retention, per_workspace=_PRUNE_BATCH):
                 total += deleted
-            if total:
-                log.info("event log pruned", events=total)
+            while deleted := await events.prune_idempotency_keys(db, older_than=settings.idempotency_retention,
+                                                                 limit=_PRUNE_BATCH):
+                pruned_keys += deleted
+            while deleted := await events.prune_operations(db, older_than=settings.operation_retention,
+                                                           limit=_PRUNE_BATCH):
+                pruned_operations += deleted
+            if total or pruned_keys or pruned_operations:
+                log.info("pruned", events=total, idempotency_keys=pruned_keys, operations=pruned_operations)
             return total
         finally:
             with contextlib.suppress(Exception):

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     event_retention: float = Field(7 * 86400, gt=0, description="seconds the event log keeps a change event "
                                    "(readable by GET /api/v1/events and `cfv events`); the active relay prunes "
                                    "older ones once published, always keeping each workspace's newest")
+    operation_retention: float = Field(30 * 86400, gt=0, description="seconds an operation's outcome is kept "
+                                       "(GET /api/v1/operations/{id}; a redelivered command is answered from it); "
+                                       "pending ones are never pruned")
+    idempotency_retention: float = Field(7 * 86400, gt=0, description="seconds an Idempotency-Key is remembered; "
+                                         "a retry after that is a new request (at most the operation retention)")
     prune_every: float = Field(60.0, gt=0, description="seconds between the relay's prunings of the event log")
     relay_poll_interval: float = Field(1.0, description="seconds between outbox polls without a notification")
 

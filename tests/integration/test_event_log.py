@@ -9,6 +9,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 import aio_pika
@@ -221,3 +222,39 @@ async def test_cfv_events_replay_republishes_the_events_unchanged_into_a_queue(
         assert code != 0 and "no queue 'no-such-queue'" in err, (out, err)
     finally:
         await connection.close()
+
+
+async def test_the_relay_prunes_old_operations_and_idempotency_keys_never_pending_ones(
+        settings: Settings, workspace: Workspace, db: asyncpg.Connection[Any]) -> None:
+    async with running_stack(settings) as stack:
+        points, _ = await _fields(stack, workspace)
+        answers = []
+        for n in range(3):
+            status, body, _ = await write(stack, workspace, item(points, n, subject_id=n + 1),
+                                          headers={"Idempotency-Key": f"key-{n}"})
+            assert status == 200, body
+            answers.append(body)
+        operations = [r["id"] for r in await db.fetch("SELECT id FROM operations ORDER BY created_at")]
+        assert len(operations) == 3
+        pending = uuid.uuid4()
+        await db.execute("INSERT INTO operations (id, workspace_id, status, created_at) VALUES "
+                         "($1, $2, 'pending', now() - interval '90 days')", pending, workspace.id)
+        # The first is older than both retentions; the second's key only is older than its retention.
+        await db.execute("UPDATE operations SET created_at = now() - interval '31 days' WHERE id = $1", operations[0])
+        await db.execute("UPDATE idempotency_keys SET created_at = now() - interval '8 days' "
+                         "WHERE key LIKE '%key-0' OR key LIKE '%key-1'")
+        await Relay(settings).prune()
+        assert {r["id"] for r in await db.fetch("SELECT id FROM operations")} == {*operations[1:], pending}
+        assert sorted(r["key"].rsplit("|", 1)[-1] for r in await db.fetch("SELECT key FROM idempotency_keys")) == [
+            "key-2"]
+        status, _, _ = await stack.request("GET", f"/api/v1/operations/{operations[0]}", workspace)
+        assert status == 404
+        status, body, _ = await stack.request("GET", f"/api/v1/operations/{operations[1]}", workspace)
+        assert status == 200 and body["status"] == "succeeded", body
+        # A retry with a forgotten key is a new request: applied again (a new version); a remembered one is not.
+        status, body, _ = await write(stack, workspace, item(points, 1, subject_id=2),
+                                      headers={"Idempotency-Key": "key-1"})
+        assert status == 200 and next(iter(body["custom_field_values"].values()))["sequence"] == 2, body
+        status, body, _ = await write(stack, workspace, item(points, 2, subject_id=3),
+                                      headers={"Idempotency-Key": "key-2"})
+        assert status == 200 and next(iter(body["custom_field_values"].values()))["sequence"] == 1, body

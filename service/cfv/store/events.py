@@ -1,6 +1,7 @@
 """The event log, read and pruned: every change event keeps its place (``position``, per workspace, strictly
 increasing in commit order) for ``CFV_EVENT_RETENTION``. Workers write it (:mod:`cfv.store.batches`); the relay
-publishes it and prunes it; the replay API and ``cfv events`` read it."""
+publishes it and prunes it (and the operations and idempotency records, by their own retentions); the replay API
+and ``cfv events`` read it."""
 
 from __future__ import annotations
 
@@ -77,4 +78,16 @@ async def prune(connection: Connection, *, older_than: float, per_workspace: int
     """Delete published events older than ``older_than`` seconds, at most ``per_workspace`` per workspace, never
     the newest of a workspace; return how many went."""
     status = await connection.execute(query("prune_events"), older_than, per_workspace)
+    return int(status.split()[-1])
+
+
+async def prune_idempotency_keys(connection: Connection, *, older_than: float, limit: int) -> int:
+    """Delete at most ``limit`` idempotency records older than ``older_than`` seconds; return how many went."""
+    status = await connection.execute(query("prune_idempotency_keys"), older_than, limit)
+    return int(status.split()[-1])
+
+
+async def prune_operations(connection: Connection, *, older_than: float, limit: int) -> int:
+    """Delete at most ``limit`` settled operations older than ``older_than`` seconds; return how many went."""
+    status = await connection.execute(query("prune_operations"), older_than, limit)
     return int(status.split()[-1])

@@ -61,3 +61,15 @@ WITH doomed AS (
     WHERE p.created_at < now() - make_interval(secs => $1) AND p.position < c.position
 )
 DELETE FROM events e USING doomed d WHERE (e.workspace_id, e.position) = (d.workspace_id, d.position);
+
+-- name: prune_idempotency_keys
+-- Idempotency records older than $1 seconds, at most $2 of them (a retry with such a key is a new request).
+DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1) LIMIT $2));
+
+-- name: prune_operations
+-- Settled operations older than $1 seconds, at most $2 of them (their idempotency records go with them); a
+-- pending one stays, whatever its age: its command may still be applied.
+DELETE FROM operations WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM operations
+    WHERE created_at < now() - make_interval(secs => $1) AND status <> 'pending' LIMIT $2));
