@@ -67,3 +67,49 @@ class KeyUpdate(BaseModel):
 
     expires_at: Moment | None = None
     name: Name | None = None
+
+
+class UserOut(BaseModel):
+    """A user as the admin API answers it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    uuid: str = Field(description="how work-item user relations (Plane) name the user")
+    kind: Literal["person", "service"]
+    name: str
+    email: str | None
+    account_role: str
+    created_at: str
+    updated_at: str
+    deactivated_at: str | None = Field(description="set once the user is deactivated (DELETE)")
+
+
+class MembershipOut(BaseModel):
+    """A user's permission on a project; its id is the project (unique among one user's memberships)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    user_id: str
+    project: str
+    permission: str
+    created_at: str
+    updated_at: str
+
+
+class KeyOut(BaseModel):
+    """An API key, without its secret (cfv keeps only a hash); ``key`` holds the secret in the answer to its
+    creation only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    prefix: str
+    name: str | None
+    user_id: str
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    status: Literal["active", "expired", "revoked"]
+    key: str | None = Field(default=None, description="the secret: shown once, when the key is made")

@@ -46,6 +46,9 @@ MODELS: dict[str, type[BaseModel]] = {
     "admin-membership": admin.MembershipPut,
     "admin-key-create": admin.KeyCreate,
     "admin-key-update": admin.KeyUpdate,
+    "admin-user": admin.UserOut,
+    "admin-membership-out": admin.MembershipOut,
+    "admin-key": admin.KeyOut,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "json"

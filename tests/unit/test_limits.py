@@ -8,16 +8,8 @@ from typing import Any, cast
 import pytest
 from aiohttp import web
 from cfv.gateway.app import create_app
-from cfv.gateway.limits import (
-    DEFINITIONS,
-    READS,
-    WRITES,
-    Budget,
-    JsonLimitExceeded,
-    check_json_limits,
-    endpoint_class,
-    namespace,
-)
+from cfv.gateway.bodies import JsonLimitExceeded, check_json_limits
+from cfv.gateway.limits import DEFINITIONS, READS, WRITES, Budget, endpoint_class, namespace
 from cfv.settings import Settings
 
 KANTATA_VALUES = "/api/v1/custom_field_values"

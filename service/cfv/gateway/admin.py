@@ -27,7 +27,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
-from cfv_schemas.admin import KeyCreate, KeyUpdate, MembershipPut, UserCreate, UserUpdate
+from cfv_schemas.admin import (
+    KeyCreate,
+    KeyOut,
+    KeyUpdate,
+    MembershipOut,
+    MembershipPut,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
 from pydantic import BaseModel, ValidationError
 
 from cfv.gateway import keys
@@ -56,30 +65,34 @@ def _time(moment: datetime | None) -> str | None:
 
 def render_user(user: User) -> dict[str, Any]:
     """A user in Kantata's form."""
-    return {"id": str(user.id), "uuid": str(user.uuid), "kind": user.kind, "name": user.name, "email": user.email,
-            "account_role": user.account_role, "created_at": _time(user.created_at),
-            "updated_at": _time(user.updated_at), "deactivated_at": _time(user.deactivated_at)}
+    return UserOut(id=str(user.id), uuid=str(user.uuid), kind=user.kind, name=user.name,
+                   email=user.email, account_role=user.account_role, created_at=_at(user.created_at),
+                   updated_at=_at(user.updated_at), deactivated_at=_time(user.deactivated_at)).model_dump()
 
 
 def render_membership(membership: Membership) -> dict[str, Any]:
     """A membership; its id is its project (unique among one user's memberships)."""
-    return {"id": membership.project, "user_id": str(membership.user_id), "project": membership.project,
-            "permission": membership.permission, "created_at": _time(membership.created_at),
-            "updated_at": _time(membership.updated_at)}
+    return MembershipOut(id=membership.project, user_id=str(membership.user_id), project=membership.project,
+                         permission=membership.permission, created_at=_at(membership.created_at),
+                         updated_at=_at(membership.updated_at)).model_dump()
 
 
 def render_key(key: KeyInfo) -> dict[str, Any]:
     """A key without its secret (which cfv does not have) or hash."""
-    return {"id": str(key.id), "prefix": key.prefix, "name": key.name, "user_id": str(key.user_id),
-            "created_at": _time(key.created_at), "expires_at": _time(key.expires_at),
-            "revoked_at": _time(key.revoked_at), "status": key.status()}
+    return KeyOut(id=str(key.id), prefix=key.prefix, name=key.name, user_id=str(key.user_id),
+                  created_at=_at(key.created_at), expires_at=_time(key.expires_at),
+                  revoked_at=_time(key.revoked_at), status=key.status()).model_dump(exclude={"key"})
 
 
 def render_issued(key: IssuedKey) -> dict[str, Any]:
     """A key just made, with its secret: the only time it is shown."""
-    return {"id": str(key.id), "key": key.secret, "prefix": key.prefix, "name": key.name,
-            "user_id": str(key.user_id), "created_at": _time(key.created_at), "expires_at": _time(key.expires_at),
-            "revoked_at": None, "status": "active"}
+    return KeyOut(id=str(key.id), key=key.secret, prefix=key.prefix, name=key.name, user_id=str(key.user_id),
+                  created_at=_at(key.created_at), expires_at=_time(key.expires_at), revoked_at=None,
+                  status="active").model_dump()
+
+
+def _at(moment: datetime) -> str:
+    return moment.isoformat()
 
 
 # --- plumbing -----------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ValidationError
 
 from cfv.contracts import Outcome
 from cfv.gateway import keys
+from cfv.gateway.bodies import JsonLimitExceeded, check_json_limits, too_deep
 from cfv.gateway.errors import ApiError, ClientGone, from_validation, json_response
-from cfv.gateway.limits import JsonLimitExceeded, check_json_limits, too_deep
 from cfv.gateway.observe import request_id_of
 from cfv.gateway.submit import Submitted
 

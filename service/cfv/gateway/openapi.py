@@ -89,16 +89,9 @@ _VALUES = _listing("custom_field_values", kantata_wire.CustomFieldValueOut)
 _FIELDS = _listing("custom_fields", kantata_wire.CustomFieldOut)
 _CHOICES = _listing("custom_field_choices", kantata_wire.CustomFieldChoiceOut)
 _SETS = _listing("custom_field_sets", kantata_wire.CustomFieldSetOut)
-def _plain_listing(key: str) -> Schema:
-    """A Kantata answer of objects rendered without a model of their own (users, keys, memberships)."""
-    listing = _listing(key, kantata_wire.Meta)
-    listing["properties"][key] = {"type": "object", "additionalProperties": _OBJECT}
-    return listing
-
-
-_USERS = _plain_listing("users")
-_KEYS = _plain_listing("api_keys")
-_MEMBERSHIPS = _plain_listing("memberships")
+_USERS = _listing("users", admin_wire.UserOut)
+_KEYS = _listing("api_keys", admin_wire.KeyOut)
+_MEMBERSHIPS = _listing("memberships", admin_wire.MembershipOut)
 _PLANE_PAGE = {"type": "object", "properties": {"count": {"type": "integer"}, "total_results": {"type": "integer"},
                                                 "results": {"type": "array"}}}
 
@@ -231,7 +224,8 @@ def document(app: web.Application) -> dict[str, Any]:
 def _answer_models() -> set[type[BaseModel]]:
     found: set[type[BaseModel]] = {kantata_wire.Meta, kantata_wire.ResultRef, kantata_wire.ErrorsOut,
                                    kantata_wire.CustomFieldValueOut, kantata_wire.CustomFieldOut,
-                                   kantata_wire.CustomFieldChoiceOut, kantata_wire.CustomFieldSetOut}
+                                   kantata_wire.CustomFieldChoiceOut, kantata_wire.CustomFieldSetOut,
+                                   admin_wire.UserOut, admin_wire.KeyOut, admin_wire.MembershipOut}
     for _, schema in ANSWERS.values():
         found.update(_models_in(schema))
     return found
