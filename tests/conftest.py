@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ import aio_pika
 import aiohttp
 import asyncpg
 import pytest
+import structlog
 from cfv.settings import Settings
 from cfv.store.database import connect
 from cfv.store.migrate import apply_migrations
@@ -36,6 +38,19 @@ from support import (
 )
 
 _RUN = uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """Whatever a test configures of logging (``cfv``'s command line run in-process sets a level) is undone after
+    it: the next test's gateway decides at its start whether it logs access lines."""
+    before = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**before)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
