@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from support import Stack, Workspace
+from support import Stack, Workspace, add_users
 from support.plane import WORK_ITEM, Plane, a_uuid, new_project, projects_path
 
 API = "/api/v1/workspaces"
@@ -381,8 +381,9 @@ async def test_each_type_is_created_with_its_default_and_rules(stack: Stack, wor
     assert await get(plane, plane.property_path(prop["id"])) == prop
 
 
-async def test_single_relation_default_is_kept(stack: Stack, workspace: Workspace) -> None:
+async def test_single_relation_default_is_kept(stack: Stack, workspace: Workspace, db: Any) -> None:
     plane = await new_project(stack, workspace)
+    await add_users(db, workspace.id, uuids=[U1])  # a user relation's default names a user of the workspace
     prop = await plane.create_property(property_type="RELATION", relation_type="USER", default_value=U1)
     # A single relation's default reads like its values: a bare UUID.
     assert prop["default_value"] == U1, prop
@@ -978,3 +979,24 @@ async def test_requests_without_a_valid_key_are_401(stack: Stack, workspace: Wor
     for good in ({"X-API-Key": workspace.key}, {"Authorization": f"Bearer {workspace.key}"}):
         status, body, _ = await stack.request("GET", ours.plane.project, None, headers=good)
         assert status == 200 and body["id"] == ours.plane.project_id, body
+
+
+async def test_a_user_relation_default_names_an_active_user_of_the_workspace(
+        stack: Stack, workspace: Workspace, other_workspace: Workspace, db: Any) -> None:
+    """Issue 13, bug 2, for defaults: checked as a write's value would be, when the default is set."""
+    plane = await new_project(stack, workspace)
+    stranger = str(uuid.uuid4())
+    await add_users(db, other_workspace.id, uuids=[stranger])
+    for default in (stranger, str(uuid.uuid4())):
+        status, body, _ = await plane.request("POST", f"{plane.project}work-item-properties/", {
+            "display_name": "Owner", "property_type": "RELATION", "relation_type": "USER", "default_value": default})
+        assert status == 400 and default in str(body["default_value"]), body
+    await add_users(db, workspace.id, uuids=[U2])
+    prop = await plane.create_property(property_type="RELATION", relation_type="USER", display_name="Lead")
+    await db.execute("UPDATE users SET deactivated_at = now() WHERE uuid = $1", uuid.UUID(U2))
+    status, body, _ = await plane.request("PATCH", plane.property_path(prop["id"]), {"default_value": U2})
+    assert status == 400 and "deactivated" in str(body["default_value"]), body
+    kantata = await stack.request("POST", "/api/v1/custom_fields", workspace, json={"custom_field": {
+        "name": "Reviewer", "subject_type": "Story", "value_type": "relation", "relation_target": "user",
+        "default_value": 999999}})
+    assert kantata[0] == 400 and "999999" in str(kantata[1]), kantata

@@ -21,7 +21,7 @@ from cfv.domain.fields import FieldDefinition, SubjectType
 from cfv.domain.values import render_subject_id
 from cfv.gateway import keys
 from cfv.gateway.auth import Principal, require_admin
-from cfv.gateway.defaults import checked_default, draft_definition
+from cfv.gateway.defaults import check_default_users, checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import accepted, failure_status, read_json, submit_field_deletion, wants_async
 from cfv.gateway.observe import request_id_of
@@ -187,6 +187,9 @@ async def create_field(request: web.Request) -> web.Response:
     reference = spec.external_reference
     pool = request.app[keys.POOL]
     async with pool.acquire() as connection, connection.transaction():
+        await check_default_users(connection, draft_definition(
+            workspace_id, spec.name, spec.subject_type, spec.value_type, spec.relation_target, spec.relation_multi,
+            spec.required), default)
         field_id = await connection.fetchval(
             query("insert_field"), workspace_id, spec.name, spec.description, spec.subject_type,
             spec.value_type, spec.relation_target, spec.relation_multi,
@@ -264,6 +267,8 @@ async def update_field(request: web.Request) -> web.Response:
         definition = draft_definition(workspace_id, changes.name or row["name"], row["subject_type"], row["value_type"],
                                  row["relation_target"], row["relation_multi"], required)
         default = _default(definition, changes.default_value if new_default else row["default_value"])
+        if new_default:
+            await check_default_users(connection, definition, default)
         reference = changes.external_reference
         await connection.execute(query("update_field"), field_id, workspace_id, changes.name,
                                  changes.description, changes.write_access, changes.read_access, changes.required,

@@ -31,7 +31,7 @@ from cfv.domain.rules import InvalidRules, ValueRules, parse_rules
 from cfv.gateway import keys
 from cfv.gateway.auth import Principal, require_admin, require_project_admin
 from cfv.gateway.choices import delete_choice
-from cfv.gateway.defaults import checked_default, draft_definition
+from cfv.gateway.defaults import check_default_users, checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import (
     accepted,
@@ -195,6 +195,8 @@ async def create_property(request: web.Request) -> web.Response:
     definition = draft_definition(principal.workspace_id, spec.display_name, SubjectType.WORK_ITEM, value_type,
                                   relation_target, relation_multi, spec.is_required, rules)
     default = _default(definition, spec.default_value)
+    async with _pool(request).acquire() as connection:
+        await check_default_users(connection, definition, default)
     write_access, read_access = default_access(SubjectType.WORK_ITEM)
     row = await _pool(request).fetchrow(
         query("insert_property"), principal.workspace_id, project["id"], spec.display_name, spec.description,
@@ -242,6 +244,9 @@ async def update_property(request: web.Request) -> web.Response:
     new_default = "default_value" in changes.model_fields_set
     # The default must still fit when only the rules change.
     default = _default(definition, changes.default_value if new_default else row["default_value"])
+    if new_default:
+        async with _pool(request).acquire() as connection:
+            await check_default_users(connection, definition, default)
     updated = await _pool(request).fetchrow(
         query("update_property"), row["id"], changes.display_name, changes.description, changes.is_required,
         changes.is_active, changes.settings, rules.as_json() if changes.validation_rules is not None else None,
