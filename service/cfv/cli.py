@@ -550,7 +550,7 @@ def events_tail(settings: Settings, slug: str, after: int | None, types: str | N
 
     async def print_events(db: Connection, workspace_id: int) -> None:
         await event_log.tail(db, workspace_id, after=after, types=_types(types), follow=follow,
-                             emit=lambda text: click.echo(text))
+                             emit=click.echo)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_in_workspace(settings, slug, print_events))

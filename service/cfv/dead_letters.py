@@ -13,25 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from cfv_schemas.signing import SIGNATURE_HEADER
 
 from cfv.broker import topology
 from cfv.broker.confirmed import ConfirmedPublisher, Outgoing
 from cfv.broker.connection import amqp_urls, connect
+from cfv.contracts import named_operations
 from cfv.settings import Settings
 from cfv.store import operations
 from cfv.store.database import connect as connect_db
 
-_UUID = re.compile(r"^[0-9a-fA-F-]{36}$")
 _CONFIRM_TIMEOUT = 30.0
 _DROPPED_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
                     "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "x-delivery-count")
@@ -113,29 +111,19 @@ async def replay(settings: Settings, letters: Sequence[DeadLetter]) -> int:
 
 
 def _describe(number: int, message: AbstractIncomingMessage) -> DeadLetter:
-    deaths = message.headers.get("x-death") if message.headers else None
-    first: dict[str, Any] = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
-    keys = first.get("routing-keys") or [message.routing_key or ""]
-    when = first.get("time")
+    death = topology.latest_death(message)
+    keys = death.get("routing-keys") or [message.routing_key or ""]
+    when = death.get("time")
+    if isinstance(when, datetime) and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # AMQP timestamps are UTC
     return DeadLetter(
-        number=number, message_id=message.message_id, routing_key=_text(keys[0]),
-        reason=_text(first.get("reason", message.headers.get("x-first-death-reason", "?") if message.headers
-                               else "?")),
-        queue=_text(first.get("queue", "?")), deaths=int(first.get("count", 1) or 1),
-        dead_at=when.replace(tzinfo=UTC) if isinstance(when, datetime) and when.tzinfo is None else when
-        if isinstance(when, datetime) else None,
+        number=number, message_id=message.message_id, routing_key=topology.header_text(keys[0]),
+        reason=topology.header_text(death.get("reason") or (message.headers or {}).get("x-first-death-reason", "?")),
+        queue=topology.header_text(death.get("queue", "?")),
+        deaths=int(death.get("count", 1) or 1), dead_at=when if isinstance(when, datetime) else None,
         size=len(message.body), signed=bool(message.headers and SIGNATURE_HEADER in message.headers),
-        operations=_operations(message.body), message=message)
+        operations=[op.id for op in named_operations(message.body)], message=message)
 
-
-def _operations(body: bytes) -> list[uuid.UUID]:
-    """The operations a message names (leniently: a malformed message may still name some)."""
-    try:
-        commands = orjson.loads(body).get("commands", [])
-        return [uuid.UUID(c["id"]) for c in commands if isinstance(c, dict) and isinstance(c.get("id"), str)
-                and _UUID.match(c["id"])]
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-        return []
 
 
 async def _explain(settings: Settings, letters: Sequence[DeadLetter]) -> None:
@@ -150,7 +138,3 @@ async def _explain(settings: Settings, letters: Sequence[DeadLetter]) -> None:
         await db.close()
     for letter in letters:
         letter.why = sorted({reason for op in letter.operations for reason in reasons.get(op, [])})
-
-
-def _text(value: object) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

@@ -172,7 +172,11 @@ async def run_relay(settings: Settings, stop: asyncio.Event | None = None) -> No
     """Publish change events until cancelled, or until ``stop`` is set: then finish the round being published
     (confirmed, its cursors moved), within the shutdown timeout."""
     await check_dependencies(settings)  # the relay holds connections of its own: a cursor lock, a publisher
-    # And these, to answer probes and read the gauges it reports: the outbox's lag, the dead letters' count.
+    relay = Relay(settings)
+    if not settings.metrics_port:  # no monitoring port: no connections for its probes and gauges
+        await _until_stopped(relay.run(), stop, relay.drain, settings.shutdown_timeout, "relay")
+        return
+    # These answer the probes and read the gauges it reports: the outbox's lag, the dead letters' count.
     pool, amqp = await _dependencies(settings.model_copy(update={"db_pool_size": 2}), "cfv-relay-monitor",
                                      declare=False)
     channel: list[AbstractChannel] = []
@@ -185,7 +189,6 @@ async def run_relay(settings: Settings, stop: asyncio.Event | None = None) -> No
     monitor = Monitor(settings.metrics_host, settings.metrics_port,
                       {"postgres": lambda: ping(pool), "rabbitmq": amqp.connected.wait},
                       refreshers=[lambda: measure_outbox(pool), count_dead_letters])
-    relay = Relay(settings)
     try:
         await monitor.start()
         await _until_stopped(relay.run(), stop, relay.drain, settings.shutdown_timeout, "relay")

@@ -18,7 +18,7 @@ from typing import Any
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import ChannelPreconditionFailed
 
 log = structlog.get_logger("cfv.broker")
@@ -90,6 +90,19 @@ async def _declare_shard_queue(channel: AbstractChannel, name: str, delivery_lim
                     "it, restart) to have the configured one", queue=name, wanted=delivery_limit, error=str(error))
         await channel.reopen()
         return await channel.declare_queue(name, passive=True)
+
+
+def latest_death(message: AbstractIncomingMessage) -> dict[str, Any]:
+    """The latest dead-lettering of ``message`` (RabbitMQ's ``x-death`` header, newest first); {} if none."""
+    deaths = (message.headers or {}).get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return dict(deaths[0])
+    return {}
+
+
+def header_text(value: object) -> str:
+    """A header's value as text (AMQP tables may carry bytes)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 async def dead_letter_depth(channel: AbstractChannel) -> int:

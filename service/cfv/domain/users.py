@@ -8,7 +8,7 @@ and a form saved back unchanged keep working; but a write may not add them to a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from cfv.domain.changes import EMPTY, KeyState
 from cfv.domain.fields import FieldDefinition, RelationTarget, ValueType
@@ -30,6 +30,16 @@ def users_named(workspace_id: int, writes: Iterable[ValidWrite]) -> list[tuple[i
             and isinstance(w.value, list) for target in w.value if isinstance(target, int | str)]
 
 
+def refused_users(workspace_id: int, targets: Sequence[JSON], users: KnownUsers,
+                  kept: Collection[JSON] = ()) -> tuple[list[JSON], list[JSON]]:
+    """Of the users ``targets`` name: those unknown in the workspace, and the deactivated ones not ``kept`` (already
+    in the value being replaced; a field's default keeps none)."""
+    unknown = [target for target in targets if (workspace_id, target) not in users]
+    added_inactive = [target for target in targets
+                      if users.get((workspace_id, target)) is False and target not in kept]
+    return unknown, added_inactive
+
+
 def user_errors(workspace_id: int, writes: Sequence[ValidWrite], users: KnownUsers,
                 states: Mapping[ValueKey, KeyState]) -> list[ItemError]:
     """The writes that name a user unknown in the workspace, or add a deactivated one (``states``: what each key
@@ -38,21 +48,20 @@ def user_errors(workspace_id: int, writes: Sequence[ValidWrite], users: KnownUse
     for w in writes:
         if w.op is not Op.WRITE or not names_users(w.definition) or not isinstance(w.value, list):
             continue
-        unknown = [target for target in w.value if (workspace_id, target) not in users]
         before = states.get(w.key, EMPTY).current
         kept = set(before.value) if before is not None and isinstance(before.value, list) else set()
-        added_inactive = [target for target in w.value
-                          if users.get((workspace_id, target)) is False and target not in kept]
+        unknown, added_inactive = refused_users(workspace_id, w.value, users, kept)
         name = w.definition.name
         if unknown:
             errors.append(ItemError(ErrorType.VALIDATION, f"{name}: no such user in this workspace: "
-                                    f"{_listed(unknown)}", "value", w.index, w.definition.id))
+                                    f"{listed(unknown)}", "value", w.index, w.definition.id))
         elif added_inactive:
-            errors.append(ItemError(ErrorType.VALIDATION, f"{name}: deactivated user(s) {_listed(added_inactive)} "
+            errors.append(ItemError(ErrorType.VALIDATION, f"{name}: deactivated user(s) {listed(added_inactive)} "
                                     "cannot be added (a value that names them already may keep them)", "value",
                                     w.index, w.definition.id))
     return errors
 
 
-def _listed(targets: Sequence[JSON]) -> str:
+def listed(targets: Sequence[JSON]) -> str:
+    """Users named in a message: ``5, 999999``."""
     return ", ".join(str(target) for target in targets)

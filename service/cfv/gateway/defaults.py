@@ -6,7 +6,7 @@ from typing import Any
 
 from cfv.domain.fields import CHOICE_TYPES, FieldDefinition, RelationTarget, SubjectType, ValueType
 from cfv.domain.rules import ValueRules
-from cfv.domain.users import names_users
+from cfv.domain.users import listed, names_users, refused_users
 from cfv.domain.values import InvalidValue, validate_value
 from cfv.gateway.errors import ApiError
 from cfv.store import batches
@@ -42,13 +42,11 @@ async def check_default_users(connection: Connection, definition: FieldDefinitio
     """A 400 unless a user relation's default names active users of the workspace (as a write must)."""
     if default is None or not names_users(definition) or not isinstance(default, list):
         return
-    named = [(definition.workspace_id, target) for target in default if isinstance(target, int | str)]
-    known = await batches.users_named(connection, named)
-    unknown = [str(target) for _, target in named if (definition.workspace_id, target) not in known]
-    inactive = [str(target) for _, target in named if known.get((definition.workspace_id, target)) is False]
+    workspace_id = definition.workspace_id
+    known = await batches.users_named(connection, [(workspace_id, target) for target in default])
+    unknown, inactive = refused_users(workspace_id, default, known)
     if unknown:
-        raise ApiError.one(400, "validation", f"no such user in this workspace: {', '.join(unknown)}",
-                           "default_value")
+        raise ApiError.one(400, "validation", f"no such user in this workspace: {listed(unknown)}", "default_value")
     if inactive:
-        raise ApiError.one(400, "validation", f"deactivated user(s) {', '.join(inactive)} cannot be a default",
+        raise ApiError.one(400, "validation", f"deactivated user(s) {listed(inactive)} cannot be a default",
                            "default_value")

@@ -10,15 +10,13 @@ whatever its size (one more when the batch writes relations to users: they are l
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from cfv_schemas.commands import Command, DeleteProject
 
-from cfv.contracts import Outcome, reply_channel
+from cfv.contracts import NamedOperation, Outcome, reply_channel
 from cfv.domain.writes import ErrorType, ItemError
 from cfv.store import batches
 from cfv.store.database import Connection
@@ -52,15 +50,6 @@ async def apply_batch(connection: Connection, commands: Sequence[Command], signe
         plan = planner.plan(now, idempotency=idempotency, more_states=more_states, more_ids=more_ids, users=users)
         await batches.persist(connection, plan.writes, now)
         return plan.outcomes
-
-
-@dataclass(frozen=True, slots=True)
-class NamedOperation:
-    """An operation named by a message that cannot be applied, and who may be waiting for it."""
-
-    id: uuid.UUID
-    workspace_id: int
-    reply_to: str | None
 
 
 async def fail_operations(

@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import os
 import random
-import re
 import socket
 import time
 import uuid
@@ -50,13 +49,13 @@ from pydantic import ValidationError
 
 from cfv import metrics
 from cfv.broker import topology
-from cfv.contracts import Outcome
+from cfv.contracts import NamedOperation, Outcome, named_operations
 from cfv.domain.writes import ErrorType
 from cfv.faults import TRANSIENT_ERRORS, Backoff, explain_rabbitmq
 from cfv.settings import Settings
 from cfv.store import batches
 from cfv.store.database import Connection
-from cfv.worker.apply import NamedOperation, apply_batch, fail_operations
+from cfv.worker.apply import apply_batch, fail_operations
 from cfv.worker.membership import Membership
 from cfv.worker.shards import assign
 
@@ -399,7 +398,7 @@ class Worker:
     async def _settle_dead_letter(self, message: AbstractIncomingMessage) -> None:
         """Settle the operations of a message RabbitMQ dead-lettered itself (its delivery limit, a backstop), so
         that their clients learn it; the worker settled those it refused (reason ``rejected``) when it did."""
-        why = _text(_first_death(message).get("reason"))
+        why = topology.header_text(topology.latest_death(message).get("reason"))
         if why != "rejected":
             try:
                 signer: bytes | None = decode(message).signer
@@ -438,7 +437,7 @@ class Worker:
 
     async def _fail_operations(self, body: bytes, reason: str, kind: ErrorType,
                                signer: bytes | None) -> list[Outcome]:
-        named = _named_operations(body)
+        named = named_operations(body)
         backoff = Backoff()
         while True:
             try:
@@ -490,25 +489,12 @@ def decode(message: AbstractIncomingMessage) -> Delivery:
     return Delivery(message, list(envelope.commands), signer)
 
 
-def _first_death(message: AbstractIncomingMessage) -> dict[str, Any]:
-    """The latest dead-lettering of ``message`` (RabbitMQ's ``x-death`` header, newest first)."""
-    deaths = message.headers.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        return dict(deaths[0])
-    return {}
-
-
-def _text(value: object) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def _summary(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
     return f"{where}: {first['msg']}" if where else first["msg"]
 
 
-_UUID = re.compile(r"^[0-9a-fA-F-]{36}$")
 
 
 def _request_ids(deliveries: Sequence[Delivery]) -> list[str]:
@@ -523,20 +509,6 @@ def _measure(outcomes: Sequence[Outcome], seconds: float) -> None:
     if succeeded < len(outcomes):
         metrics.COMMANDS_APPLIED.labels("failed").inc(len(outcomes) - succeeded)
 
-
-def _named_operations(body: bytes) -> list[NamedOperation]:
-    """Best effort: the operations a malformed message still names, so they can be marked failed."""
-    try:
-        data = orjson.loads(body)
-        found = []
-        for command in data.get("commands", []):
-            op, ws, reply_to = command.get("id"), command.get("workspace_id"), command.get("reply_to")
-            if (isinstance(op, str) and _UUID.match(op) and isinstance(ws, int) and not isinstance(ws, bool)
-                    and 0 < ws < 2**63):  # beyond bigint it names no workspace, and Postgres would refuse it
-                found.append(NamedOperation(uuid.UUID(op), ws, reply_to if isinstance(reply_to, str) else None))
-        return found
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-        return []
 
 
 async def _ack(messages: Sequence[AbstractIncomingMessage]) -> None:
