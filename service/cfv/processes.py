@@ -14,7 +14,7 @@ from aiohttp import web
 
 from cfv import metrics
 from cfv.broker import connection as broker
-from cfv.broker import topology
+from cfv.broker import policies, topology
 from cfv.broker.confirmed import ConfirmedPublisher
 from cfv.broker.publisher import CommandPublisher
 from cfv.faults import TRANSIENT_ERRORS, Backoff, Unmet, explain_postgres, explain_rabbitmq
@@ -60,15 +60,18 @@ def _explain_postgres(settings: Settings) -> Callable[[BaseException], Unmet | N
 
 
 async def declare_topology(amqp: AbstractRobustConnection, settings: Settings) -> None:
-    """Declare cfv's exchanges and queues; raise :class:`Unmet` if the broker cannot have them (a plugin)."""
+    """Declare cfv's exchanges and queues and make sure of its policy; raise :class:`Unmet` if the broker cannot
+    have them (a plugin, the management API)."""
     try:
         channel = await amqp.channel()
-        await topology.declare(channel, shards=settings.command_shards, delivery_limit=settings.delivery_limit)
+        await topology.declare(channel, shards=settings.command_shards)
         await channel.close()
     except Exception as error:
         if (unmet := explain_rabbitmq(error)) is not None:
             raise unmet from None
         raise
+    # Only a consumer's refusal dead-letters, and a worker consumes once this holds (run_worker).
+    await policies.ensure(settings)
 
 
 async def check_dependencies(settings: Settings) -> None:
@@ -160,6 +163,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
                       {"postgres": lambda: ping(pool), "rabbitmq": amqp.connected.wait})
     worker = Worker(settings, pool, amqp, Membership(settings.database_url, name))
     try:
+        await policies.ensure(settings)  # what it refuses must reach the dead-letter queue
         await monitor.start()
         await worker.start()  # here, not in the task below: an unmet precondition is the one line it prints
         await _until_stopped(worker.serve(), stop, worker.drain, settings.shutdown_timeout, "worker")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,7 +38,18 @@ class Settings(BaseSettings):
     delivery_limit: int = Field(1000, ge=2, description="deliveries after which RabbitMQ dead-letters a message "
                                 "itself, whatever the cause: a backstop, far above any crash loop (every death of "
                                 "a worker redelivers its whole prefetch); cfv counts what a message did itself "
-                                "(crash_limit)")
+                                "(crash_limit). Set on the command queues by the policy cfv-commands, so changing "
+                                "it never breaks redeclaring a queue")
+    broker_policies: Literal["apply", "expect"] = Field("apply", description="apply: every process sets the "
+                                                        "policy cfv-commands (dead-lettering and the delivery limit "
+                                                        "of the command queues) at start, through RabbitMQ's "
+                                                        "management API; expect: an operator sets it, and "
+                                                        "processes only check that it is in effect")
+    rabbitmq_management_url: str = Field("", description="RabbitMQ's management API, for the policy (needs the "
+                                         "rabbitmq_management plugin; with apply, a user tagged policymaker), or "
+                                         "several, comma-separated, tried in turn; empty: each node of "
+                                         "CFV_AMQP_URL on its AMQP port plus 10000 (15672 for 5672), with its "
+                                         "user and password")
 
     relay_batch: int = Field(500, ge=1, description="most events the relay publishes per round")
     relay_linger: float = Field(0.03, ge=0, description="seconds the relay waits, once told of new events, for more "

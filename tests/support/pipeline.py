@@ -19,7 +19,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 import orjson
-from cfv.broker import topology
+from cfv.broker import policies, topology
 from cfv.processes import run_worker
 from cfv.settings import Settings
 from cfv_schemas.signing import sign_message
@@ -91,11 +91,12 @@ def worker_processes(settings: Settings, directory: Path, count: int,
 
 @contextlib.asynccontextmanager
 async def broker_channel(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    """A channel with publisher confirms, on a vhost whose cfv topology is declared."""
+    """A channel with publisher confirms, on a vhost whose cfv topology (and policy) is declared."""
+    await policies.ensure(settings)
     connection = await aio_pika.connect(settings.amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
-        await topology.declare(channel, shards=settings.command_shards, delivery_limit=settings.delivery_limit)
+        await topology.declare(channel, shards=settings.command_shards)
         yield channel
     finally:
         await connection.close()

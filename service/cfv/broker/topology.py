@@ -7,12 +7,19 @@ applied in parallel. Workers dead-letter to ``cfv.commands.dead`` a message they
 :mod:`cfv.worker.service`); RabbitMQ does so itself after ``delivery_limit`` deliveries, a backstop. Change
 events leave through the ``cfv.events`` topic exchange.
 
+What an operator may change is a policy, not a queue argument (arguments are fixed when a queue is made, and
+redeclaring it with others fails): the policy ``cfv-commands`` gives the command queues their dead-letter
+exchange and delivery limit (:func:`commands_policy`, set by :mod:`cfv.broker.policies`). The queue type and
+the single active consumer are what the ordering rests on, and RabbitMQ takes neither from a policy: they stay
+arguments.
+
 ``deploy/rabbitmq-definitions.json`` is :func:`definitions` rendered for the default settings; a test keeps
 the two equal.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,14 +46,40 @@ def shard_queue(n: int) -> str:
     return f"{COMMANDS_EXCHANGE}.{n}"
 
 
-def shard_queue_arguments(delivery_limit: int) -> dict[str, Any]:
-    """Arguments of every command queue."""
-    return {
-        "x-queue-type": "quorum",
-        "x-single-active-consumer": True,
-        "x-delivery-limit": delivery_limit,
-        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-    }
+#: The arguments every command queue is declared with: what cfv's ordering rests on, and cannot be a policy.
+SHARD_QUEUE_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum", "x-single-active-consumer": True}
+#: What an earlier cfv declared as arguments and a policy now sets.
+_FORMER_ARGUMENTS = ("x-delivery-limit", "x-dead-letter-exchange")
+
+POLICY = "cfv-commands"
+#: Above the usual catch-all policies (RabbitMQ applies one policy per queue: the matching one of highest priority).
+POLICY_PRIORITY = 10
+POLICY_PATTERN = r"^cfv\.commands\.[0-9]+$"
+#: Policy scopes that reach a quorum queue.
+_QUEUE_SCOPES = ("queues", "all", "quorum_queues")
+
+
+def commands_policy(delivery_limit: int) -> dict[str, Any]:
+    """The policy ``cfv-commands``, as the management API and definitions files take it."""
+    return {"pattern": POLICY_PATTERN, "apply-to": "queues", "priority": POLICY_PRIORITY,
+            "definition": {"dead-letter-exchange": DEAD_LETTER_EXCHANGE, "delivery-limit": delivery_limit}}
+
+
+def policy_problem(policies: list[dict[str, Any]], shards: int) -> str | None:
+    """Why the command queues would not dead-letter into cfv's exchange under ``policies`` (a virtual host's, as
+    the management API lists them), or None: every queue must follow a policy that names it."""
+    for n in range(shards):
+        name = shard_queue(n)
+        matching = [p for p in policies
+                    if p.get("apply-to") in _QUEUE_SCOPES and re.search(str(p.get("pattern", "")), name)]
+        if not matching:
+            return f"no policy applies to {name}"
+        effective = max(matching, key=lambda p: int(p.get("priority", 0)))
+        exchange = (effective.get("definition") or {}).get("dead-letter-exchange")
+        if exchange != DEAD_LETTER_EXCHANGE:
+            return (f"{name} follows the policy {effective.get('name')!r}, whose dead-letter-exchange is "
+                    f"{exchange!r}, not {DEAD_LETTER_EXCHANGE!r}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -59,8 +92,9 @@ class Topology:
     dead_letter_settle: AbstractQueue
 
 
-async def declare(channel: AbstractChannel, *, shards: int, delivery_limit: int) -> Topology:
-    """Declare (idempotently) every exchange, queue and binding of cfv."""
+async def declare(channel: AbstractChannel, *, shards: int) -> Topology:
+    """Declare (idempotently) every exchange, queue and binding of cfv (the policy is set apart: it needs the
+    management API)."""
     commands = await channel.declare_exchange(COMMANDS_EXCHANGE, CONSISTENT_HASH, durable=True)
     dead = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
     events = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
@@ -70,7 +104,7 @@ async def declare(channel: AbstractChannel, *, shards: int, delivery_limit: int)
         await dead_queues[name].bind(dead, routing_key="")
     queues = []
     for n in range(shards):
-        queue = await _declare_shard_queue(channel, shard_queue(n), delivery_limit)
+        queue = await _declare_shard_queue(channel, shard_queue(n))
         # With a consistent-hash exchange the binding key is the queue's weight on the hash ring.
         await queue.bind(commands, routing_key="1")
         queues.append(queue)
@@ -78,16 +112,18 @@ async def declare(channel: AbstractChannel, *, shards: int, delivery_limit: int)
                     dead_letter_settle=dead_queues[DEAD_LETTER_SETTLE_QUEUE])
 
 
-async def _declare_shard_queue(channel: AbstractChannel, name: str, delivery_limit: int) -> AbstractQueue:
+async def _declare_shard_queue(channel: AbstractChannel, name: str) -> AbstractQueue:
     try:
-        return await channel.declare_queue(name, durable=True, arguments=shard_queue_arguments(delivery_limit))
+        return await channel.declare_queue(name, durable=True, arguments=SHARD_QUEUE_ARGUMENTS)
     except ChannelPreconditionFailed as error:
-        # A queue's arguments are fixed at its creation. One made by an earlier cfv (whose delivery limit was 10)
-        # is used as it is rather than not at all; until it is recreated, a crash loop can dead-letter writes.
-        if "x-delivery-limit" not in str(error):
+        # A queue's arguments are fixed at its creation. One made by an earlier cfv, which declared its delivery
+        # limit and dead-letter exchange as arguments, is used as it is rather than not at all; its arguments
+        # take precedence over the policy until it is recreated.
+        if not any(argument in str(error) for argument in _FORMER_ARGUMENTS):
             raise
-        log.warning("shard queue has another delivery limit; using it as it is. Recreate it (drain it, delete "
-                    "it, restart) to have the configured one", queue=name, wanted=delivery_limit, error=str(error))
+        log.warning("shard queue was made with arguments that the policy cfv-commands now sets; using it as it "
+                    "is (its own arguments win over the policy). Recreate it (drain it, delete it, restart) to "
+                    "follow the policy", queue=name, error=str(error))
         await channel.reopen()
         return await channel.declare_queue(name, passive=True)
 
@@ -114,7 +150,7 @@ async def dead_letter_depth(channel: AbstractChannel) -> int:
 
 
 def definitions(*, shards: int, delivery_limit: int, vhost: str = "/") -> dict[str, Any]:
-    """The same topology as a RabbitMQ definitions document (for ``load_definitions``)."""
+    """The same topology, and the policy, as a RabbitMQ definitions document (for ``load_definitions``)."""
     exchanges = [
         (COMMANDS_EXCHANGE, CONSISTENT_HASH),
         (DEAD_LETTER_EXCHANGE, "fanout"),
@@ -122,9 +158,7 @@ def definitions(*, shards: int, delivery_limit: int, vhost: str = "/") -> dict[s
     ]
     dead_letters: list[tuple[str, dict[str, Any]]] = [(name, {"x-queue-type": "quorum"})
                                                       for name in _DEAD_LETTER_QUEUES]
-    queues = dead_letters + [
-        (shard_queue(n), shard_queue_arguments(delivery_limit)) for n in range(shards)
-    ]
+    queues = dead_letters + [(shard_queue(n), SHARD_QUEUE_ARGUMENTS) for n in range(shards)]
     bindings = [(DEAD_LETTER_EXCHANGE, name, "") for name, _ in dead_letters] + [
         (COMMANDS_EXCHANGE, shard_queue(n), "1") for n in range(shards)
     ]
@@ -144,4 +178,5 @@ def definitions(*, shards: int, delivery_limit: int, vhost: str = "/") -> dict[s
              "routing_key": key, "arguments": {}}
             for source, destination, key in bindings
         ],
+        "policies": [{"name": POLICY, "vhost": vhost, **commands_policy(delivery_limit)}],
     }

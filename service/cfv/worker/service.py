@@ -173,9 +173,8 @@ class Worker:
         while True:
             channel = await self._connection.channel()
             try:
-                declared = await topology.declare(  # first: it may reopen the channel, which would drop the qos
-                    channel, shards=self._settings.command_shards, delivery_limit=self._settings.delivery_limit
-                )
+                # first: it may reopen the channel, which would drop the qos
+                declared = await topology.declare(channel, shards=self._settings.command_shards)
                 await channel.set_qos(prefetch_count=self._settings.worker_prefetch)
                 await declared.dead_letter_settle.consume(self._settle_dead_letter)
                 self._control = channel
@@ -404,8 +403,10 @@ class Worker:
                 signer: bytes | None = decode(message).signer
             except Poison:
                 signer = None
-            reason = (f"RabbitMQ dead-lettered the message ({why}; its limit is {self._settings.delivery_limit} "
-                      "deliveries); it is kept in the dead-letter queue for the operator")
+            limit = (f"its limit is {self._settings.delivery_limit} deliveries"
+                     if self._settings.broker_policies == "apply" else "the limit the policy sets")
+            reason = (f"RabbitMQ dead-lettered the message ({why}; {limit}); it is kept in the dead-letter queue "
+                      "for the operator")
             log.error("settling a dead-lettered message", reason=reason, message_id=message.message_id)
             outcomes = await self._fail_operations(message.body, reason, ErrorType.INTERNAL, signer)
             if message.reply_to and outcomes:
