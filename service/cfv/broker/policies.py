@@ -71,6 +71,10 @@ async def ensure(settings: Settings) -> None:
     log.debug("broker policy in effect", policy=topology.POLICY, mode=settings.broker_policies)
 
 
+class _Unavailable(Exception):
+    """A management API answering 5xx."""
+
+
 class _Api:
     """The management API of a broker's nodes: a call goes to the first that answers (one holding a node of a
     cluster answers for the whole cluster)."""
@@ -91,10 +95,12 @@ class _Api:
                     if answer.status in (401, 403):
                         raise Unmet(_refused(answer.status, method, where))
                     if answer.status >= 400:
-                        raise Unmet(f"RabbitMQ's management API at {where} answered {answer.status} to {method} "
-                                    f"/{path}: {(await answer.text())[:200]}")
+                        said = f"{answer.status} to {method} /{path}: {(await answer.text())[:200]}"
+                        if answer.status < 500:
+                            raise Unmet(f"RabbitMQ's management API at {where} answered {said}")
+                        raise _Unavailable(said)  # a node starting or stopping: another, or later
                     return await answer.json() if answer.status == 200 else None
-            except (aiohttp.ClientConnectionError, TimeoutError) as error:
+            except (aiohttp.ClientConnectionError, TimeoutError, _Unavailable) as error:
                 if asyncio.get_running_loop().time() > deadline:
                     raise Unmet(f"RabbitMQ's management API does not answer at {where} ({error!r}): enable it "
                                 "(`rabbitmq-plugins enable rabbitmq_management`), or point "
