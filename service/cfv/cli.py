@@ -34,7 +34,6 @@ from cfv.store import transfer as stored
 from cfv.store.accounts import AccountError
 from cfv.store.database import Connection, connect
 from cfv.store.migrate import apply_migrations, ensure_database
-from cfv.store.queries import query
 from cfv.supervisor import Supervisor
 
 T = TypeVar("T")
@@ -155,7 +154,7 @@ def workspace_create(settings: Settings, slug: str, name: str | None) -> None:
     async def create() -> bool:
         db = await connect(settings.database_url)
         try:
-            return await db.fetchval(query("create_workspace"), slug, name or slug) is not None
+            return await accounts.create_workspace(db, slug=slug, name=name or slug) is not None
         finally:
             await db.close()
 
@@ -171,7 +170,7 @@ async def _in_workspace(settings: Settings, slug: str, work: Callable[[Connectio
     """Run ``work`` on a connection with the id of workspace ``slug``; account errors become click errors."""
     db = await connect(settings.database_url)
     try:
-        workspace_id = await db.fetchval(query("workspace_id"), slug)
+        workspace_id = await accounts.workspace_id(db, slug=slug)
         if workspace_id is None:
             raise click.ClickException(f"no workspace {slug}")
         try:
@@ -550,7 +549,9 @@ def events_tail(settings: Settings, slug: str, after: int | None, types: str | N
 
     async def print_events(db: Connection, workspace_id: int) -> None:
         await event_log.tail(db, workspace_id, after=after, types=_types(types), follow=follow,
-                             emit=click.echo)
+                             emit=click.echo, started=lambda position: click.echo(
+                                 f"events of {slug} after position {position}" + (", following" if follow else ""),
+                                 err=True))
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_in_workspace(settings, slug, print_events))

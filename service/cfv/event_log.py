@@ -24,11 +24,15 @@ _CONFIRM_TIMEOUT = 30.0
 
 
 async def tail(db: Connection, workspace_id: int, *, after: int | None, types: Sequence[str] | None,
-               follow: bool, emit: Callable[[str], None], poll: float = 0.5) -> int:
+               follow: bool, emit: Callable[[str], None], poll: float = 0.5,
+               started: Callable[[int], None] | None = None) -> int:
     """Emit the events after ``after`` (None: only those to come), then, with ``follow``, each new one as it is
-    logged; return the last position emitted (or started after)."""
+    logged; return the last position emitted (or started after). ``started`` hears the position it starts
+    after, once it knows it."""
     if after is None:
         after = (await events.bounds(db, workspace_id=workspace_id)).newest or 0
+    if started is not None:
+        started(after)
     while True:
         found = await events.stored_after(db, workspace_id=workspace_id, after=after, limit=PAGE, types=types)
         for event in found:

@@ -33,7 +33,6 @@ from cfv.faults import TRANSIENT_ERRORS, Backoff
 from cfv.settings import Settings
 from cfv.store import events
 from cfv.store.database import GENERIC_PLANS, connect
-from cfv.store.queries import query
 
 log = structlog.get_logger("cfv.relay")
 _CONFIRM_TIMEOUT = 10.0
@@ -84,13 +83,13 @@ class Relay:
         publisher: ConfirmedPublisher | None = None
         pruner: asyncio.Task[None] | None = None
         try:
-            while not await db.fetchval(query("relay_lock")):
+            while not await events.take_relay_lock(db):
                 if self._stopping:
                     return
                 await asyncio.sleep(self._settings.relay_poll_interval)
             publisher = await ConfirmedPublisher.connect_any(amqp_urls(self._settings.amqp_url), name="cfv-relay")
             await db.add_listener(OUTBOX_CHANNEL, self._notified)
-            cursors = {r["workspace_id"]: r["position"] for r in await db.fetch(query("relay_cursors"))}
+            cursors = await events.relay_cursors(db)
             self._sweep = True
             log.info("relay active")
             pruner = asyncio.create_task(self._prune_forever())
@@ -98,8 +97,7 @@ class Relay:
             while not self._stopping:
                 if self._sweep:
                     self._sweep = False
-                    self._dirty.update(r["workspace_id"] for r in await db.fetch(
-                        query("workspaces_with_unpublished_events")))
+                    self._dirty.update(await events.workspaces_with_unpublished_events(db))
                 if not self._dirty:
                     self._wake.clear()
                     try:
@@ -168,7 +166,7 @@ class Relay:
         workspaces = sorted(self._dirty)
         self._dirty.clear()  # notifications arriving from now on mark them again
         limit = self._settings.relay_batch
-        rows = await db.fetch(query("events_after"), workspaces, [cursors.get(ws, 0) for ws in workspaces], limit)
+        rows = await events.next_to_publish(db, cursors={ws: cursors.get(ws, 0) for ws in workspaces}, limit=limit)
         if not rows:
             return 0
         if len(rows) == limit:  # there may be more: look again next round
@@ -180,7 +178,7 @@ class Relay:
         heads: dict[int, int] = {}
         for r in rows:
             heads[r["workspace_id"]] = r["position"]
-        await db.execute(query("advance_cursors"), list(heads), list(heads.values()))
+        await events.advance_cursors(db, heads=heads)
         cursors.update(heads)
         self.published += len(rows)
         metrics.EVENTS_PUBLISHED.inc(len(rows))
@@ -189,7 +187,6 @@ class Relay:
 
 async def measure_outbox(pool: asyncpg.Pool[Any]) -> None:
     """Set the outbox's gauges: events committed and not yet published, and the oldest one's age."""
-    row = await pool.fetchrow(query("outbox_lag"))
-    assert row is not None
-    metrics.OUTBOX_UNPUBLISHED.set(row["unpublished"])
-    metrics.OUTBOX_OLDEST_AGE.set(row["oldest_age"])
+    unpublished, oldest_age = await events.outbox_lag(pool)
+    metrics.OUTBOX_UNPUBLISHED.set(unpublished)
+    metrics.OUTBOX_OLDEST_AGE.set(oldest_age)

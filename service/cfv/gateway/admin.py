@@ -47,7 +47,6 @@ from cfv.gateway.kantata import int_id, listing, pagination
 from cfv.store import accounts
 from cfv.store.accounts import AccountError, IssuedKey, KeyInfo, Membership, User
 from cfv.store.database import Connection
-from cfv.store.queries import query
 
 routes = web.RouteTableDef()
 USERS = "users"
@@ -128,7 +127,8 @@ async def _changing(request: web.Request, principal: Principal) -> AsyncIterator
     async with request.app[keys.POOL].acquire() as connection:
         try:
             async with accounts.locked(connection, principal.workspace_id):
-                caller = await connection.fetchrow(query("admin_caller"), principal.key_id, principal.workspace_id)
+                caller = await accounts.admin_caller(connection, key_id=principal.key_id,
+                                                     workspace_id=principal.workspace_id)
                 if caller is None or not caller["valid"]:
                     raise ApiError.one(401, "authentication", "the API key was revoked or has expired")
                 if not caller["admin"]:

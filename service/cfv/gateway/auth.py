@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cfv.domain.access import ACCOUNT_ADMIN, Grants, administers
 from cfv.domain.credentials import hash_key
 from cfv.gateway.errors import ApiError
+from cfv.store import accounts
 from cfv.store.listener import CREDENTIALS_CHANNEL, Listener
-from cfv.store.queries import query
 
 _CACHE_SECONDS = 5.0
 
@@ -82,7 +82,7 @@ class Authenticator:
         except UnicodeEncodeError:  # header bytes that are not UTF-8 (aiohttp keeps them as surrogates)
             raise ApiError.one(401, "authentication", "the API key is not valid") from None
         generation = self._generation
-        row = await self._pool.fetchrow(query("principal_by_key_hash"), digest)
+        row = await accounts.principal_by_key_hash(self._pool, digest=digest)
         # The lookup is by hash; comparing again in constant time costs nothing and keeps timing flat.
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), digest):
             raise ApiError.one(401, "authentication", "the API key is not valid")
@@ -93,7 +93,7 @@ class Authenticator:
         signer = signing_key(key)
         public = public_key(signer)
         if row["public_key"] is None:  # a key made before keys signed commands: record its public half now
-            await self._pool.execute(query("record_public_key"), row["key_id"], public)
+            await accounts.record_public_key(self._pool, key_id=row["key_id"], public_key=public)
         principal = Principal(row["key_id"], row["user_id"], row["workspace_id"], row["slug"], row["account_role"],
                               signer, public)
         if generation != self._generation:  # keys or roles changed meanwhile: answer, but do not remember
@@ -135,8 +135,8 @@ async def require_project_admin(pool: asyncpg.Pool[Any], principal: Principal, p
     """Refuse (403) a caller who administers neither the account nor ``project``."""
     if principal.is_admin:
         return
-    permission = await pool.fetchval(query("membership_permission"), principal.workspace_id, principal.user_id,
-                                     project)
+    permission = await accounts.project_permission(pool, workspace_id=principal.workspace_id,
+                                                   user_id=principal.user_id, project=project)
     if not administers(Grants(principal.account_role, {project: permission} if permission else {}), project):
         raise ApiError.one(403, "forbidden", f"only administrators of project {project} (or of the account) may "
                            "do this")

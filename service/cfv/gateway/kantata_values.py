@@ -23,7 +23,10 @@ from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import accepted, failure_status, read_json, read_json_data, wants_async
 from cfv.gateway.kantata import VALUES, listing, pagination, render_fields, render_value
 from cfv.gateway.observe import request_id_of
+from cfv.store import accounts
+from cfv.store import values as stored_values
 from cfv.store.queries import query
+from cfv.store.values import Reader, ValueFilter
 
 routes = web.RouteTableDef()
 Row = dict[str, Any]
@@ -43,10 +46,10 @@ def _workspace_id(request: web.Request) -> int:
     return request[keys.PRINCIPAL].workspace_id
 
 
-def _reader(request: web.Request) -> tuple[int, str]:
+def _reader(request: web.Request) -> Reader:
     """The reader's user and account role: value queries return only what they may see."""
     principal = request[keys.PRINCIPAL]
-    return principal.user_id, principal.account_role
+    return Reader(principal.user_id, principal.account_role)
 
 
 def _pool(request: web.Request) -> asyncpg.Pool[Any]:
@@ -155,8 +158,8 @@ async def _add_includes(body: dict[str, Any], includes: set[str], values: list[R
     if "setter" in includes:  # a setter is an API key ("key:<id>"), of a user
         key_ids = {int(v["setter"].removeprefix("key:")) for v in values
                    if v["setter"].startswith("key:") and v["setter"][4:].isdigit()}
-        owners = {f"key:{r['key_id']}": r for r in await pool.fetch(query("key_owners"), _workspace_id(request),
-                                                                      list(key_ids))}
+        found = await accounts.key_owners(pool, workspace_id=_workspace_id(request), key_ids=list(key_ids))
+        owners = {f"key:{r['key_id']}": r for r in found}
         body.setdefault("users", {}).update({v["setter"]: _setter(v["setter"], owners.get(v["setter"]))
                                              for v in values})
     if "subject" in includes:
@@ -166,7 +169,7 @@ async def _add_includes(body: dict[str, Any], includes: set[str], values: list[R
             body.setdefault(subject_key, {})[subject_id] = {"id": subject_id, "type": v["subject_type"]}
 
 
-def _setter(setter: str, owner: Row | None) -> dict[str, Any]:
+def _setter(setter: str, owner: asyncpg.Record | None) -> dict[str, Any]:
     out: dict[str, Any] = {"id": setter, "kind": "api_key"}
     if owner is not None:
         out.update(user_id=str(owner["user_id"]), user_kind=owner["kind"], name=owner["name"])
@@ -190,17 +193,18 @@ async def list_values(request: web.Request) -> web.Response:
     includes = _includes(q.get("include"))
     page, per_page = pagination(request)
     as_of = _moment(q.get("as_of"), "as_of")
-    arguments = (_workspace_id(request), subject_type.value, subject_ids, field_ids, after, before, order,
-                 descending)
+    where = ValueFilter(_workspace_id(request), subject_type.value, subject_ids, field_ids, after, before, order,
+                        descending)
+    reader = _reader(request)
     async with _pool(request).acquire() as connection, connection.transaction(isolation="repeatable_read"):
-        read_at: datetime = await connection.fetchval(query("read_time"))
-        name, extra = ("list_values", ()) if as_of is None else ("list_values_as_of", (as_of,))
-        extra = (*extra, *_reader(request))
-        rows = await connection.fetch(query(name), *arguments, per_page, (page - 1) * per_page, *extra)
+        read_at = await stored_values.read_time(connection)
+        rows = await stored_values.list_current(connection, where=where, reader=reader, limit=per_page,
+                                                offset=(page - 1) * per_page, as_of=as_of)
         if rows:
             total = rows[0]["total"]
         else:  # past the last page: count what there is
-            first = await connection.fetch(query(name), *arguments, 1, 0, *extra)
+            first = await stored_values.list_current(connection, where=where, reader=reader, limit=1, offset=0,
+                                                     as_of=as_of)
             total = first[0]["total"] if first else 0
     values = [_value(r) for r in rows]
     body = listing(VALUES, [render_value(v) for v in values], total=total, page=page, per_page=per_page)
@@ -221,8 +225,8 @@ async def value_history(request: web.Request) -> web.Response:
     pool = _pool(request)
     if not await pool.fetch(query("fields_by_ids"), _workspace_id(request), field_ids):
         raise not_found("custom field")
-    rows = await pool.fetch(query("value_history"), _workspace_id(request), subject_type.value, subject_ids[0],
-                            field_ids[0], *_reader(request))
+    rows = await stored_values.history(pool, workspace_id=_workspace_id(request), subject_type=subject_type.value,
+                                       subject_id=subject_ids[0], field_id=field_ids[0], reader=_reader(request))
     versions = []
     previous: Any = None
     for row in rows:
@@ -245,9 +249,9 @@ async def get_value(request: web.Request) -> web.Response:
 
 async def _current(request: web.Request, ids: list[int], *, single: bool = False) -> list[Row]:
     """The current values of ``ids``, in order; 404 naming each id that is not a current value here."""
-    rows = {r["id"]: _value(r) for r in await _pool(request).fetch(query("values_by_ids"),
-                                                                    _workspace_id(request), ids,
-                                                                    *_reader(request))}
+    found = await stored_values.current_by_ids(_pool(request), workspace_id=_workspace_id(request), ids=ids,
+                                               reader=_reader(request))
+    rows = {r["id"]: _value(r) for r in found}
     missing = [(index, value_id) for index, value_id in enumerate(ids) if value_id not in rows]
     if missing:
         if single:

@@ -17,8 +17,8 @@ import structlog
 
 from cfv.contracts import Outcome, reply_channel
 from cfv.faults import TRANSIENT_ERRORS
+from cfv.store import operations as stored_operations
 from cfv.store.listener import Listener
-from cfv.store.queries import query
 
 log = structlog.get_logger("cfv.gateway")
 
@@ -64,7 +64,7 @@ class ReplyWaiter:
         if not operation_ids:
             return
         try:
-            rows = await self._pool.fetch(query("operation_outcomes"), operation_ids)
+            rows = await stored_operations.settled_outcomes(self._pool, ids=operation_ids)
         except TRANSIENT_ERRORS as error:  # the waiters time out into a 202 and can poll
             log.warning("cannot read outcomes", error=repr(error))
             return

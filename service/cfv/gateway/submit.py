@@ -33,7 +33,7 @@ from cfv.faults import TRANSIENT_ERRORS
 from cfv.gateway.auth import Principal
 from cfv.gateway.errors import ApiError, unavailable, unconfirmed
 from cfv.gateway.replies import ReplyWaiter
-from cfv.store.queries import query
+from cfv.store import operations as stored_operations
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -135,7 +135,9 @@ class Submitter:
 
     async def _record_pending(self, operations: list[tuple[uuid.UUID, int, bytes]]) -> list[None]:
         """Record operations as pending, all in one statement (async writes accepted together)."""
-        await self._pool.execute(query("mark_operations_pending"), *map(list, zip(*operations, strict=True)))
+        ids, workspace_ids, public_keys = zip(*operations, strict=True)
+        await stored_operations.mark_pending(self._pool, ids=ids, workspace_ids=workspace_ids,
+                                             public_keys=public_keys)
         return [None] * len(operations)
 
 

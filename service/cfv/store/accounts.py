@@ -12,7 +12,7 @@ command line as click errors.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -26,7 +26,7 @@ from cfv.domain import access
 from cfv.domain.access import ACCOUNT_ADMIN, ACCOUNT_ROLES, PROJECT_PERMISSIONS
 from cfv.domain.credentials import new_key
 from cfv.domain.values import InvalidValue
-from cfv.store.database import Connection
+from cfv.store.database import Connection, Executor
 from cfv.store.queries import query
 
 USER_KINDS = ("person", "service")
@@ -465,3 +465,46 @@ async def update_key(connection: Connection, workspace_id: int, key_id: int, *, 
                                     name)
     assert row is not None
     return KeyInfo.of(row)
+
+
+# --- lookups of the gateway and the command line (keyword-only) ------------------------------------------------
+
+
+async def principal_by_key_hash(executor: Executor, *, digest: bytes) -> asyncpg.Record | None:
+    """The API key whose secret hashes to ``digest``, with its user and workspace (key_id, secret_hash,
+    revoked_at, expires_at, public_key, user_id, account_role, deactivated_at, workspace_id, slug)."""
+    return await executor.fetchrow(query("principal_by_key_hash"), digest)
+
+
+async def record_public_key(executor: Executor, *, key_id: int, public_key: bytes) -> None:
+    """Record the public half of a key's signing key, if none is recorded (a key made before keys signed)."""
+    await executor.execute(query("record_public_key"), key_id, public_key)
+
+
+async def project_permission(executor: Executor, *, workspace_id: int, user_id: int, project: str) -> str | None:
+    """The user's permission on ``project``, if a membership gives one."""
+    permission = await executor.fetchval(query("membership_permission"), workspace_id, user_id, project)
+    return str(permission) if permission is not None else None
+
+
+async def admin_caller(connection: Connection, *, key_id: int, workspace_id: int) -> asyncpg.Record | None:
+    """The calling key as it is now (valid: not revoked, expired or deactivated; admin: an account
+    administrator's), None if it is gone. Read under the workspace's lock (:func:`locked`)."""
+    return await connection.fetchrow(query("admin_caller"), key_id, workspace_id)
+
+
+async def key_owners(executor: Executor, *, workspace_id: int, key_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """The users behind API keys of the workspace (key_id, user_id, kind, name)."""
+    return await executor.fetch(query("key_owners"), workspace_id, list(key_ids))
+
+
+async def create_workspace(connection: Connection, *, slug: str, name: str) -> int | None:
+    """Create the workspace ``slug``; its id, or None if it exists already."""
+    created = await connection.fetchval(query("create_workspace"), slug, name)
+    return int(created) if created is not None else None
+
+
+async def workspace_id(connection: Connection, *, slug: str) -> int | None:
+    """The id of the workspace ``slug``, if it exists."""
+    found = await connection.fetchval(query("workspace_id"), slug)
+    return int(found) if found is not None else None

@@ -62,3 +62,5 @@ async def ping(pool: asyncpg.Pool[Any]) -> None:
 
 #: A connection of ours: a plain one, or one lent by a pool.
 Connection: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
+#: What a one-statement read or write may run on: a connection, or the pool (which lends one for it).
+Executor: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any] | asyncpg.Pool[Any]"

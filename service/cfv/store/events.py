@@ -5,10 +5,12 @@ and ``cfv events`` read it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cfv.store.database import Connection
+import asyncpg
+
+from cfv.store.database import Connection, Executor
 from cfv.store.queries import query
 
 #: How many rows of the log one page looks at, per event it may answer: a filter that matches little cannot make
@@ -91,3 +93,40 @@ async def prune_operations(connection: Connection, *, older_than: float, limit: 
     """Delete at most ``limit`` settled operations older than ``older_than`` seconds; return how many went."""
     status = await connection.execute(query("prune_operations"), older_than, limit)
     return int(status.split()[-1])
+
+
+# --- the relay's --------------------------------------------------------------------------------------------
+
+
+async def take_relay_lock(connection: Connection) -> bool:
+    """Try to become the active relay (a session advisory lock): True if this connection now holds it."""
+    return bool(await connection.fetchval(query("relay_lock")))
+
+
+async def relay_cursors(connection: Connection) -> dict[int, int]:
+    """Each workspace's last position the broker confirmed."""
+    return {r["workspace_id"]: r["position"] for r in await connection.fetch(query("relay_cursors"))}
+
+
+async def workspaces_with_unpublished_events(connection: Connection) -> list[int]:
+    """The workspaces whose log holds events past their cursor."""
+    return [r["workspace_id"] for r in await connection.fetch(query("workspaces_with_unpublished_events"))]
+
+
+async def next_to_publish(connection: Connection, *, cursors: Mapping[int, int], limit: int,
+                          ) -> list[asyncpg.Record]:
+    """The next events of the workspaces of ``cursors``, each after its position there, in position order, at most
+    ``limit`` (rows: workspace_id, position, event_id, type, routing_key, event)."""
+    return await connection.fetch(query("events_after"), list(cursors), list(cursors.values()), limit)
+
+
+async def advance_cursors(connection: Connection, *, heads: Mapping[int, int]) -> None:
+    """Move the workspaces' cursors to the positions of ``heads`` (the broker confirmed up to them)."""
+    await connection.execute(query("advance_cursors"), list(heads), list(heads.values()))
+
+
+async def outbox_lag(connection: Executor) -> tuple[int, float]:
+    """How many events are committed and not yet published, and the oldest one's age in seconds."""
+    row = await connection.fetchrow(query("outbox_lag"))
+    assert row is not None
+    return int(row["unpublished"]), float(row["oldest_age"])

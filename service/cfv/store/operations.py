@@ -1,13 +1,15 @@
-"""Operations (one per command), as the operator's dead-letter tools see them."""
+"""Operations (one per command): recorded pending by the gateway, failed by the worker when a message cannot be
+applied, read by the gateway's reply waiter and by the operator's dead-letter tools."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 
+import asyncpg
 import orjson
 
-from cfv.store.database import Connection
+from cfv.store.database import Connection, Executor
 from cfv.store.queries import query
 
 
@@ -26,3 +28,29 @@ async def reopen_failed(connection: Connection, *, operation_ids: Sequence[uuid.
     apply it, not answer the failure); return how many."""
     status = await connection.execute(query("reopen_failed_operations"), list(operation_ids))
     return int(status.split()[-1])
+
+
+async def mark_pending(executor: Executor, *, ids: Sequence[uuid.UUID],
+                       workspace_ids: Sequence[int], public_keys: Sequence[bytes]) -> None:
+    """Record operations as pending (those not recorded yet), each with the public key of the API key that
+    submitted it: only that key's refusal may settle it."""
+    await executor.execute(query("mark_operations_pending"), list(ids), list(workspace_ids), list(public_keys))
+
+
+async def settled_outcomes(executor: Executor, *, ids: Sequence[uuid.UUID],
+                           ) -> list[asyncpg.Record]:
+    """The outcomes (rows: id, outcome) of those of ``ids`` that are no longer pending."""
+    return await executor.fetch(query("operation_outcomes"), list(ids))
+
+
+async def record_failures(connection: Connection, *, ids: Sequence[uuid.UUID], workspace_ids: Sequence[int],
+                          outcomes: Sequence[str], settle_pending_of: bytes | None) -> None:
+    """Record operations failed with their ``outcomes`` (JSON text). Operations already recorded are left as they
+    are, unless ``settle_pending_of`` names the public key whose pending operations these may settle."""
+    await connection.execute(query("fail_operations"), list(ids), list(workspace_ids), list(outcomes),
+                             settle_pending_of is not None, settle_pending_of)
+
+
+async def notify(connection: Connection, *, channels: Sequence[str], payloads: Sequence[str]) -> None:
+    """``NOTIFY`` each channel with its payload (sent at the transaction's commit)."""
+    await connection.fetchval(query("notify"), list(channels), list(payloads))

@@ -10,8 +10,7 @@ whatever its size (one more when the batch writes relations to users: they are l
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 from cfv_schemas.commands import Command, DeleteProject
@@ -19,8 +18,8 @@ from cfv_schemas.commands import Command, DeleteProject
 from cfv.contracts import NamedOperation, Outcome, reply_channel
 from cfv.domain.writes import ErrorType, ItemError
 from cfv.store import batches
+from cfv.store import operations as stored_operations
 from cfv.store.database import Connection
-from cfv.store.queries import query
 from cfv.worker.plan import BatchPlanner, failed, reads_of, reply_payloads
 
 __all__ = ["NamedOperation", "apply_batch", "fail_operations", "reply_payloads"]
@@ -70,9 +69,10 @@ async def fail_operations(
     # refused before it could be applied may name anyone's operation, so it only records new ones.
     internal = kind is ErrorType.INTERNAL
     async with connection.transaction():
-        await connection.execute(query("fail_operations"), *_columns(
-            (op.id, op.workspace_id, _json(outcomes[op.id])) for op in operations), internal and signer is not None,
-            signer if internal else None)
+        await stored_operations.record_failures(
+            connection, ids=[op.id for op in operations], workspace_ids=[op.workspace_id for op in operations],
+            outcomes=[_json(outcomes[op.id]) for op in operations],
+            settle_pending_of=signer if internal else None)
         channels, payloads = [], []
         for op in operations:
             if op.reply_to and internal and signer is not None:  # the others name no operation a gateway waits for
@@ -80,16 +80,9 @@ async def fail_operations(
                     channels.append(reply_channel(op.reply_to))
                     payloads.append(payload)
         if channels:
-            await connection.fetchval(query("notify"), channels, payloads)
+            await stored_operations.notify(connection, channels=channels, payloads=payloads)
     return list(outcomes.values())
-
-
 
 
 def _json(value: object) -> str:
     return orjson.dumps(value).decode()
-
-
-def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows to columns, the shape ``unnest`` takes."""
-    return [list(column) for column in zip(*rows, strict=True)]
