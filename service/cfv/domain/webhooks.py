@@ -47,7 +47,7 @@ def address_refusal(address: IPAddress) -> str | None:
         address = address.ipv4_mapped
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
-    for kind in ("loopback", "private", "link_local", "multicast", "unspecified", "reserved"):
+    for kind in ("loopback", "unspecified", "link_local", "multicast", "reserved", "private"):
         if getattr(address, f"is_{kind}"):
             return f"a {kind.replace('_', '-')} address"
     if not address.is_global:
