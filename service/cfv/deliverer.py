@@ -147,7 +147,7 @@ class Deliverer:
                                            use_dns_cache=False, limit=concurrency * 2),
             timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout), trust_env=False,
             headers={"User-Agent": "cfv-webhooks"})
-        running: dict[int, asyncio.Task[None]] = {}
+        running: dict[int, asyncio.Task[bool]] = {}
         retries: asyncio.Task[None] | None = None
         try:
             listening = await connect(settings.database_url)
@@ -178,9 +178,10 @@ class Deliverer:
             if running or retries is not None:
                 await asyncio.gather(*running.values(), *([retries] if retries else []), return_exceptions=True)
         finally:
-            for task in [*running.values(), *([retries] if retries else [])]:
+            left: list[asyncio.Task[Any]] = [*running.values(), *([retries] if retries else [])]
+            for task in left:
                 task.cancel()
-            for task in [*running.values(), *([retries] if retries else [])]:
+            for task in left:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await http.close()
@@ -190,11 +191,15 @@ class Deliverer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pool.close(), 5)
 
-    def _finished(self, running: dict[int, asyncio.Task[None]], webhook_id: int, _: object) -> None:
+    def _finished(self, running: dict[int, asyncio.Task[bool]], webhook_id: int, _: object) -> None:
         task = running.pop(webhook_id, None)
-        if task is not None and not task.cancelled() and task.exception() is not None:
+        if task is None or task.cancelled():
+            return
+        if task.exception() is not None:
             log.warning("webhook delivery interrupted", webhook_id=webhook_id, error=repr(task.exception()))
-        self._wake.set()  # a slot is free, and the webhook may have more
+        elif task.result():
+            self._wake.set()  # a slot is free, and others may be due (not when another process held this one: that
+            # would only ask again at once, and again, while it delivers)
 
     async def _prune(self, pool: asyncpg.Pool[Any]) -> None:
         async with pool.acquire() as connection:
@@ -202,16 +207,17 @@ class Deliverer:
                                                 limit=_PRUNE_BATCH) == _PRUNE_BATCH:
                 pass
 
-    async def _deliver(self, pool: asyncpg.Pool[Any], http: aiohttp.ClientSession, webhook_id: int) -> None:
-        """Deliver one webhook's due events, holding its lock (another process holding it: nothing to do)."""
+    async def _deliver(self, pool: asyncpg.Pool[Any], http: aiohttp.ClientSession, webhook_id: int) -> bool:
+        """Deliver one webhook's due events, holding its lock; False if another process holds it."""
         async with pool.acquire() as connection:
             if not await stored.try_lock(connection, webhook_id=webhook_id):
-                return
+                return False
             try:
                 await self._deliver_locked(connection, http, webhook_id)
             finally:
                 with contextlib.suppress(*TRANSIENT_ERRORS):
                     await stored.unlock(connection, webhook_id=webhook_id)
+        return True
 
     async def _deliver_locked(self, connection: Connection, http: aiohttp.ClientSession,
                               webhook_id: int) -> None:

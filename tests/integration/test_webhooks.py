@@ -22,9 +22,10 @@ from cfv import metrics
 from cfv.deliverer import Deliverer
 from cfv.processes import run_webhooks
 from cfv.settings import Settings
+from cfv.store import webhooks as stored
 from standardwebhooks import Webhook as Verifier
 from standardwebhooks.exceptions import WebhookVerificationError
-from support import Stack, Workspace, free_port, running_stack, wait_for
+from support import Stack, Workspace, captured_logs, free_port, running_stack, wait_for
 from support.kantata import item, write
 
 WEBHOOKS = "/api/v1/webhooks"
@@ -238,6 +239,17 @@ async def test_webhooks_are_managed_by_administrators_and_the_secret_is_shown_on
 async def test_a_receiver_gets_every_event_signed_as_standard_webhooks_says(
         fast: Settings, workspace: Workspace, receiver: Receiver, db: asyncpg.Connection[Any]) -> None:
     succeeded_before = metrics.WEBHOOK_DELIVERIES.labels("succeeded")._value.get()
+    with captured_logs() as logged:
+        secrets = await _signed_deliveries(fast, workspace, receiver, db)
+    assert metrics.WEBHOOK_DELIVERIES.labels("succeeded")._value.get() - succeeded_before >= 5
+    text = repr(logged)
+    assert "webhook delivery running" in text  # the capture saw the delivery process's lines
+    for secret in secrets:  # never logged, in any form
+        assert secret not in text and secret.removeprefix("whsec_") not in text
+
+
+async def _signed_deliveries(fast: Settings, workspace: Workspace, receiver: Receiver,
+                             db: asyncpg.Connection[Any]) -> list[str]:
     async with running_stack(fast) as stack, delivering(fast):
         field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
         hook = await create_webhook(stack, workspace, receiver.url)
@@ -272,7 +284,7 @@ async def test_a_receiver_gets_every_event_signed_as_standard_webhooks_says(
             verified(hook["secret"], headers, last)
         with pytest.raises(WebhookVerificationError):  # and a body changed in transit does not verify
             verified(new_secret, headers, last.replace(b"11", b"12"))
-    assert metrics.WEBHOOK_DELIVERIES.labels("succeeded")._value.get() - succeeded_before >= 5
+    return [hook["secret"], new_secret]
 
 
 async def test_a_receiver_that_was_down_gets_every_event_later_in_order_per_key(
@@ -569,3 +581,30 @@ async def test_the_deliveries_are_listed_and_one_can_be_sent_again(
         await wait_for(settled, 10, "the retry to be recorded")
         assert (await deliveries(stack, workspace, hook["id"]))[0]["id"] == pending["id"]
         assert (await get_webhook(stack, workspace, hook["id"]))["position"] == 2  # a retry moves nothing
+
+
+async def test_a_webhook_another_process_holds_waits_without_spinning_and_is_delivered_once_it_lets_go(
+        fast: Settings, workspace: Workspace, receiver: Receiver, db: asyncpg.Connection[Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    tries = 0
+    try_lock = stored.try_lock
+
+    async def counted(connection: Any, *, webhook_id: int) -> bool:
+        nonlocal tries
+        tries += 1
+        return await try_lock(connection, webhook_id=webhook_id)
+    monkeypatch.setattr(stored, "try_lock", counted)
+    async with running_stack(fast) as stack:
+        field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
+        hook = await create_webhook(stack, workspace, receiver.url)
+        # Another delivery process, as far as the lock says (its session holds the webhook's lock).
+        await db.fetchval("SELECT pg_advisory_lock(-7302, $1::integer)", int(hook["id"]))
+        status, body, _ = await write(stack, workspace, item(field, 1))
+        assert status == 200, body
+        async with delivering(fast):
+            await asyncio.sleep(1.5)
+            assert receiver.hits == []  # not while the other holds it
+            assert 1 <= tries <= 40, tries  # it looked every poll interval (0.1 s), not in a loop
+            await db.fetchval("SELECT pg_advisory_unlock(-7302, $1::integer)", int(hook["id"]))
+            received = await receiver.wait_received(1)  # the other "died": this one takes over
+        assert [e["position"] for e in received] == [1]
