@@ -155,6 +155,8 @@ class Deliverer:
             log.info("webhook delivery running", concurrency=concurrency)
             pruned_at = 0.0
             while not self._stopping:
+                if listening.is_closed():  # notifications would go unheard: start again, listening anew
+                    raise ConnectionError("the connection listening for new events was lost")
                 self._wake.clear()
                 async with pool.acquire() as connection:
                     due = await stored.due(connection)

@@ -608,3 +608,29 @@ async def test_a_webhook_another_process_holds_waits_without_spinning_and_is_del
             await db.fetchval("SELECT pg_advisory_unlock(-7302, $1::integer)", int(hook["id"]))
             received = await receiver.wait_received(1)  # the other "died": this one takes over
         assert [e["position"] for e in received] == [1]
+
+
+async def test_a_new_url_is_tried_at_once_whatever_the_back_off_of_the_old_one(
+        fast: Settings, workspace: Workspace, receiver: Receiver) -> None:
+    settings = fast.model_copy(update={"webhook_retry_first": 600.0, "webhook_retry_ceiling": 600.0})
+    receiver.status = 500
+    fixed = Receiver()
+    await fixed.start()
+    try:
+        async with running_stack(settings) as stack, delivering(settings):
+            field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
+            hook = await create_webhook(stack, workspace, receiver.url)
+            status, body, _ = await write(stack, workspace, item(field, 1))
+            assert status == 200, body
+
+            async def backing_off() -> bool:
+                return (await get_webhook(stack, workspace, hook["id"]))["next_attempt_at"] is not None
+            await wait_for(backing_off, 20, "the first failure")
+            assert len(receiver.hits) == 1  # the next attempt is minutes away
+            status, body, _ = await stack.request("PATCH", f"{WEBHOOKS}/{hook['id']}", workspace,
+                                                  json={"webhook": {"url": fixed.url}})
+            assert status == 200 and body["webhooks"][hook["id"]]["next_attempt_at"] is None, body
+            received = await fixed.wait_received(1, timeout=10)
+            assert [e["position"] for e in received] == [1] and len(receiver.hits) == 1
+    finally:
+        await fixed.stop()

@@ -24,7 +24,7 @@ SELECT * FROM webhooks WHERE workspace_id = $1 AND id = $2;
 -- name: update_webhook
 -- Webhook $2 of workspace $1 as changed through the API: its definition ($3-$7), its secret ($8), and enabled
 -- ($9 true: enabled, resuming where it stopped, with its failures forgotten; false: disabled by an administrator;
--- NULL: as it is).
+-- NULL: as it is). A new URL is tried at once, whatever the back-off of the old one.
 UPDATE webhooks SET
     url = $3, description = $4, event_types = $5, subject_types = $6, custom_field_ids = $7, secret = $8,
     disabled_at = CASE WHEN $9::boolean THEN NULL WHEN NOT $9::boolean THEN coalesce(disabled_at, now())
@@ -35,7 +35,7 @@ UPDATE webhooks SET
     consecutive_failures = CASE WHEN $9::boolean THEN 0 ELSE consecutive_failures END,
     head_attempts = CASE WHEN $9::boolean THEN 0 ELSE head_attempts END,
     head_failing_since = CASE WHEN $9::boolean THEN NULL ELSE head_failing_since END,
-    next_attempt_at = CASE WHEN $9::boolean THEN NULL ELSE next_attempt_at END,
+    next_attempt_at = CASE WHEN $9::boolean OR url IS DISTINCT FROM $3 THEN NULL ELSE next_attempt_at END,
     updated_at = now()
 WHERE workspace_id = $1 AND id = $2
 RETURNING *;
