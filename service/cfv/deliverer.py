@@ -253,13 +253,15 @@ class Deliverer:
                 if attempt.ok:
                     metrics.WEBHOOK_DELIVERIES.labels("succeeded").inc()
                     self.delivered += 1
-                    still_enabled = await stored.delivered(connection, webhook_id=webhook_id, position=position,
-                                                           event_id=event["id"], event_type=event["type"],
-                                                           response_status=attempt.status or 0,
-                                                           duration_ms=attempt.duration_ms, attempt=head_attempts + 1)
+                    progress = await stored.delivered(connection, webhook_id=webhook_id, position=position,
+                                                      event_id=event["id"], event_type=event["type"],
+                                                      response_status=attempt.status or 0,
+                                                      duration_ms=attempt.duration_ms, attempt=head_attempts + 1)
                     head_attempts, failing_since = 0, None
-                    if not still_enabled:
+                    if not progress.enabled:
                         return
+                    if progress.updated_at != webhook.updated_at:
+                        break  # changed through the API (its secret, URL, filters): read it again
                     continue
                 now = datetime.now(UTC)
                 failing_since = failing_since or now
@@ -271,7 +273,7 @@ class Deliverer:
                 metrics.WEBHOOK_DELIVERIES.labels("given_up" if give_up else "failed").inc()
                 reason = (f"{settings.webhook_disable_after} consecutive failed deliveries; the last: {error} "
                           f"(event at position {position})")
-                still_enabled = await stored.failed(
+                progress = await stored.failed(
                     connection, webhook_id=webhook_id, position=position, event_id=event["id"],
                     event_type=event["type"], response_status=attempt.status, error=error,
                     duration_ms=attempt.duration_ms, attempt=head_attempts, give_up=give_up, retry_in=delay,
@@ -283,17 +285,21 @@ class Deliverer:
                 else:
                     log.info("webhook delivery failed", webhook_id=webhook_id, host=_host(webhook.url),
                              position=position, attempt=head_attempts, error=error, retry_in=round(delay, 2))
-                if not still_enabled:
+                if not progress.enabled:
                     metrics.WEBHOOKS_DISABLED.inc()
                     log.warning("webhook disabled", webhook_id=webhook_id, host=_host(webhook.url), reason=reason)
                     return
                 if not give_up:
                     return  # the same event again after the back-off; nothing after it before
-            # Every event shown was delivered or given up (or left out): the cursor goes as far as the page looked.
-            if page.next_after > webhook.cursor:
-                await stored.skipped_to(connection, webhook_id=webhook_id, position=page.next_after)
-            if not page.events and page.next_after <= webhook.cursor:
-                return
+                if progress.updated_at != webhook.updated_at:
+                    break
+            else:
+                # Every event shown was delivered or given up (or left out): the cursor goes as far as the page
+                # looked.
+                if page.next_after > webhook.cursor:
+                    await stored.skipped_to(connection, webhook_id=webhook_id, position=page.next_after)
+                if not page.events and page.next_after <= webhook.cursor:
+                    return
 
     async def send(self, http: aiohttp.ClientSession, webhook: Webhook, text: str, event: dict[str, Any]) -> Attempt:
         """POST one event to the webhook, signed; never raises for what the receiver (or its address) does."""

@@ -41,6 +41,7 @@ class Receiver:
     def __init__(self) -> None:
         self.port = free_port()
         self.status = 200
+        self.delay = 0.0  # seconds before each answer
         self.failing: set[str] = set()
         self.hits: list[tuple[dict[str, str], bytes, int]] = []  # every request: headers, body, answer
         self.elsewhere = 0  # requests to the redirect's target
@@ -75,6 +76,7 @@ class Receiver:
 
     async def _hook(self, request: web.Request) -> web.Response:
         body = await request.read()
+        await asyncio.sleep(self.delay)
         status = 500 if request.headers.get("webhook-id") in self.failing else self.status
         self.hits.append((dict(request.headers), body, status))
         return web.Response(status=status)
@@ -634,3 +636,30 @@ async def test_a_new_url_is_tried_at_once_whatever_the_back_off_of_the_old_one(
             assert [e["position"] for e in received] == [1] and len(receiver.hits) == 1
     finally:
         await fixed.stop()
+
+
+async def test_a_secret_rotated_while_events_are_being_delivered_signs_those_that_follow(
+        fast: Settings, workspace: Workspace, receiver: Receiver) -> None:
+    receiver.delay = 0.3
+    async with running_stack(fast) as stack:
+        field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
+        hook = await create_webhook(stack, workspace, receiver.url)
+        status, body, _ = await write(stack, workspace, *[item(field, n, subject_id=n) for n in range(1, 9)])
+        assert status == 200, body
+        async with delivering(fast):
+            await receiver.wait_received(1)  # one page of eight, being delivered
+            status, body, _ = await stack.request("PATCH", f"{WEBHOOKS}/{hook['id']}", workspace,
+                                                  json={"rotate_secret": True})
+            assert status == 200, body
+            rotated_at = len(receiver.hits)
+            new_secret = body["webhooks"][hook["id"]]["secret"]
+            await receiver.wait_received(8)
+    old_after = []
+    for headers, body_ in receiver.received[rotated_at:]:
+        try:
+            verified(new_secret, headers, body_)
+        except WebhookVerificationError:
+            verified(hook["secret"], headers, body_)
+            old_after.append(headers["webhook-id"])
+    assert len(receiver.received) - rotated_at >= 4
+    assert len(old_after) <= 1, old_after  # only the one in flight as the secret changed

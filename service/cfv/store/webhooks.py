@@ -58,6 +58,14 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """A webhook after an attempt was recorded: still enabled? changed through the API since (``updated_at``)?"""
+
+    enabled: bool
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Retry:
     """A retry asked through the API, claimed by a delivery process."""
 
@@ -165,21 +173,21 @@ async def skipped_to(connection: Connection, *, webhook_id: int, position: int) 
 
 
 async def delivered(connection: Connection, *, webhook_id: int, position: int, event_id: str, event_type: str,
-                    response_status: int, duration_ms: int, attempt: int) -> bool:
-    """Record a success and move the cursor past it; False if the webhook was disabled or deleted meanwhile."""
+                    response_status: int, duration_ms: int, attempt: int) -> Progress:
+    """Record a success and move the cursor past it."""
     row = await connection.fetchrow(query("webhook_delivered"), webhook_id, position, event_id, event_type,
                                     response_status, duration_ms, attempt)
-    return row is not None and row["disabled_at"] is None
+    return _progress(row)
 
 
 async def failed(connection: Connection, *, webhook_id: int, position: int, event_id: str, event_type: str,
                  response_status: int | None, error: str, duration_ms: int, attempt: int, give_up: bool,
-                 retry_in: float, disable_after: int, disable_reason: str) -> bool:
-    """Record a failure (given up: the cursor moves past it); False if the webhook is disabled now."""
+                 retry_in: float, disable_after: int, disable_reason: str) -> Progress:
+    """Record a failure (given up: the cursor moves past it); disabled after ``disable_after`` in a row."""
     row = await connection.fetchrow(query("webhook_failed"), webhook_id, position, event_id, event_type,
                                     response_status, error, duration_ms, attempt, give_up, retry_in, disable_after,
                                     disable_reason)
-    return row is not None and row["disabled_at"] is None
+    return _progress(row)
 
 
 async def disable(connection: Connection, *, webhook_id: int, reason: str) -> None:
@@ -209,6 +217,12 @@ async def prune_deliveries(connection: Connection, *, older_than: float, limit: 
     """Delete at most ``limit`` attempts older than ``older_than`` seconds; return how many went."""
     status = await connection.execute(query("prune_webhook_deliveries"), older_than, limit)
     return int(status.split()[-1])
+
+
+def _progress(row: asyncpg.Record | None) -> Progress:
+    if row is None:  # deleted meanwhile
+        return Progress(False, None)
+    return Progress(row["disabled_at"] is None, row["updated_at"])
 
 
 def _list(items: Sequence[object] | None) -> list[object] | None:

@@ -97,7 +97,7 @@ WITH attempt AS (
 UPDATE webhooks SET cursor = greatest(cursor, $2), head_attempts = 0, head_failing_since = NULL,
                     consecutive_failures = 0, next_attempt_at = NULL
 WHERE id = $1
-RETURNING disabled_at;
+RETURNING disabled_at, updated_at;
 
 -- name: webhook_failed
 -- Webhook $1 failed to deliver the event at position $2 ($3 id, $4 type): answer $5 (or none) and error $6,
@@ -119,7 +119,7 @@ UPDATE webhooks SET
     disabled_reason = CASE WHEN disabled_at IS NULL AND consecutive_failures + 1 >= $11 THEN $12
                            ELSE disabled_reason END
 WHERE id = $1
-RETURNING disabled_at;
+RETURNING disabled_at, updated_at;
 
 -- name: webhook_disable
 -- Webhook $1 cannot deliver at all (its creator was deactivated): disabled with the reason $2.
