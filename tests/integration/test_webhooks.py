@@ -663,3 +663,50 @@ async def test_a_secret_rotated_while_events_are_being_delivered_signs_those_tha
             old_after.append(headers["webhook-id"])
     assert len(receiver.received) - rotated_at >= 4
     assert len(old_after) <= 1, old_after  # only the one in flight as the secret changed
+
+
+async def test_a_retry_of_an_event_no_longer_kept_fails_saying_so(
+        fast: Settings, workspace: Workspace, receiver: Receiver, db: asyncpg.Connection[Any]) -> None:
+    async with running_stack(fast) as stack, delivering(fast):
+        field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
+        hook = await create_webhook(stack, workspace, receiver.url)
+        status, body, _ = await write(stack, workspace, item(field, 1))
+        assert status == 200, body
+        await receiver.wait_received(1)
+        [attempt] = await deliveries(stack, workspace, hook["id"])
+        await db.execute("DELETE FROM events WHERE workspace_id = $1 AND position = 1", workspace.id)  # pruned
+        status, body, _ = await stack.request(
+            "POST", f"{WEBHOOKS}/{hook['id']}/deliveries/{attempt['id']}/retry", workspace)
+        assert status == 202, body
+
+        async def settled() -> bool:
+            return (await deliveries(stack, workspace, hook["id"]))[0]["status"] != "pending"
+        await wait_for(settled, 10, "the retry to be settled")
+        retried = (await deliveries(stack, workspace, hook["id"]))[0]
+        assert retried["status"] == "failed" and "no longer kept" in retried["error"], retried
+        assert len(receiver.hits) == 1
+
+
+async def test_a_stopped_delivery_process_finishes_the_attempt_in_flight_and_records_it(
+        fast: Settings, workspace: Workspace, receiver: Receiver, db: asyncpg.Connection[Any]) -> None:
+    receiver.delay = 1.0
+    async with running_stack(fast) as stack:
+        field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
+        hook = await create_webhook(stack, workspace, receiver.url)
+        status, body, _ = await write(stack, workspace, *[item(field, n, subject_id=n) for n in (1, 2, 3)])
+        assert status == 200, body
+        stop = asyncio.Event()
+        process = asyncio.create_task(run_webhooks(fast, stop))
+        try:
+            async def in_flight() -> bool:
+                return bool(receiver.hits)
+            await wait_for(in_flight, 20, "the first attempt")
+            stop.set()
+            await asyncio.wait_for(process, fast.shutdown_timeout)
+        finally:
+            process.cancel()
+        assert len(receiver.hits) == 1  # nothing after the stop
+        rows = await db.fetch("SELECT position, status FROM webhook_deliveries WHERE webhook_id = $1",
+                              int(hook["id"]))
+        assert [tuple(r) for r in rows] == [(1, "succeeded")]  # answered, and recorded before it stopped
+        assert (await get_webhook(stack, workspace, hook["id"]))["position"] == 1
