@@ -712,3 +712,20 @@ async def test_a_stopped_delivery_process_finishes_the_attempt_in_flight_and_rec
                               int(hook["id"]))
         assert [tuple(r) for r in rows] == [(1, "succeeded")]  # answered, and recorded before it stopped
         assert (await get_webhook(stack, workspace, hook["id"]))["position"] == 1
+
+
+async def test_old_records_of_attempts_are_pruned(fast: Settings, workspace: Workspace, receiver: Receiver,
+                                                  db: asyncpg.Connection[Any]) -> None:
+    settings = fast.model_copy(update={"prune_every": 0.1, "webhook_delivery_retention": 3600.0})
+    async with running_stack(settings, worker=False, relay=False) as stack:
+        hook = await create_webhook(stack, workspace, receiver.url)
+        insert = ("INSERT INTO webhook_deliveries (webhook_id, position, event_id, event_type, status, attempt, "
+                  "attempted_at) VALUES ($1, $2, gen_random_uuid(), 'cfv.value.created.v1', 'succeeded', 1, "
+                  "now() - make_interval(secs => $3)) RETURNING id")
+        old = await db.fetchval(insert, int(hook["id"]), 1, 7200.0)
+        recent = await db.fetchval(insert, int(hook["id"]), 2, 60.0)
+        async with delivering(settings):
+            async def pruned() -> bool:
+                return not await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE id = $1", old)
+            await wait_for(pruned, 10, "the old attempt to be pruned")
+        assert [d["id"] for d in await deliveries(stack, workspace, hook["id"])] == [str(recent)]
