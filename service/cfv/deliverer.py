@@ -142,9 +142,9 @@ class Deliverer:
         concurrency = max(1, min(settings.webhook_concurrency, settings.db_pool_size - 2))
         pool = await create_pool(settings.database_url, size=concurrency + 2)
         listening: asyncpg.Connection[Any] | None = None
+        resolver = None if settings.webhook_allow_private else GuardedResolver()
         http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=None if settings.webhook_allow_private else GuardedResolver(),
-                                           use_dns_cache=False, limit=concurrency * 2),
+            connector=aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, limit=concurrency * 2),
             timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout), trust_env=False,
             headers={"User-Agent": "cfv-webhooks"})
         running: dict[int, asyncio.Task[bool]] = {}
@@ -187,6 +187,8 @@ class Deliverer:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await http.close()
+            if resolver is not None:  # the connector closes only a resolver it made itself
+                await resolver.close()
             if listening is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(listening.close(), 2)
