@@ -34,7 +34,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 LOCK = ROOT / "requirements.lock"
 BUILD_LOCK = ROOT / "requirements-build.lock"
 
-CFV_SERVICES = ("migrate", "gateway", "worker", "relay")
+CFV_SERVICES = ("migrate", "gateway", "worker", "relay", "webhooks")
 
 
 def compose() -> dict[str, Any]:
@@ -106,7 +106,7 @@ def test_compose_has_the_dependencies_and_every_role() -> None:
 def test_every_long_running_cfv_service_checks_its_readiness_probe() -> None:
     """The healthcheck asks the monitoring port the service's own settings give it (CFV_METRICS_HOST/PORT)."""
     document = compose()
-    for name in ("gateway", "worker", "relay"):
+    for name in ("gateway", "worker", "relay", "webhooks"):
         service = document["services"][name]
         environment = service_environment(service)
         settings = Settings.model_validate({k.removeprefix("CFV_").lower(): v for k, v in environment.items()
@@ -141,7 +141,7 @@ def test_gateway_publishes_8080() -> None:
 def test_startup_order() -> None:
     services = compose()["services"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("gateway", "worker", "relay"):
+    for name in ("gateway", "worker", "relay", "webhooks"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert depends["rabbitmq"]["condition"] == "service_healthy", name

@@ -228,7 +228,7 @@ LAYERS = {
     "domain": DOMAIN,
     "store": ADAPTER, "broker": ADAPTER,
     "gateway": SERVICE_LAYER, "worker": SERVICE_LAYER, "relay": SERVICE_LAYER, "event_log": SERVICE_LAYER,
-    "transfer": SERVICE_LAYER, "dead_letters": SERVICE_LAYER,
+    "transfer": SERVICE_LAYER, "dead_letters": SERVICE_LAYER, "deliverer": SERVICE_LAYER,
     "processes": ENTRY, "cli": ENTRY, "supervisor": ENTRY, "__main__": ENTRY,
 }
 

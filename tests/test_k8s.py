@@ -28,7 +28,7 @@ K8S = ROOT / "deploy" / "k8s"
 SECRET_TEMPLATE = K8S / "secret.example.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-ROLES = ("gateway", "worker", "relay")
+ROLES = ("gateway", "worker", "relay", "webhooks")
 SECRET_SETTINGS = {"CFV_DATABASE_URL", "CFV_AMQP_URL", "CFV_REDIS_URL"}
 # The oldest Kubernetes these manifests are meant for, and the newest the package knows.
 KUBERNETES_VERSIONS = ("1.29", latest_version())

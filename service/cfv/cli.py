@@ -1,5 +1,5 @@
-"""The operator's command line: ``cfv migrate | run | gateway | worker | relay | workspace | key | user | import |
-export | topology | events | dlq``."""
+"""The operator's command line: ``cfv migrate | run | gateway | worker | relay | webhooks | workspace | key | user |
+import | export | topology | events | dlq``."""
 
 from __future__ import annotations
 
@@ -119,17 +119,26 @@ def relay(settings: Settings) -> None:
 
 
 @main.command()
+@click.pass_obj
+def webhooks(settings: Settings) -> None:
+    """Deliver change events to the webhooks (several may run; each webhook is delivered by one at a time)."""
+    _run(lambda stop: processes.run_webhooks(settings, stop=stop))
+
+
+@main.command()
 @click.option("--workers", default=1, show_default=True, help="worker processes to start")
 @click.pass_obj
 def run(settings: Settings, workers: int) -> None:
-    """Run gateway, relay and workers together, each in its own process, restarting any that exits."""
+    """Run gateway, relay, workers and webhook delivery together, each in its own process, restarting any that
+    exits."""
     try:  # once here, rather than once per process
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(processes.check_dependencies(settings))
     except Unmet as unmet:
         _unmet(unmet)
-    names = ["gateway", "relay"] + [f"worker-{n}" for n in range(1, workers + 1)]
-    # Each process its own monitoring port: the gateway the configured one, the relay the next, and so on.
+    names = ["gateway", "relay"] + [f"worker-{n}" for n in range(1, workers + 1)] + ["webhooks"]
+    # Each process its own monitoring port: the gateway the configured one, the relay the next, and so on (webhook
+    # delivery the last).
     ports = {name: str(settings.metrics_port + n if settings.metrics_port else 0) for n, name in enumerate(names)}
     supervisor = Supervisor([(name, [sys.executable, "-m", "cfv", name.split("-")[0]]) for name in names],
                             fatal_exit_codes={EX_CONFIG},

@@ -33,3 +33,8 @@ OUTBOX_OLDEST_AGE = Gauge("cfv_outbox_oldest_unpublished_age_seconds", "Age of t
                           "event, 0 when none (read at each scrape)")
 DEAD_LETTER_DEPTH = Gauge("cfv_dead_letter_queue_messages", "Messages in the commands' dead-letter queue, "
                           "waiting for an operator (read at each scrape)")
+
+# Webhook delivery
+WEBHOOK_DELIVERIES = Counter("cfv_webhook_deliveries", "Attempts at delivering an event to a webhook, by outcome "
+                             "(succeeded, failed, given_up)", ["outcome"])
+WEBHOOKS_DISABLED = Counter("cfv_webhooks_disabled", "Webhooks disabled after consecutive failed deliveries")

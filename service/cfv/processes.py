@@ -1,4 +1,4 @@
-"""The long-running processes: gateway, worker and relay, each started from settings alone."""
+"""The long-running processes: gateway, worker, relay and webhook delivery, each started from settings alone."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from cfv.broker import connection as broker
 from cfv.broker import policies, topology
 from cfv.broker.confirmed import ConfirmedPublisher
 from cfv.broker.publisher import CommandPublisher
+from cfv.deliverer import Deliverer
 from cfv.faults import TRANSIENT_ERRORS, Backoff, Unmet, explain_postgres, explain_rabbitmq
 from cfv.gateway import health
 from cfv.gateway.app import create_app
@@ -198,6 +199,30 @@ async def run_relay(settings: Settings, stop: asyncio.Event | None = None) -> No
         await _until_stopped(relay.run(), stop, relay.drain, settings.shutdown_timeout, "relay")
     finally:
         await _close(pool, amqp)  # first: a connection the broker closed would otherwise log its reconnections
+        await monitor.close()
+
+
+async def run_webhooks(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Deliver the event log to the webhooks until cancelled, or until ``stop`` is set: then finish the deliveries
+    in flight (answered and recorded), within the shutdown timeout."""
+    db = await until_reachable("PostgreSQL", lambda: connect(settings.database_url), _explain_postgres(settings))
+    try:
+        await require_schema(db, settings.database_url)
+    finally:
+        await db.close()
+    deliverer = Deliverer(settings)
+    if not settings.metrics_port:
+        await _until_stopped(deliverer.run(), stop, deliverer.drain, settings.shutdown_timeout, "webhooks")
+        return
+    pool = await until_reachable("PostgreSQL", lambda: create_pool(settings.database_url, size=2),
+                                 _explain_postgres(settings))
+    monitor = Monitor(settings.metrics_host, settings.metrics_port, {"postgres": lambda: ping(pool)})
+    try:
+        await monitor.start()
+        await _until_stopped(deliverer.run(), stop, deliverer.drain, settings.shutdown_timeout, "webhooks")
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(pool.close(), 5)
         await monitor.close()
 
 

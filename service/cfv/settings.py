@@ -65,6 +65,27 @@ class Settings(BaseSettings):
     prune_every: float = Field(60.0, gt=0, description="seconds between the relay's prunings of the event log")
     relay_poll_interval: float = Field(1.0, description="seconds between outbox polls without a notification")
 
+    webhook_allow_private: bool = Field(False, description="webhooks may reach loopback, private, link-local and "
+                                        "other non-public addresses (for tests and closed networks only: it lets "
+                                        "an administrator make cfv call its own network)")
+    webhook_timeout: float = Field(10.0, gt=0, description="seconds a webhook's receiver has to answer a delivery "
+                                   "with a 2xx before the attempt counts as failed")
+    webhook_retry_first: float = Field(5.0, gt=0, description="seconds before the first retry of a failed "
+                                       "delivery; each further retry waits twice as long (jittered)")
+    webhook_retry_ceiling: float = Field(3600.0, gt=0, description="most seconds between two retries of a delivery")
+    webhook_give_up_after: float = Field(86400.0, gt=0, description="seconds an event's delivery is retried before "
+                                         "it is given up (logged, recorded as given_up) and the next one is sent")
+    webhook_disable_after: int = Field(100, ge=1, description="consecutive failed attempts (over any events) after "
+                                       "which a webhook is disabled, with the reason; PATCH enabled=true resumes it")
+    webhook_batch: int = Field(100, ge=1, description="most events a delivery process reads for one webhook at a "
+                               "time")
+    webhook_concurrency: int = Field(8, ge=1, description="webhooks one delivery process delivers to at once (each "
+                                     "holds a database connection while it does: at most the pool's size less two)")
+    webhook_poll_interval: float = Field(1.0, gt=0, description="seconds between a delivery process's looks for due "
+                                         "webhooks when no new event woke it (retries fall due without one)")
+    webhook_delivery_retention: float = Field(7 * 86400, gt=0, description="seconds the record of a delivery "
+                                              "attempt is kept (GET /api/v1/webhooks/{id}/deliveries)")
+
     shutdown_timeout: float = Field(15.0, gt=0, description="seconds a process takes at most to stop gracefully on "
                                     "SIGTERM or SIGINT (the gateway finishes its requests, a worker its batch, the "
                                     "relay its round) before it stops anyway")

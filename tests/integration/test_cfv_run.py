@@ -64,7 +64,7 @@ async def test_a_killed_worker_is_restarted_and_the_rest_keep_serving(
 
             await write(1)
             first = {name: pid for pid, name, _ in _started(log)}
-            assert set(first) == {"gateway", "relay", "worker-1"}
+            assert set(first) == {"gateway", "relay", "worker-1", "webhooks"}
             os.kill(first["worker-1"], signal.SIGKILL)
 
             async def restarted() -> bool:
@@ -76,6 +76,7 @@ async def test_a_killed_worker_is_restarted_and_the_rest_keep_serving(
             await asyncio.wait_for(write(2), 30)  # applied by the new worker, through the same gateway
             now = {name: pid for pid, name, _ in _started(log)}  # the latest pid of each
             assert now["gateway"] == first["gateway"] and now["relay"] == first["relay"]
+            assert now["webhooks"] == first["webhooks"]
             assert now["worker-1"] != first["worker-1"]
             values = await db.fetch("SELECT subject_id, value FROM current_values WHERE custom_field_id = $1 "
                                     "ORDER BY subject_id", int(field_id))

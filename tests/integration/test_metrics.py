@@ -1,6 +1,7 @@
-"""Metrics and probes on every process's monitoring port (issue 12): ``cfv run`` gives the gateway, the relay
-and each worker a port of their own, each answering ``/metrics`` with what that process measures, ``/livez`` and
-``/readyz``; the relay reports the outbox's lag and the dead-letter queue's depth, read at each scrape."""
+"""Metrics and probes on every process's monitoring port (issue 12): ``cfv run`` gives the gateway, the relay,
+each worker and webhook delivery a port of their own, each answering ``/metrics`` with what that process
+measures, ``/livez`` and ``/readyz``; the relay reports the outbox's lag and the dead-letter queue's depth, read at
+each scrape; webhook delivery counts its deliveries by outcome."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
+from aiohttp import web
 from cfv.broker import topology
 from cfv.processes import run_relay
 from cfv.settings import Settings
@@ -70,13 +72,25 @@ async def _probe(http: aiohttp.ClientSession, port: int, path: str) -> tuple[int
 
 async def test_cfv_run_serves_each_process_s_metrics_and_probes_on_its_own_port(
         settings: Settings, workspace: Workspace, db: asyncpg.Connection[Any], tmp_path: Path) -> None:
-    base = _free_ports(3)
-    gateway_port, relay_port, worker_port = base, base + 1, base + 2
+    base = _free_ports(4)
+    gateway_port, relay_port, worker_port, webhooks_port = base, base + 1, base + 2, base + 3
     env = {k: v for k, v in os.environ.items() if not k.startswith("CFV_")}
     env.update(CFV_DATABASE_URL=settings.database_url, CFV_AMQP_URL=settings.amqp_url,
                CFV_HTTP_PORT=str(settings.http_port), CFV_COMMAND_SHARDS=str(settings.command_shards),
-               CFV_DB_POOL_SIZE="2", CFV_METRICS_PORT=str(base))
+               CFV_DB_POOL_SIZE="2", CFV_METRICS_PORT=str(base), CFV_WEBHOOK_ALLOW_PRIVATE="true",
+               CFV_WEBHOOK_POLL_INTERVAL="0.2")
     log = tmp_path / "run.log"
+    delivered: list[bytes] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        delivered.append(await request.read())
+        return web.Response(status=204)
+    receiver = web.Application()
+    receiver.router.add_post("/hook", receive)
+    receiving = web.AppRunner(receiver, access_log=None)
+    await receiving.setup()
+    receiver_port = free_port()
+    await web.TCPSite(receiving, "127.0.0.1", receiver_port).start()
     run = _cfv_run(env, log)
     api = f"http://{settings.http_host}:{settings.http_port}"
     try:
@@ -85,7 +99,7 @@ async def test_cfv_run_serves_each_process_s_metrics_and_probes_on_its_own_port(
                 assert run.poll() is None, log.read_text()
                 try:
                     return all([(await _probe(http, port, "/readyz"))[0] == 200
-                                for port in (gateway_port, relay_port, worker_port)])
+                                for port in (gateway_port, relay_port, worker_port, webhooks_port)])
                 except aiohttp.ClientConnectionError:
                     return False
             await wait_for(all_ready, 30, "every process to be ready")
@@ -95,11 +109,17 @@ async def test_cfv_run_serves_each_process_s_metrics_and_probes_on_its_own_port(
                 assert await _probe(http, port, "/readyz") == (200, {"status": "ready", "checks": {
                     "postgres": "ok", "rabbitmq": "ok"}})
                 assert await _probe(http, port, "/livez") == (200, {"status": "ok"})
+            assert await _probe(http, webhooks_port, "/readyz") == (200, {"status": "ready", "checks": {
+                "postgres": "ok"}})
 
             async with http.post(api + "/api/v1/custom_fields", json={"custom_field": {
                     "name": "Points", "subject_type": "Story", "value_type": "number"}}) as answer:
                 assert answer.status == 201
                 field_id = int(next(iter((await answer.json())["custom_fields"])))
+            async with http.post(api + "/api/v1/webhooks", json={"webhook": {
+                    "url": f"http://127.0.0.1:{receiver_port}/hook", "event_types": ["cfv.value.created.v1"]}}
+                                 ) as answer:
+                assert answer.status == 201, await answer.text()
             for subject_id in (1, 2, 3):
                 async with http.post(api + "/api/v1/custom_field_values", json={"custom_field_value": {
                         "subject_type": "Story", "subject_id": subject_id, "custom_field_id": field_id,
@@ -129,12 +149,21 @@ async def test_cfv_run_serves_each_process_s_metrics_and_probes_on_its_own_port(
             assert _value(relay, "cfv_outbox_unpublished_events") == 0
             assert _value(relay, "cfv_outbox_oldest_unpublished_age_seconds") == 0
             assert _value(relay, "cfv_dead_letter_queue_messages") == 0
+
+            async def delivered_three() -> bool:
+                return _value(await _scrape(http, webhooks_port), "cfv_webhook_deliveries_total",
+                              outcome="succeeded") == 3
+            await wait_for(delivered_three, 15, "webhook delivery to count three deliveries")
+            assert len(delivered) == 3
+            assert _value(await _scrape(http, webhooks_port), "cfv_webhook_deliveries_total", outcome="failed") in (
+                None, 0)
         run.send_signal(signal.SIGTERM)
         assert run.wait(40) == 0
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
+        await receiving.cleanup()
 
 
 @contextlib.asynccontextmanager

@@ -40,7 +40,7 @@ async def test_the_document_describes_every_route_of_the_app(stack: Stack) -> No
             assert operation["summary"], where
             assert any(code.startswith("2") for code in operation["responses"]), where
             if path.startswith("/api/") and method in ("post", "put", "patch") and "work-items" not in path \
-                    and not path.endswith("/memberships/{project}"):
+                    and not path.endswith(("/memberships/{project}", "/retry")):  # (these take no body)
                 assert "requestBody" in operation, where
     write = spec["paths"]["/api/v1/custom_field_values"]["post"]
     assert write["requestBody"]["content"]["application/json"]["schema"] == {
@@ -50,6 +50,12 @@ async def test_the_document_describes_every_route_of_the_app(stack: Stack) -> No
     events = spec["paths"]["/api/v1/events"]["get"]
     assert {p["name"] for p in events["parameters"]} >= {"after", "limit", "type", "subject_type"}
     assert spec["paths"]["/readyz"]["get"]["security"] == []
+    webhooks = spec["paths"]["/api/v1/webhooks"]
+    assert webhooks["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/WebhookCreate"}
+    assert set(webhooks["post"]["responses"]) >= {"201", "403", "422"} and webhooks["post"]["tags"] == ["Webhooks"]
+    assert {"WebhookOut", "WebhookUpdate", "DeliveryOut"} <= set(spec["components"]["schemas"])
+    assert "202" in spec["paths"]["/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"]["post"]["responses"]
 
 
 async def _routes(stack: Stack) -> list[tuple[str, str]]:

@@ -75,7 +75,7 @@ def test_cfv_run_says_it_once_and_stops(settings: Settings, bare_rabbitmq: str, 
     assert_one_line(output, "rabbitmq-plugins enable rabbitmq_consistent_hash_exchange")
 
 
-@pytest.mark.parametrize("role", [*ROLES, "run"])
+@pytest.mark.parametrize("role", [*ROLES, "webhooks", "run"])
 def test_a_missing_database_is_one_line_saying_cfv_migrate(role: str, settings: Settings, tmp_path: Path) -> None:
     missing = _with_database(settings.database_url, f"cfv_missing_{uuid.uuid4().hex[:8]}")
     code, output = run_cfv([role], tmp_path, CFV_DATABASE_URL=missing, CFV_AMQP_URL=settings.amqp_url)

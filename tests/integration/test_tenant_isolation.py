@@ -60,6 +60,8 @@ class Seeded:
     work_item: str
     unknown_uuids: dict[str, str] = field(default_factory=lambda: {
         name: str(uuid.uuid4()) for name in ("operation", "project", "property", "option", "work_item")})
+    webhook_id: str = ""
+    delivery_id: str = ""
 
     def ids(self) -> list[str]:
         """Every id of the tenant's objects (and its slug): none may appear in an answer to the other tenant."""
@@ -109,9 +111,21 @@ async def seed(stack: Stack, workspace: Workspace) -> Seeded:
     work_item = str(uuid.uuid4())
     status, body, _ = await plane.write(prop, option["id"], work_item=work_item)
     assert status == 201, body
+    webhook = only(await call("POST", f"{API}/webhooks", {"webhook": {
+        "url": f"https://93.184.216.34/{marker}", "event_types": ["cfv.value.created.v1"],
+        "description": f"{marker} webhook"}}, 201), "webhooks")
+    db = await asyncpg.connect(stack.settings.database_url)
+    try:  # an attempt to list and retry (no delivery process runs here)
+        delivery_id = await db.fetchval(
+            "INSERT INTO webhook_deliveries (webhook_id, position, event_id, event_type, status, attempt, "
+            "response_status) VALUES ($1, 1, $2, 'cfv.value.created.v1', 'succeeded', 1, 200) RETURNING id",
+            int(webhook["id"]), uuid.uuid4())
+    finally:
+        await db.close()
     return Seeded(workspace.slug, marker, points["id"], colour["id"], choice["id"], field_set["id"], value["id"],
                   value["operation_id"], user["id"], user["email"], key["id"], key["prefix"], key["key"],
-                  plane.project_id, prop["id"], option["id"], work_item)
+                  plane.project_id, prop["id"], option["id"], work_item, webhook_id=webhook["id"],
+                  delivery_id=str(delivery_id))
 
 
 async def snapshot(stack: Stack, workspace: Workspace, s: Seeded) -> dict[str, Any]:
@@ -123,7 +137,7 @@ async def snapshot(stack: Stack, workspace: Workspace, s: Seeded) -> dict[str, A
         f"{API}/custom_field_values/history?subject_type=Story&subject_id=7&custom_field_id={s.field_id}",
         f"{API}/users/{s.user_id}", f"{API}/users/{s.user_id}/memberships", f"{API}/api_keys/{s.key_id}",
         f"{API}/users", f"{API}/api_keys", f"{API}/custom_fields", f"{API}/custom_field_sets",
-        f"{API}/custom_field_choices",
+        f"{API}/custom_field_choices", f"{API}/webhooks/{s.webhook_id}", f"{API}/webhooks/{s.webhook_id}/deliveries",
         PLANE.format(slug=s.slug), PROJECT.format(slug=s.slug, project_id=s.project_id),
         PROPERTIES.format(slug=s.slug, project_id=s.project_id),
         OPTIONS.format(slug=s.slug, project_id=s.project_id, property_id=s.property_id),
@@ -162,7 +176,8 @@ Probes = Callable[[Seeded, Workspace], list[Probe]]
 def _same(path: str, s: Seeded, **unknown: str) -> tuple[str, str]:
     """``path`` (a template) for the first tenant's ids, and for unknown ones (the names given in ``unknown``)."""
     real = {"value_id": s.value_id, "field_id": s.field_id, "choice_id": s.choice_id, "set_id": s.set_id,
-            "operation_id": s.operation_id, "user_id": s.user_id, "key_id": s.key_id, "project": "100"}
+            "operation_id": s.operation_id, "user_id": s.user_id, "key_id": s.key_id, "project": "100",
+            "webhook_id": s.webhook_id, "delivery_id": s.delivery_id}
     return path.format(**real), path.format(**{**real, **unknown})
 
 
@@ -207,6 +222,8 @@ CHOICE = f"{API}/custom_field_choices/{{choice_id}}"
 SET = f"{API}/custom_field_sets/{{set_id}}"
 USER = f"{API}/users/{{user_id}}"
 KEY = f"{API}/api_keys/{{key_id}}"
+WEBHOOK = f"{API}/webhooks/{{webhook_id}}"
+RETRY = f"{WEBHOOK}/deliveries/{{delivery_id}}/retry"
 
 #: (method, route) -> the probes of the other tenant on it. GET probes are sent as HEAD too.
 PROBES: dict[tuple[str, str], Probes] = {
@@ -283,6 +300,16 @@ PROBES: dict[tuple[str, str], Probes] = {
     ("GET", KEY): _ids(KEY, "key_id", UNKNOWN_INT),
     ("PATCH", KEY): _with_body(KEY, "key_id", UNKNOWN_INT, {"expires_at": "2000-01-01T00:00:00Z"}),
     ("DELETE", KEY): _ids(KEY, "key_id", UNKNOWN_INT),
+    # Webhooks: by id in the path; a new one's filters may name any field id (they match nothing of the caller's).
+    ("POST", f"{API}/webhooks"): _fixed(lambda s, o: Probe(f"{API}/webhooks", None, {"webhook": {
+        "url": "https://93.184.216.34/mine", "event_types": ["cfv.value.created.v1"],
+        "custom_field_ids": [int(s.field_id)]}}, expect=201)),
+    ("GET", WEBHOOK): _ids(WEBHOOK, "webhook_id", UNKNOWN_INT),
+    ("PATCH", WEBHOOK): _with_body(WEBHOOK, "webhook_id", UNKNOWN_INT, {"webhook": {"description": "hijacked",
+                                                                                    "rotate_secret": True}}),
+    ("DELETE", WEBHOOK): _ids(WEBHOOK, "webhook_id", UNKNOWN_INT),
+    ("GET", f"{WEBHOOK}/deliveries"): _ids(f"{WEBHOOK}/deliveries", "webhook_id", UNKNOWN_INT),
+    ("POST", RETRY): _ids(RETRY, "webhook_id", UNKNOWN_INT),
     # Subjects' projects: the other tenant places the same Story in its own project; the first's placement stays.
     ("PUT", f"{API}/subject_projects"): _fixed(lambda s, o: Probe(
         f"{API}/subject_projects", None,
@@ -316,6 +343,7 @@ LISTINGS = {
     ("GET", f"{API}/custom_fields"): f"{API}/custom_fields?per_page=200",
     ("GET", f"{API}/custom_field_sets"): f"{API}/custom_field_sets?per_page=200",
     ("GET", f"{API}/users"): f"{API}/users?per_page=200",
+    ("GET", f"{API}/webhooks"): f"{API}/webhooks?per_page=200",
 }
 # Routes also listed without filters (besides their probes above).
 EXTRA_LISTINGS = [f"{API}/custom_field_choices?per_page=200", f"{API}/api_keys?per_page=200",
@@ -379,7 +407,7 @@ def _leaks(text: str, s: Seeded) -> list[str]:
 async def _run(stack: Stack, other: Workspace, method: str, probe: Probe, s: Seeded, problems: list[str]) -> None:
     names = [s.slug, NO_SUCH_SLUG, UNKNOWN_INT, *s.unknown_uuids.values(), s.field_id, s.choice_field_id,
              s.choice_id, s.set_id, s.value_id, s.operation_id, s.user_id, s.key_id, s.project_id, s.property_id,
-             s.option_id, s.work_item]
+             s.option_id, s.work_item, s.webhook_id, s.delivery_id]
     methods = [method, "HEAD"] if method == "GET" else [method]
     for verb in methods:
         status, body, _ = await stack.request(verb, probe.path, other, json=probe.json)

@@ -20,6 +20,7 @@ from cfv.gateway import (
     openapi,
     plane,
     subjects,
+    webhooks,
 )
 from cfv.gateway.auth import Authenticator
 from cfv.gateway.errors import error_middleware
@@ -55,5 +56,6 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     app.add_routes(subjects.routes)
     app.add_routes(health.routes)
     app.add_routes(events.routes)
+    app.add_routes(webhooks.routes)
     openapi.install(app)  # last: it describes the routes above
     return app

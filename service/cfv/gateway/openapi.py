@@ -22,10 +22,12 @@ from cfv_schemas import admin as admin_wire
 from cfv_schemas import events as events_wire
 from cfv_schemas import kantata as kantata_wire
 from cfv_schemas import plane as plane_wire
+from cfv_schemas import webhooks as webhooks_wire
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from cfv.gateway import admin, events, health, kantata, kantata_choices, kantata_sets, kantata_values, plane, subjects
+from cfv.gateway import webhooks as webhooks_api
 from cfv.gateway.limits import OPENAPI_PATH
 
 SPEC_PATH = OPENAPI_PATH
@@ -61,6 +63,8 @@ BODIES: Mapping[Handler, type[BaseModel]] = {
     plane.update_option: plane_wire.OptionPatch,
     plane.write_value: plane_wire.ValueIn,
     plane.update_value: plane_wire.ValueIn,
+    webhooks_api.create_webhook: webhooks_wire.WebhookCreate,
+    webhooks_api.update_webhook: webhooks_wire.WebhookUpdate,
 }
 
 
@@ -92,6 +96,8 @@ _SETS = _listing("custom_field_sets", kantata_wire.CustomFieldSetOut)
 _USERS = _listing("users", admin_wire.UserOut)
 _KEYS = _listing("api_keys", admin_wire.KeyOut)
 _MEMBERSHIPS = _listing("memberships", admin_wire.MembershipOut)
+_WEBHOOKS = _listing(webhooks_api.WEBHOOKS, webhooks_wire.WebhookOut)
+_DELIVERIES = _listing(webhooks_api.DELIVERIES, webhooks_wire.DeliveryOut)
 _PLANE_PAGE = {"type": "object", "properties": {"count": {"type": "integer"}, "total_results": {"type": "integer"},
                                                 "results": {"type": "array"}}}
 
@@ -158,6 +164,13 @@ ANSWERS: Mapping[Handler, tuple[int, Schema | None]] = {
     health.livez: (200, _PROBE),
     health.readyz: (200, _PROBE),
     events.list_events: (200, _ref(events_wire.EventsPage)),
+    webhooks_api.create_webhook: (201, _WEBHOOKS),
+    webhooks_api.list_webhooks: (200, _WEBHOOKS),
+    webhooks_api.get_webhook: (200, _WEBHOOKS),
+    webhooks_api.update_webhook: (200, _WEBHOOKS),
+    webhooks_api.delete_webhook: (204, None),
+    webhooks_api.list_deliveries: (200, _DELIVERIES),
+    webhooks_api.retry_delivery: (202, _DELIVERIES),
 }
 
 #: Query parameters (name: description) of the handlers that take some.
@@ -174,12 +187,14 @@ QUERIES: Mapping[Handler, Mapping[str, str]] = {
     kantata_values.delete_values: {"ids": "comma-separated value ids (at most 100)"},
     events.list_events: {name: str(field.description or "") for name, field in
                          events_wire.EventsQuery.model_fields.items()},
+    webhooks_api.list_webhooks: {"page": "page number (from 1)", "per_page": "20 by default, at most 200"},
+    webhooks_api.list_deliveries: {"page": "page number (from 1)", "per_page": "20 by default, at most 200"},
 }
 
 _FACES = {kantata.__name__: "Kantata face", kantata_values.__name__: "Kantata face",
           kantata_choices.__name__: "Kantata face", kantata_sets.__name__: "Kantata face",
           subjects.__name__: "Kantata face", plane.__name__: "Plane face", admin.__name__: "Administration",
-          events.__name__: "Change events", health.__name__: "Probes"}
+          events.__name__: "Change events", health.__name__: "Probes", webhooks_api.__name__: "Webhooks"}
 _PARAM = re.compile(r"{(\w+)}")
 _ERRORS = {400: "the request is malformed or invalid", 401: "no key, or a key refused",
            403: "the key may not do this", 404: "unknown (or another workspace's)",
@@ -233,7 +248,7 @@ def _answer_models() -> set[type[BaseModel]]:
 
 def _models_in(schema: Any) -> set[type[BaseModel]]:
     names = set(re.findall(r'"#/components/schemas/(\w+)"', orjson.dumps(schema).decode()))
-    known = {m.__name__: m for module in (kantata_wire, plane_wire, events_wire, admin_wire)
+    known = {m.__name__: m for module in (kantata_wire, plane_wire, events_wire, admin_wire, webhooks_wire)
              for m in vars(module).values() if inspect.isclass(m) and issubclass(m, BaseModel)}
     return {known[name] for name in names if name in known}
 
