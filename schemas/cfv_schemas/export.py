@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from cfv_schemas import admin, asyncapi, commands, events, kantata, outcomes, plane
+from cfv_schemas import admin, asyncapi, commands, events, kantata, outcomes, plane, webhooks
 
 MODELS: dict[str, type[BaseModel]] = {
     "command-envelope": commands.CommandEnvelope,
@@ -49,6 +49,10 @@ MODELS: dict[str, type[BaseModel]] = {
     "admin-user": admin.UserOut,
     "admin-membership-out": admin.MembershipOut,
     "admin-key": admin.KeyOut,
+    "webhook-create": webhooks.WebhookCreate,
+    "webhook-update": webhooks.WebhookUpdate,
+    "webhook": webhooks.WebhookOut,
+    "webhook-delivery": webhooks.DeliveryOut,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "json"
