@@ -132,12 +132,14 @@ def declared(request: web.Request) -> Declared:
 
 
 def face_by_path(path: str) -> Face | None:
-    """The face whose URL space holds ``path``, if one does (for answers no route of a face gave)."""
+    """The face whose URL space holds ``path``, if one does (the narrowest; for answers no route of a face
+    gave)."""
+    found: Face | None = None
     for table in _TABLES:
         prefix = table.face.prefix
-        if prefix is not None and path.startswith(prefix):
-            return table.face
-    return None
+        if prefix is not None and path.startswith(prefix) and (found is None or len(prefix) > len(found.prefix or "")):
+            found = table.face
+    return found
 
 
 def endpoint_class(method: str, path: str) -> str:
