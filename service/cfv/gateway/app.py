@@ -11,6 +11,7 @@ from aiohttp import web
 from cfv.gateway import (
     admin,
     events,
+    faces,
     health,
     kantata,
     kantata_choices,
@@ -47,12 +48,13 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     app[keys.POOL] = pool
     app[keys.SUBMITTER] = submitter
     app[keys.AUTHENTICATOR] = Authenticator(pool, listener)
-    app.add_routes(kantata_values.routes)
-    app.add_routes(kantata.routes)
-    app.add_routes(kantata_choices.routes)
-    app.add_routes(kantata_sets.routes)
-    app.add_routes(admin.routes)
-    app.add_routes(plane.routes)
+    # The faces: each table declares its face (error shape, URL space) and which routes write values.
+    faces.mount(app, kantata_values.table)
+    faces.mount(app, kantata.table)
+    faces.mount(app, kantata_choices.table)
+    faces.mount(app, kantata_sets.table)
+    app.add_routes(admin.routes)  # the routes of no face answer in cfv's own shape (Kantata's)
+    faces.mount(app, plane.table)
     app.add_routes(subjects.routes)
     app.add_routes(health.routes)
     app.add_routes(events.routes)

@@ -1,5 +1,6 @@
 """Error answers: built face-neutral (a status and error objects ``{"type", "message", "field", ...}``), and
-rendered in the shape of the face the request came to: Kantata's ``{"errors": [...]}`` or Plane's."""
+rendered in the shape of the face the request came to (:mod:`cfv.gateway.faces`: each face declares its shape
+beside its routes): Kantata's ``{"errors": [...]}`` or Plane's."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from cfv.faults import TRANSIENT_ERRORS
-from cfv.gateway import keys
-from cfv.gateway.plane_wire import error_body as plane_error_body
+from cfv.gateway import faces, keys
 
 log = structlog.get_logger("cfv.gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,27 +75,26 @@ _HTTP_ERROR_TYPES = {400: "validation", 401: "authentication", 404: "not_found",
                      413: "request_too_large", 429: "rate_limited"}
 
 
-PLANE_PATHS = "/api/v1/workspaces/"
-
-
 class ClientGone(Exception):
     """The client went away before its request was read whole: nothing to answer, and nobody's fault here."""
 
 
 def error_response(request: web.Request, status: int, errors: list[dict[str, Any]],
                    headers: dict[str, str] | None = None) -> web.Response:
-    """An error answer in the shape of the request's face."""
-    return render_error(request.path, status, errors, headers)
+    """An error answer in the shape of the face of the route that matched the request (or, if none did, of the
+    face whose URL space holds its path)."""
+    face = faces.declared(request).face
+    body = face.error_body if face is not None else faces.native_error_body
+    return json_response(body(status, errors), status, headers)
 
 
 def render_error(path: str, status: int, errors: list[dict[str, Any]],
                  headers: dict[str, str] | None = None) -> web.Response:
-    """An error answer in the shape of the face ``path`` belongs to."""
-    if path.startswith(PLANE_PATHS):
-        if status == 429:  # Plane throttles with Django REST framework, which answers {"detail": ...}
-            return json_response({"detail": "; ".join(e["message"] for e in errors)}, status, headers)
-        return json_response(plane_error_body(status, errors), status, headers)
-    return json_response({"errors": errors}, status, headers)
+    """An error answer in the shape of the face whose URL space holds ``path`` (for a request that was never
+    routed: aiohttp could not parse it)."""
+    face = faces.face_by_path(path)
+    body = face.error_body if face is not None else faces.native_error_body
+    return json_response(body(status, errors), status, headers)
 
 
 @web.middleware

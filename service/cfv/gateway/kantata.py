@@ -19,7 +19,7 @@ from cfv.contracts import Outcome
 from cfv.domain.access import default_access, valid_levels
 from cfv.domain.fields import FieldDefinition, SubjectType
 from cfv.domain.values import render_subject_id
-from cfv.gateway import keys
+from cfv.gateway import faces, keys
 from cfv.gateway.auth import Principal, require_admin
 from cfv.gateway.defaults import check_default_users, checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
@@ -28,6 +28,10 @@ from cfv.gateway.observe import request_id_of
 from cfv.store.queries import query
 
 routes = web.RouteTableDef()
+# Kantata's face: cfv's own error shape, {"errors": [...]}; it shares /api/v1 with the admin API, so it owns no
+# prefix. Its routes here: POST /api/v1/custom_field_values writes values (the rest are definitions or reads).
+KANTATA = faces.Face("kantata", faces.native_error_body)
+table = faces.Table(KANTATA, routes, writes=frozenset({"/api/v1/custom_field_values"}))
 VALUES = "custom_field_values"
 FIELDS = "custom_fields"
 

@@ -9,15 +9,16 @@ from aiohttp import web
 from cfv_schemas.kantata import ChoiceCreate, ChoiceUpdate
 
 from cfv.domain.fields import CHOICE_TYPES
-from cfv.gateway import keys
+from cfv.gateway import faces, keys
 from cfv.gateway.auth import require_admin
 from cfv.gateway.choices import delete_choice
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import read_json
-from cfv.gateway.kantata import int_id, listing, pagination
+from cfv.gateway.kantata import KANTATA, int_id, listing, pagination
 from cfv.store.queries import query
 
 routes = web.RouteTableDef()
+table = faces.Table(KANTATA, routes)  # definitions and reads
 CHOICES = "custom_field_choices"
 
 

@@ -8,15 +8,16 @@ import asyncpg
 from aiohttp import web
 from cfv_schemas.kantata import SetCreate, SetUpdate
 
-from cfv.gateway import keys
+from cfv.gateway import faces, keys
 from cfv.gateway.auth import require_admin
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import read_json
-from cfv.gateway.kantata import int_id, listing, pagination
+from cfv.gateway.kantata import KANTATA, int_id, listing, pagination
 from cfv.store.database import Connection
 from cfv.store.queries import query
 
 routes = web.RouteTableDef()
+table = faces.Table(KANTATA, routes)  # definitions and reads
 SETS = "custom_field_sets"
 
 

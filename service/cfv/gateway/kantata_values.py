@@ -18,10 +18,10 @@ from cfv_schemas.kantata import UpdateValuesIn, ValueUpdateIn
 
 from cfv.domain.fields import CHOICE_TYPES, SubjectType
 from cfv.domain.values import InvalidValue, canonical_subject_id
-from cfv.gateway import keys
+from cfv.gateway import faces, keys
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import accepted, failure_status, read_json, read_json_data, wants_async
-from cfv.gateway.kantata import VALUES, listing, pagination, render_fields, render_value
+from cfv.gateway.kantata import KANTATA, VALUES, listing, pagination, render_fields, render_value
 from cfv.gateway.observe import request_id_of
 from cfv.store import accounts
 from cfv.store import values as stored_values
@@ -31,6 +31,7 @@ from cfv.store.values import Reader, ValueFilter
 routes = web.RouteTableDef()
 Row = dict[str, Any]
 VALUE_PATH = r"/api/v1/custom_field_values/{value_id:\d{1,18}}"  # longer ids name nothing (bigint)
+table = faces.Table(KANTATA, routes, writes=frozenset({"/api/v1/custom_field_values", VALUE_PATH}))  # PUT, DELETE
 
 INCLUDES = frozenset({"custom_field", "selected_choices", "setter", "subject"})
 ORDERS = {"updated_at": "updated_at", "created_at": "updated_at", "id": "id"}  # a value is created when set

@@ -1,8 +1,9 @@
-"""Rate limits, shared by every gateway through Redis, and limits on the shape of request bodies.
+"""Rate limits, shared by every gateway through Redis. (Limits on request bodies are :mod:`cfv.gateway.bodies`.)
 
 **Budgets.** Each API key has three budgets per window (``CFV_RATE_LIMIT_WINDOW`` seconds), one per endpoint
-class (:func:`endpoint_class`): ``writes`` (value writes, both faces), ``reads`` (any GET) and ``definitions``
-(everything else: fields, choices, sets, projects, properties, options, administration). Each source address
+class: ``writes`` (value writes, both faces), ``reads`` (any GET) and ``definitions`` (everything else: fields,
+choices, sets, projects, properties, options, administration). A route's class is declared with its face's route
+table (:class:`cfv.gateway.faces.Table`'s ``writes``), not worked out from its path. Each source address
 has a budget of failed authentications (401 answers); once it is spent, the address is answered 429 before its
 key is even looked at. Every answer under ``/api/`` carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
 ``X-RateLimit-Reset`` (whole seconds until the window ends) of the budget it was counted against; a 429 adds
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -57,31 +57,14 @@ from cfv import metrics
 from cfv.batching import Coalescer
 from cfv.gateway import keys
 from cfv.gateway.errors import ApiError, Handler
+from cfv.gateway.faces import DEFINITIONS, READS, WRITES, declared
+from cfv.gateway.faces import endpoint_class as endpoint_class  # re-exported: the budget of a path
 from cfv.settings import Settings
 
 log = structlog.get_logger("cfv.gateway")
 
-WRITES = "writes"
-READS = "reads"
-DEFINITIONS = "definitions"
-
-_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Value endpoints: Kantata's /api/v1/custom_field_values[/...] and Plane's value of one property of a work item.
-_VALUE_PATH = re.compile(r"/api/v1/(?:custom_field_values(?:/.*)?"
-                         r"|workspaces/[^/]+/projects/[^/]+/work-items/[^/]+/work-item-properties/[^/]+/values/?)")
-
 _SKIP_REDIS_SECONDS = 2.0  # after a failed check, serve unlimited this long before asking Redis again
 _WARN_EVERY_SECONDS = 60.0
-
-
-def endpoint_class(method: str, path: str) -> str:
-    """The budget a request counts against: ``reads`` (GET, HEAD, OPTIONS), ``writes`` (any other method on a
-    value endpoint, of either face) or ``definitions`` (any other method on anything else)."""
-    if method.upper() in _READ_METHODS:
-        return READS
-    if _VALUE_PATH.fullmatch(path):
-        return WRITES
-    return DEFINITIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,20 +307,12 @@ class RateLimiter:
 
 
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter", RateLimiter)
-_CLASSES: dict[tuple[str, str], str] = {}  # (method, route) -> endpoint class
 
 
 def request_class(request: web.Request) -> str:
-    """:func:`endpoint_class` of a request, worked out once per route (a regular expression per request is not
-    free)."""
-    resource = request.match_info.route.resource
-    if resource is None:
-        return endpoint_class(request.method, request.path)
-    key = (request.method, resource.canonical)
-    found = _CLASSES.get(key)
-    if found is None:
-        found = _CLASSES[key] = endpoint_class(request.method, request.path)
-    return found
+    """The budget of a request: the one its route declares with its face (:mod:`cfv.gateway.faces`), looked up
+    by the matched route, no path matching; for a route of no face, or no route, :func:`endpoint_class`."""
+    return declared(request).budget
 
 
 OPENAPI_PATH = "/api/v1/openapi.json"  # the API's description: public, like the docs page

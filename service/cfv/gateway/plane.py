@@ -28,7 +28,7 @@ from cfv_schemas.plane import (
 from cfv.domain.access import default_access
 from cfv.domain.fields import FieldDefinition, SubjectType, ValueType
 from cfv.domain.rules import InvalidRules, ValueRules, parse_rules
-from cfv.gateway import keys
+from cfv.gateway import faces, keys
 from cfv.gateway.auth import Principal, require_admin, require_project_admin
 from cfv.gateway.choices import delete_choice
 from cfv.gateway.defaults import check_default_users, checked_default, draft_definition
@@ -44,6 +44,7 @@ from cfv.gateway.http import (
 from cfv.gateway.observe import request_id_of
 from cfv.gateway.plane_wire import (
     core_type,
+    error_body,
     plane_type,
     render_option,
     render_project,
@@ -62,6 +63,10 @@ WORK_ITEM_VALUES = PROJECT + "work-items/{work_item_id}/work-item-properties/val
 VALUES = PROJECT + "work-items/{work_item_id}/work-item-properties/{property_id}/values/"
 
 routes = web.RouteTableDef()
+# Plane's face: its error shape (plane_wire.error_body), the URL space it alone serves (a path under it that no
+# route matches is answered in Plane's shape too), and its value routes, whose writes count as value writes.
+PLANE = faces.Face("plane", error_body, prefix="/api/v1/workspaces/")
+table = faces.Table(PLANE, routes, writes=frozenset({VALUES}))
 Row = Mapping[str, Any]
 
 

@@ -118,8 +118,10 @@ def _plane_value(property_type: str, is_multi: bool, value: Any, option_uuids: M
 def error_body(status: int, errors: list[dict[str, Any]]) -> dict[str, Any]:
     """Core error objects in Plane's shape: ``{field: [messages]}`` for 400, else ``{"error": message}``.
 
-    401 answers ``{"detail": message}``, as Plane (Django REST framework) does.
+    401 and 429 answer ``{"detail": message}``, as Plane (Django REST framework, which also throttles) does.
     """
+    if status == 429:
+        return {"detail": "; ".join(error["message"] for error in errors)}
     if status == 401:
         return {"detail": errors[0]["message"]}
     if status == 400:
