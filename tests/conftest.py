@@ -218,12 +218,13 @@ async def stack(settings: Settings) -> AsyncIterator[Stack]:
 
 @pytest.fixture
 async def events(amqp_url: str) -> AsyncIterator[EventCollector]:
-    """A consumer of every change event of this test's virtual host (declares ``cfv.events`` if needed)."""
+    """A consumer of every value change event of this test's virtual host (declares ``cfv.events`` if needed): bound
+    with ``*.*.*.*``, the four words of a value event's routing key; definition events (five words) pass it by."""
     connection = await aio_pika.connect_robust(amqp_url)
     channel = await connection.channel()
     exchange = await channel.declare_exchange("cfv.events", aio_pika.ExchangeType.TOPIC, durable=True)
     queue = await channel.declare_queue(exclusive=True)
-    await queue.bind(exchange, routing_key="#")
+    await queue.bind(exchange, routing_key="*.*.*.*")
     collector = EventCollector()
     await queue.consume(collector._on_message, no_ack=True)
     yield collector

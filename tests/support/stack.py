@@ -113,7 +113,8 @@ async def running_stack(settings: Settings, *, worker: bool = True, relay: bool 
 
 
 class EventCollector:
-    """Collects every change event published to ``cfv.events`` (bound with ``#``)."""
+    """Collects the change events published to ``cfv.events`` (the ``events`` fixture binds value events only:
+    ``*.*.*.*``)."""
 
     def __init__(self) -> None:
         self.messages: list[aio_pika.abc.AbstractIncomingMessage] = []

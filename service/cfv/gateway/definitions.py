@@ -19,8 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import asyncpg
+import orjson
 
 from cfv.domain.access import default_access, valid_levels
+from cfv.domain.definitions import (
+    DefinitionChange,
+    choice_change,
+    definition_event,
+    field_change,
+    project_change,
+    set_change,
+)
 from cfv.domain.fields import CHOICE_TYPES, FieldDefinition, RelationTarget, SubjectType, ValueType
 from cfv.domain.rules import InvalidRules, ValueRules, parse_rules, rules_from_storage
 from cfv.domain.users import listed, names_users, refused_users
@@ -29,6 +38,7 @@ from cfv.gateway.auth import Principal
 from cfv.gateway.errors import ApiError, not_found
 from cfv.gateway.submit import Submitted, Submitter
 from cfv.store import batches, fields, plane
+from cfv.store import events as event_log
 from cfv.store.database import Connection
 from cfv.store.fields import Row
 
@@ -140,11 +150,53 @@ class ProjectChanges:
 # --- the transaction of a change ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class By:
+    """Who changes definitions: the workspace, the API key acting, the request (for the events' correlationid)."""
+
+    workspace_id: int
+    workspace_slug: str
+    actor: str
+    request_id: str | None = None
+
+    @classmethod
+    def of(cls, principal: Principal, request_id: str | None) -> By:
+        """The principal's change, made by the request ``request_id``."""
+        return cls(principal.workspace_id, principal.workspace_slug, principal.actor, request_id)
+
+
+class _Change:
+    """The transaction of a definition change, and what it announces."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.db = connection
+        self.announced: list[DefinitionChange] = []
+
+    def announce(self, *changes: DefinitionChange) -> None:
+        """Announce ``changes`` (as events, written with the change)."""
+        self.announced.extend(changes)
+
+
 @asynccontextmanager
-async def _changing(pool: Pool, workspace_id: int) -> AsyncIterator[Connection]:
-    """The one transaction a definition change makes."""
+async def _changing(pool: Pool, by: By) -> AsyncIterator[_Change]:
+    """The one transaction a definition change makes: it holds the workspace's lock (the worker's apply lock)
+    from the start, so it is ordered with the workspace's writes, and writes the change's events to the event log
+    (positions after the last, in commit order) before it commits. The relay is told at commit, as the worker
+    tells it. A change that fails announces nothing."""
     async with pool.acquire() as connection, connection.transaction():
-        yield connection
+        await fields.lock_workspace(connection, workspace_id=by.workspace_id)
+        change = _Change(connection)
+        yield change
+        if change.announced:
+            last, now = await event_log.head(connection, workspace_id=by.workspace_id)
+            stored = []
+            for position, announced in enumerate(change.announced, last + 1):
+                routing_key, event = definition_event(
+                    announced, event_id=str(uuid.uuid4()), workspace_id=by.workspace_id, slug=by.workspace_slug,
+                    position=position, time=now.isoformat(), actor=by.actor, request_id=by.request_id)
+                stored.append(event_log.StoredEvent(position, event["id"], event["type"], routing_key,
+                                                    orjson.dumps(event).decode()))
+            await event_log.append(connection, workspace_id=by.workspace_id, events=stored)
 
 
 # --- fields -------------------------------------------------------------------------------------------------
@@ -158,9 +210,10 @@ async def field_of(db: fields.Db, *, workspace_id: int, field_id: int) -> Row:
     return row
 
 
-async def define_field(pool: Pool, *, workspace_id: int, spec: FieldSpec, default_hint: str) -> Row:
+async def define_field(pool: Pool, by: By, *, spec: FieldSpec, default_hint: str) -> Row:
     """Define a field (with its choices); its row. ``default_hint`` says, in the face's words, what a choice
     field has instead of a default value."""
+    workspace_id = by.workspace_id
     subject_type = SubjectType(spec.subject_type)
     write_default, read_default = default_access(subject_type)
     check_levels(subject_type, spec.write_access, spec.read_access)
@@ -169,26 +222,29 @@ async def define_field(pool: Pool, *, workspace_id: int, spec: FieldSpec, defaul
     definition = draft_definition(workspace_id, spec.name, subject_type.value, spec.value_type.value,
                                   spec.relation_target, spec.relation_multi, spec.required, rules)
     default = checked_default(definition, spec.default_value, choices_hint=default_hint)
-    async with _changing(pool, workspace_id) as connection:
-        await check_default_users(connection, definition, default)
+    async with _changing(pool, by) as change:
+        await check_default_users(change.db, definition, default)
         row = await fields.insert_field(
-            connection, workspace_id=workspace_id, project_id=spec.project_id, name=spec.name,
+            change.db, workspace_id=workspace_id, project_id=spec.project_id, name=spec.name,
             description=spec.description, subject_type=subject_type.value, value_type=spec.value_type.value,
             relation_target=spec.relation_target, relation_multi=spec.relation_multi,
             write_access=spec.write_access or write_default, read_access=spec.read_access or read_default,
             required=spec.required, default_value=default, unique=spec.unique, active=spec.active,
             settings=spec.settings, validation_rules=rules.as_json() if rules is not None else None,
             external_id=spec.external_id, external_source=spec.external_source)
+        change.announce(field_change("created", None, row))
         if spec.choices:
-            await fields.insert_choices(connection, field_id=row["id"], labels=spec.choices, start=0)
+            choices = await fields.insert_choices(change.db, field_id=row["id"], labels=spec.choices, start=0)
+            change.announce(*(choice_change("created", row, None, choice) for choice in choices))
     return row
 
 
-async def change_field(pool: Pool, *, workspace_id: int, field_id: int, changes: FieldChanges,
-                       default_hint: str) -> Row:
+async def change_field(pool: Pool, by: By, *, field_id: int, changes: FieldChanges, default_hint: str) -> Row:
     """Change a field (its type and subject are fixed); its row as changed. The default must still be a valid
     value when only the rules change."""
-    async with _changing(pool, workspace_id) as connection:
+    workspace_id = by.workspace_id
+    async with _changing(pool, by) as change:
+        connection = change.db
         row = await field_of(connection, workspace_id=workspace_id, field_id=field_id)
         check_levels(SubjectType(row["subject_type"]), changes.write_access, changes.read_access)
         value_type = ValueType(row["value_type"])
@@ -214,9 +270,12 @@ async def change_field(pool: Pool, *, workspace_id: int, field_id: int, changes:
             external_source=changes.external_source)
         if updated is None:
             raise not_found("custom field")
+        change.announce(field_change("updated", row, updated))
         if changes.add_choices:
             start = await fields.next_choice_position(connection, field_id=field_id)
-            await fields.insert_choices(connection, field_id=field_id, labels=changes.add_choices, start=start)
+            choices = await fields.insert_choices(connection, field_id=field_id, labels=changes.add_choices,
+                                                  start=start)
+            change.announce(*(choice_change("created", updated, None, choice) for choice in choices))
     return updated
 
 
@@ -288,35 +347,45 @@ async def check_default_users(connection: Connection, definition: FieldDefinitio
 # --- choices ------------------------------------------------------------------------------------------------
 
 
-async def define_choice(pool: Pool, *, workspace_id: int, field: Row, spec: ChoiceSpec) -> Row:
+async def define_choice(pool: Pool, by: By, *, field: Row, spec: ChoiceSpec) -> Row:
     """Add a choice to a choice field (the faces check it is one, in their words); its row. A single choice
     field has at most one default choice."""
-    async with _changing(pool, workspace_id) as connection:
+    async with _changing(pool, by) as change:
         row = await fields.insert_choice(
-            connection, field_id=field["id"], label=spec.label, position=spec.position,
+            change.db, field_id=field["id"], label=spec.label, position=spec.position,
             description=spec.description, is_default=spec.is_default, active=spec.active,
             external_id=spec.external_id, external_source=spec.external_source)
+        change.announce(choice_change("created", field, None, row))
         if spec.is_default and field["value_type"] == ValueType.SINGLE:
-            await plane.clear_other_defaults(connection, field_id=field["id"], option_id=row["id"])
+            await _clear_other_defaults(change, field, row["id"])
     return row
 
 
-async def change_choice(pool: Pool, *, workspace_id: int, field: Row, choice_id: int, changes: ChoiceChanges,
+async def change_choice(pool: Pool, by: By, *, field: Row, choice_id: int, changes: ChoiceChanges,
                         what: str = "choice") -> Row:
     """Change a choice of ``field``; its row as changed (404 naming ``what`` if it is gone)."""
-    async with _changing(pool, workspace_id) as connection:
+    async with _changing(pool, by) as change:
+        before = await fields.choice_in_workspace(change.db, workspace_id=by.workspace_id, choice_id=choice_id)
         updated = await fields.update_choice(
-            connection, choice_id=choice_id, label=changes.label, position=changes.position,
+            change.db, choice_id=choice_id, label=changes.label, position=changes.position,
             description=changes.description, is_default=changes.is_default, active=changes.active,
             external_id=changes.external_id, external_source=changes.external_source)
-        if updated is None:
+        if updated is None or before is None:
             raise not_found(what)
+        change.announce(choice_change("updated", field, before, updated))
         if changes.is_default and field["value_type"] == ValueType.SINGLE:
-            await plane.clear_other_defaults(connection, field_id=field["id"], option_id=choice_id)
+            await _clear_other_defaults(change, field, choice_id)
     return updated
 
 
-async def delete_choice(pool: Pool, *, workspace_id: int, field_id: int, choice_id: int) -> None:
+async def _clear_other_defaults(change: _Change, field: Row, choice_id: int) -> None:
+    """Unmark the field's other default choices (a single choice field has at most one), announcing each."""
+    defaults = {r["id"]: r for r in await plane.list_options(change.db, field_id=field["id"]) if r["is_default"]}
+    for cleared in await plane.clear_other_defaults(change.db, field_id=field["id"], option_id=choice_id):
+        change.announce(choice_change("updated", field, defaults.get(cleared["id"], cleared), cleared))
+
+
+async def delete_choice(pool: Pool, by: By, *, field_id: int, choice_id: int) -> None:
     """Delete a choice (a Kantata choice, a Plane option), or 409 while a current value holds it (404 if it is
     gone).
 
@@ -324,30 +393,38 @@ async def delete_choice(pool: Pool, *, workspace_id: int, field_id: int, choice_
     instead (change or delete those values first). The check and the deletion hold the workspace's apply lock,
     the one the worker takes for each batch, so no write can slip the choice into a value in between.
     """
-    async with _changing(pool, workspace_id) as connection:
-        await fields.lock_workspace(connection, workspace_id=workspace_id)
-        if await fields.choice_in_use(connection, field_id=field_id, choice_id=choice_id):
+    async with _changing(pool, by) as change:
+        if await fields.choice_in_use(change.db, field_id=field_id, choice_id=choice_id):
             raise ApiError.one(409, "conflict", "values hold this choice; change or delete them first, or "
                                "deactivate the choice so it can no longer be chosen", "id")
-        if not await fields.delete_choice(connection, choice_id=choice_id):
+        before = await fields.choice_in_workspace(change.db, workspace_id=by.workspace_id, choice_id=choice_id)
+        field = await fields.get_field(change.db, workspace_id=by.workspace_id, field_id=field_id)
+        if before is None or field is None or not await fields.delete_choice(change.db, choice_id=choice_id):
             raise not_found("choice")
+        change.announce(choice_change("deleted", field, before, None))
 
 
 # --- sets ---------------------------------------------------------------------------------------------------
 
 
-async def define_set(pool: Pool, *, workspace_id: int, spec: SetSpec) -> int:
+async def define_set(pool: Pool, by: By, *, spec: SetSpec) -> int:
     """Create a set; its id."""
-    async with _changing(pool, workspace_id) as connection:
-        field_ids = await _checked_fields(connection, workspace_id, spec.field_ids, spec.subject_type)
-        return await fields.insert_set(connection, workspace_id=workspace_id, name=spec.name,
-                                       subject_type=spec.subject_type, field_ids=field_ids)
+    workspace_id = by.workspace_id
+    async with _changing(pool, by) as change:
+        field_ids = await _checked_fields(change.db, workspace_id, spec.field_ids, spec.subject_type)
+        set_id = await fields.insert_set(change.db, workspace_id=workspace_id, name=spec.name,
+                                         subject_type=spec.subject_type, field_ids=field_ids)
+        change.announce(set_change("created", None, await fields.get_set(change.db, workspace_id=workspace_id,
+                                                                         set_id=set_id)))
+    return set_id
 
 
-async def change_set(pool: Pool, *, workspace_id: int, set_id: int, name: str | None,
+async def change_set(pool: Pool, by: By, *, set_id: int, name: str | None,
                      field_ids: Sequence[int] | None) -> None:
     """Rename a set, or give it another list of fields (None keeps each)."""
-    async with _changing(pool, workspace_id) as connection:
+    workspace_id = by.workspace_id
+    async with _changing(pool, by) as change:
+        connection = change.db
         row = await fields.get_set(connection, workspace_id=workspace_id, set_id=set_id)
         if row is None:
             raise not_found("custom field set")
@@ -355,13 +432,17 @@ async def change_set(pool: Pool, *, workspace_id: int, set_id: int, name: str | 
         if field_ids is not None:
             checked = await _checked_fields(connection, workspace_id, field_ids, row["subject_type"])
         await fields.update_set(connection, workspace_id=workspace_id, set_id=set_id, name=name, field_ids=checked)
+        change.announce(set_change("updated", row, await fields.get_set(connection, workspace_id=workspace_id,
+                                                                        set_id=set_id)))
 
 
-async def delete_set(pool: Pool, *, workspace_id: int, set_id: int) -> None:
+async def delete_set(pool: Pool, by: By, *, set_id: int) -> None:
     """Delete a set (its fields stay), or 404."""
-    async with _changing(pool, workspace_id) as connection:
-        if not await fields.delete_set(connection, workspace_id=workspace_id, set_id=set_id):
+    async with _changing(pool, by) as change:
+        before = await fields.get_set(change.db, workspace_id=by.workspace_id, set_id=set_id)
+        if before is None or not await fields.delete_set(change.db, workspace_id=by.workspace_id, set_id=set_id):
             raise not_found("custom field set")
+        change.announce(set_change("deleted", before, None))
 
 
 async def _checked_fields(connection: Connection, workspace_id: int, field_ids: Sequence[int],
@@ -381,25 +462,28 @@ async def _checked_fields(connection: Connection, workspace_id: int, field_ids: 
 # --- projects -----------------------------------------------------------------------------------------------
 
 
-async def define_project(pool: Pool, *, workspace_id: int, spec: ProjectSpec) -> Row:
+async def define_project(pool: Pool, by: By, *, spec: ProjectSpec) -> Row:
     """Create a project; its row (409 if its id or identifier is taken)."""
-    async with _changing(pool, workspace_id) as connection:
-        row = await plane.insert_project(connection, workspace_id=workspace_id, project_id=spec.id, name=spec.name,
-                                         identifier=spec.identifier, description=spec.description)
+    async with _changing(pool, by) as change:
+        row = await plane.insert_project(change.db, workspace_id=by.workspace_id, project_id=spec.id,
+                                         name=spec.name, identifier=spec.identifier, description=spec.description)
         if row is None:
             raise ApiError.one(409, "conflict", "a project with this id or identifier already exists", "identifier")
+        change.announce(project_change("created", None, row))
     return row
 
 
-async def change_project(pool: Pool, *, workspace_id: int, project_id: uuid.UUID, changes: ProjectChanges) -> Row:
+async def change_project(pool: Pool, by: By, *, project_id: uuid.UUID, changes: ProjectChanges) -> Row:
     """Change a project; its row as changed (409 if the identifier is another project's, 404 if it is gone)."""
     try:
-        async with _changing(pool, workspace_id) as connection:
-            updated = await plane.update_project(connection, workspace_id=workspace_id, project_id=project_id,
+        async with _changing(pool, by) as change:
+            before = await plane.get_project(change.db, workspace_id=by.workspace_id, project_id=project_id)
+            updated = await plane.update_project(change.db, workspace_id=by.workspace_id, project_id=project_id,
                                                  name=changes.name, identifier=changes.identifier,
                                                  description=changes.description)
-            if updated is None:
+            if updated is None or before is None:
                 raise not_found("project")
+            change.announce(project_change("updated", before, updated))
     except asyncpg.UniqueViolationError:
         raise ApiError.one(409, "conflict", "another project has this identifier", "identifier") from None
     return updated

@@ -30,6 +30,11 @@ routes = web.RouteTableDef()
 VALUES = "custom_field_values"
 FIELDS = "custom_fields"
 
+def _by(request: web.Request) -> definitions.By:
+    """Who changes definitions with this request."""
+    return definitions.By.of(request[keys.PRINCIPAL], request_id_of(request))
+
+
 
 def listing(key: str, objects: list[dict[str, Any]], *, total: int | None = None, page: int = 1,
             per_page: int | None = None) -> dict[str, Any]:
@@ -188,7 +193,7 @@ async def create_field(request: web.Request) -> web.Response:
         external_id=reference.external_id if reference else None,
         external_source=reference.external_source if reference else None, choices=body.choice_labels())
     pool = request.app[keys.POOL]
-    row = await definitions.define_field(pool, workspace_id=_principal(request).workspace_id, spec=spec,
+    row = await definitions.define_field(pool, _by(request), spec=spec,
                                          default_hint=_DEFAULT_HINT)
     return await _field_answer(pool, row, 201)
 
@@ -240,7 +245,7 @@ async def update_field(request: web.Request) -> web.Response:
         external_source=reference.external_source if reference else None,
         add_choices=[c if isinstance(c, str) else c.label for c in body.add_choices])
     pool = request.app[keys.POOL]
-    row = await definitions.change_field(pool, workspace_id=_principal(request).workspace_id, field_id=field_id,
+    row = await definitions.change_field(pool, _by(request), field_id=field_id,
                                          changes=changes, default_hint=_DEFAULT_HINT)
     return await _field_answer(pool, row)
 

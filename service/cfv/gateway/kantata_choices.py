@@ -14,11 +14,17 @@ from cfv.gateway.auth import require_admin
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import read_json
 from cfv.gateway.kantata import int_id, listing, pagination
+from cfv.gateway.observe import request_id_of
 from cfv.store import fields as store_fields
 from cfv.store.fields import Row
 
 routes = web.RouteTableDef()
 CHOICES = "custom_field_choices"
+
+def _by(request: web.Request) -> definitions.By:
+    """Who changes definitions with this request."""
+    return definitions.By.of(request[keys.PRINCIPAL], request_id_of(request))
+
 
 
 def render_choice(row: asyncpg.Record) -> dict[str, Any]:
@@ -78,7 +84,7 @@ async def create_choice(request: web.Request) -> web.Response:
     if field["value_type"] not in CHOICE_TYPES:
         raise ApiError.one(422, "validation", "only single and multi fields have choices", "custom_field_id")
     reference = spec.external_reference
-    row = await definitions.define_choice(pool, workspace_id=_workspace_id(request), field=field,
+    row = await definitions.define_choice(pool, _by(request), field=field,
                                           spec=definitions.ChoiceSpec(
                                               label=spec.label, position=spec.position,
                                               external_id=reference.external_id if reference else None,
@@ -102,7 +108,7 @@ async def update_choice(request: web.Request) -> web.Response:
     pool = request.app[keys.POOL]
     field = await definitions.field_of(pool, workspace_id=_workspace_id(request), field_id=row["custom_field_id"])
     updated = await definitions.change_choice(
-        pool, workspace_id=_workspace_id(request), field=field, choice_id=row["id"],
+        pool, _by(request), field=field, choice_id=row["id"],
         changes=definitions.ChoiceChanges(label=changes.label, position=changes.position,
                                           external_id=reference.external_id if reference else None,
                                           external_source=reference.external_source if reference else None))
@@ -114,6 +120,6 @@ async def remove_choice(request: web.Request) -> web.Response:
     """Delete a choice no value holds (409 otherwise)."""
     require_admin(request[keys.PRINCIPAL])
     row = await _choice(request)
-    await definitions.delete_choice(request.app[keys.POOL], workspace_id=_workspace_id(request),
+    await definitions.delete_choice(request.app[keys.POOL], _by(request),
                                     field_id=row["custom_field_id"], choice_id=row["id"])
     return web.Response(status=204)

@@ -13,10 +13,16 @@ from cfv.gateway.auth import require_admin
 from cfv.gateway.errors import json_response, not_found
 from cfv.gateway.http import read_json
 from cfv.gateway.kantata import int_id, listing, pagination
+from cfv.gateway.observe import request_id_of
 from cfv.store import fields as store_fields
 
 routes = web.RouteTableDef()
 SETS = "custom_field_sets"
+
+def _by(request: web.Request) -> definitions.By:
+    """Who changes definitions with this request."""
+    return definitions.By.of(request[keys.PRINCIPAL], request_id_of(request))
+
 
 
 def _render(row: asyncpg.Record) -> dict[str, Any]:
@@ -54,7 +60,7 @@ async def create_set(request: web.Request) -> web.Response:
     spec = (await read_json(request, SetCreate)).custom_field_set
     workspace_id = _workspace_id(request)
     pool = request.app[keys.POOL]
-    set_id = await definitions.define_set(pool, workspace_id=workspace_id, spec=definitions.SetSpec(
+    set_id = await definitions.define_set(pool, _by(request), spec=definitions.SetSpec(
         name=spec.name, subject_type=spec.subject_type, field_ids=spec.custom_field_ids))
     return await _answer(pool, workspace_id, set_id, 201)
 
@@ -74,7 +80,7 @@ async def update_set(request: web.Request) -> web.Response:
     changes = (await read_json(request, SetUpdate)).custom_field_set
     workspace_id = _workspace_id(request)
     pool = request.app[keys.POOL]
-    await definitions.change_set(pool, workspace_id=workspace_id, set_id=set_id, name=changes.name,
+    await definitions.change_set(pool, _by(request), set_id=set_id, name=changes.name,
                                  field_ids=changes.custom_field_ids)
     return await _answer(pool, workspace_id, set_id)
 
@@ -84,5 +90,5 @@ async def delete_set(request: web.Request) -> web.Response:
     """Delete a set (its fields stay)."""
     require_admin(request[keys.PRINCIPAL])
     set_id = int_id(request, "set_id", "custom field set")
-    await definitions.delete_set(request.app[keys.POOL], workspace_id=_workspace_id(request), set_id=set_id)
+    await definitions.delete_set(request.app[keys.POOL], _by(request), set_id=set_id)
     return web.Response(status=204)

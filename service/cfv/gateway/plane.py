@@ -60,6 +60,11 @@ VALUES = PROJECT + "work-items/{work_item_id}/work-item-properties/{property_id}
 routes = web.RouteTableDef()
 Row = Mapping[str, Any]
 
+def _by(request: web.Request) -> definitions.By:
+    """Who changes definitions with this request."""
+    return definitions.By.of(request[keys.PRINCIPAL], request_id_of(request))
+
+
 
 def _caller(request: web.Request) -> Principal:
     """The caller, if the path names its workspace; another workspace is not found, whatever it holds."""
@@ -112,7 +117,7 @@ async def create_project(request: web.Request) -> web.Response:
     principal = _caller(request)
     require_admin(principal)
     spec = await read_json(request, ProjectIn)
-    row = await definitions.define_project(_pool(request), workspace_id=principal.workspace_id,
+    row = await definitions.define_project(_pool(request), _by(request),
                                            spec=definitions.ProjectSpec(name=spec.name, identifier=spec.identifier,
                                                                         description=spec.description, id=spec.id))
     return json_response(render_project(row), 201)
@@ -141,7 +146,7 @@ async def update_project(request: web.Request) -> web.Response:
     await require_project_admin(_pool(request), principal, str(row["id"]))
     changes = await read_json(request, ProjectPatch)
     updated = await definitions.change_project(
-        _pool(request), workspace_id=principal.workspace_id, project_id=row["id"],
+        _pool(request), _by(request), project_id=row["id"],
         changes=definitions.ProjectChanges(name=changes.name, identifier=changes.identifier,
                                            description=changes.description))
     return json_response(render_project(updated))
@@ -174,7 +179,7 @@ async def create_property(request: web.Request) -> web.Response:
     spec = await read_json(request, PropertyIn)
     value_type, relation_target, relation_multi = core_type(spec.property_type, spec.relation_type, spec.is_multi)
     row = await definitions.define_field(
-        _pool(request), workspace_id=principal.workspace_id, default_hint=_DEFAULT_HINT,
+        _pool(request), _by(request), default_hint=_DEFAULT_HINT,
         spec=definitions.FieldSpec(
             name=spec.display_name, subject_type=SubjectType.WORK_ITEM, value_type=value_type,
             relation_target=relation_target, relation_multi=relation_multi, description=spec.description,
@@ -211,7 +216,7 @@ async def update_property(request: web.Request) -> web.Response:
         if name in changes.model_fields_set and getattr(changes, name) != now:
             raise _invalid(name, f"a property's type cannot change (it is {now}); create another property")
     updated = await definitions.change_field(
-        _pool(request), workspace_id=principal.workspace_id, field_id=row["id"], default_hint=_DEFAULT_HINT,
+        _pool(request), _by(request), field_id=row["id"], default_hint=_DEFAULT_HINT,
         changes=definitions.FieldChanges(
             name=changes.display_name, description=changes.description, required=changes.is_required,
             set_default="default_value" in changes.model_fields_set, default_value=changes.default_value,
@@ -259,7 +264,7 @@ async def create_option(request: web.Request) -> web.Response:
     await require_project_admin(_pool(request), principal, str(prop["project_id"]))
     spec = await read_json(request, OptionIn)
     row = await definitions.define_choice(
-        _pool(request), workspace_id=principal.workspace_id, field=prop,
+        _pool(request), _by(request), field=prop,
         spec=definitions.ChoiceSpec(label=spec.name, description=spec.description, is_default=spec.is_default,
                                     active=spec.is_active, external_id=spec.external_id,
                                     external_source=spec.external_source))
@@ -289,7 +294,7 @@ async def update_option(request: web.Request) -> web.Response:
     await require_project_admin(_pool(request), principal, str(prop["project_id"]))
     changes = await read_json(request, OptionPatch)
     updated = await definitions.change_choice(
-        _pool(request), workspace_id=principal.workspace_id, field=prop, choice_id=row["id"], what="option",
+        _pool(request), _by(request), field=prop, choice_id=row["id"], what="option",
         changes=definitions.ChoiceChanges(label=changes.name, description=changes.description,
                                           is_default=changes.is_default, active=changes.is_active,
                                           external_id=changes.external_id, external_source=changes.external_source))
@@ -301,7 +306,7 @@ async def delete_option(request: web.Request) -> web.Response:
     """Delete an option no value holds (409 otherwise: deactivate it instead)."""
     prop, row = await _option(request)
     await require_project_admin(_pool(request), request[keys.PRINCIPAL], str(prop["project_id"]))
-    await definitions.delete_choice(_pool(request), workspace_id=prop["workspace_id"], field_id=prop["id"],
+    await definitions.delete_choice(_pool(request), _by(request), field_id=prop["id"],
                                     choice_id=row["id"])
     return web.Response(status=204)
 

@@ -81,9 +81,9 @@ async def update_field(db: Db, *, workspace_id: int, field_id: int, name: str | 
 # --- choices (Kantata's choices; Plane's options are the same rows, see store/plane.py) ----------------------
 
 
-async def insert_choices(db: Db, *, field_id: int, labels: Sequence[str], start: int) -> None:
-    """Add choices labelled ``labels`` at positions from ``start``."""
-    await db.execute(query("insert_choices"), field_id, list(labels), start)
+async def insert_choices(db: Db, *, field_id: int, labels: Sequence[str], start: int) -> list[Row]:
+    """Add choices labelled ``labels`` at positions from ``start``; the new rows."""
+    return list(await db.fetch(query("insert_choices"), field_id, list(labels), start))
 
 
 async def next_choice_position(db: Db, *, field_id: int) -> int:

@@ -77,9 +77,10 @@ async def option_uuids(db: Db, *, field_ids: Sequence[int]) -> dict[int, str]:
     return {r["id"]: str(r["uuid"]) for r in await db.fetch(query("option_uuids"), list(field_ids))}
 
 
-async def clear_other_defaults(db: Db, *, field_id: int, option_id: int) -> None:
-    """Unmark the property's other default options (a single-choice property has at most one)."""
-    await db.execute(query("clear_other_defaults"), field_id, option_id)
+async def clear_other_defaults(db: Db, *, field_id: int, option_id: int) -> list[Row]:
+    """Unmark the property's other default options (a single-choice property has at most one); the rows changed,
+    as changed."""
+    return list(await db.fetch(query("clear_other_defaults"), field_id, option_id))
 
 
 # --- values -------------------------------------------------------------------------------------------------

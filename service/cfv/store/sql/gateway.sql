@@ -75,7 +75,8 @@ RETURNING *;
 
 -- name: insert_choices
 INSERT INTO custom_field_choices (custom_field_id, label, position)
-SELECT $1, label, $3 + n - 1 FROM unnest($2::text[]) WITH ORDINALITY AS c (label, n);
+SELECT $1, label, $3 + n - 1 FROM unnest($2::text[]) WITH ORDINALITY AS c (label, n)
+RETURNING *;
 
 -- name: next_choice_position
 SELECT coalesce(max(position) + 1, 0) FROM custom_field_choices WHERE custom_field_id = $1;

@@ -44,7 +44,8 @@ SELECT id, uuid FROM custom_field_choices WHERE custom_field_id = ANY($1::bigint
 -- name: clear_other_defaults
 -- A single-choice property has at most one default option.
 UPDATE custom_field_choices SET is_default = false, updated_at = now()
-WHERE custom_field_id = $1 AND id <> $2 AND is_default;
+WHERE custom_field_id = $1 AND id <> $2 AND is_default
+RETURNING *;
 
 -- name: work_item_values
 -- The current values of a work item for the given properties (all of a project's when $3 is null), those the
