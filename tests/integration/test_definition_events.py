@@ -8,11 +8,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
 import pytest
 from cfv_schemas.events import ChangeEvent, ChoiceEvent, FieldEvent, ProjectEvent, SetEvent
 from pydantic import BaseModel
-from support import EventCollector, Stack, Workspace
+from support import EventCollector, Stack, Workspace, collecting
 from support.kantata import item, write
 from support.plane import WORK_ITEM, new_project, projects_path
 
@@ -24,15 +23,8 @@ MODELS: dict[str, type[BaseModel]] = {"field": FieldEvent, "property": FieldEven
 @pytest.fixture
 async def definitions(amqp_url: str) -> AsyncIterator[EventCollector]:
     """A consumer of the definition events of this test's virtual host (``*.definition.#``)."""
-    connection = await aio_pika.connect_robust(amqp_url)
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange("cfv.events", aio_pika.ExchangeType.TOPIC, durable=True)
-    queue = await channel.declare_queue(exclusive=True)
-    await queue.bind(exchange, routing_key="*.definition.#")
-    collector = EventCollector()
-    await queue.consume(collector._on_message, no_ack=True)
-    yield collector
-    await connection.close()
+    async with collecting(amqp_url, "*.definition.#") as collector:
+        yield collector
 
 
 async def _log(stack: Stack, workspace: Workspace, query: str = "") -> list[dict[str, Any]]:
