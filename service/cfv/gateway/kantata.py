@@ -30,10 +30,10 @@ routes = web.RouteTableDef()
 VALUES = "custom_field_values"
 FIELDS = "custom_fields"
 
+
 def _by(request: web.Request) -> definitions.By:
     """Who changes definitions with this request."""
     return definitions.By.of(request[keys.PRINCIPAL], request_id_of(request))
-
 
 
 def listing(key: str, objects: list[dict[str, Any]], *, total: int | None = None, page: int = 1,

@@ -21,10 +21,10 @@ from cfv.store.fields import Row
 routes = web.RouteTableDef()
 CHOICES = "custom_field_choices"
 
+
 def _by(request: web.Request) -> definitions.By:
     """Who changes definitions with this request."""
     return definitions.By.of(request[keys.PRINCIPAL], request_id_of(request))
-
 
 
 def render_choice(row: asyncpg.Record) -> dict[str, Any]:

@@ -19,10 +19,10 @@ from cfv.store import fields as store_fields
 routes = web.RouteTableDef()
 SETS = "custom_field_sets"
 
+
 def _by(request: web.Request) -> definitions.By:
     """Who changes definitions with this request."""
     return definitions.By.of(request[keys.PRINCIPAL], request_id_of(request))
-
 
 
 def _render(row: asyncpg.Record) -> dict[str, Any]:

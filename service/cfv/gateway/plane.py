@@ -60,10 +60,10 @@ VALUES = PROJECT + "work-items/{work_item_id}/work-item-properties/{property_id}
 routes = web.RouteTableDef()
 Row = Mapping[str, Any]
 
+
 def _by(request: web.Request) -> definitions.By:
     """Who changes definitions with this request."""
     return definitions.By.of(request[keys.PRINCIPAL], request_id_of(request))
-
 
 
 def _caller(request: web.Request) -> Principal:
