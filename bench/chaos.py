@@ -189,7 +189,7 @@ class Events:
                                                               durable=True)
                     queue = await channel.declare_queue("chaos.events", durable=True,
                                                         arguments={"x-queue-type": "quorum"})
-                    await queue.bind(exchange, routing_key="#")
+                    await queue.bind(exchange, routing_key="*.*.*.*")  # value events only
                     async with queue.iterator() as messages:
                         self._ready.set()
                         async for message in messages:

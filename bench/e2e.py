@@ -198,7 +198,7 @@ class Events:
         for who, exchange in self.exchanges.items():
             await self.channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
             queue = await self.channel.declare_queue(exclusive=True, auto_delete=True)
-            await queue.bind(exchange, routing_key="#")
+            await queue.bind(exchange, routing_key="*.*.*.*")  # value events only
             self.queues[who] = queue
 
     async def count(self, who: str) -> int:

@@ -17,6 +17,9 @@ from typing import Any
 import aio_pika
 import aiohttp
 
+#: The value events; definition events (fields, choices, …: ``cfv.field.created.v1`` …) are not this example's.
+VALUE_TYPES = "cfv.value.created.v1,cfv.value.replaced.v1,cfv.value.deleted.v1"
+
 
 class Tracker:
     """What was seen of each key, and the gap filling."""
@@ -29,6 +32,8 @@ class Tracker:
 
     async def receive(self, event: dict[str, Any]) -> None:
         """Handle a live event, first filling the key's gap if it skipped some."""
+        if not event["type"].startswith("cfv.value."):
+            return
         data = event["data"]
         key = (data["subject_id"], data["custom_field_id"])
         seen = self.last.get(key, 0)
@@ -42,7 +47,8 @@ class Tracker:
         """Read the log (from the start: this example keeps no position of its own) for the key's missing events."""
         after: int | None = None
         while self.last.get(key, 0) < upto - 1:
-            query = f"?custom_field_id={key[1]}&limit=1000" + (f"&after={after}" if after is not None else "")
+            query = f"?type={VALUE_TYPES}&custom_field_id={key[1]}&limit=1000" + (
+                f"&after={after}" if after is not None else "")
             async with self.http.get(f"{self.api}/api/v1/events{query}") as answer:
                 answer.raise_for_status()
                 page = await answer.json()
@@ -76,7 +82,9 @@ async def consume(amqp: str, api: str, api_key: str, workspace: str, count: int 
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=100)
             queue = await channel.declare_queue(exclusive=True)
-            await queue.bind("cfv.events", routing_key=f"{workspace}.#")
+            # A value event's routing key is {workspace}.{subject_type}.{field}.{change}: four words (a definition
+            # event's has five, {workspace}.definition.{kind}.{id}.{change}).
+            await queue.bind("cfv.events", routing_key=f"{workspace}.*.*.*")
             print(json.dumps({"ready": True}), flush=True)
             async with queue.iterator() as messages:
                 async for message in messages:

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
-import aio_pika
 import aiohttp
 import asyncpg
 import pytest
@@ -32,6 +31,7 @@ from support import (
     Workspace,
     _with_db,
     add_vhost,
+    collecting,
     create_workspace,
     free_port,
     running_stack,
@@ -218,15 +218,9 @@ async def stack(settings: Settings) -> AsyncIterator[Stack]:
 
 @pytest.fixture
 async def events(amqp_url: str) -> AsyncIterator[EventCollector]:
-    """A consumer of every change event of this test's virtual host (declares ``cfv.events`` if needed)."""
-    connection = await aio_pika.connect_robust(amqp_url)
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange("cfv.events", aio_pika.ExchangeType.TOPIC, durable=True)
-    queue = await channel.declare_queue(exclusive=True)
-    await queue.bind(exchange, routing_key="#")
-    collector = EventCollector()
-    await queue.consume(collector._on_message, no_ack=True)
-    yield collector
-    await connection.close()
+    """A consumer of every value change event of this test's virtual host (declares ``cfv.events`` if needed): bound
+    with ``*.*.*.*``, the four words of a value event's routing key; definition events (five words) pass it by."""
+    async with collecting(amqp_url, "*.*.*.*") as collector:
+        yield collector
 
 

@@ -27,10 +27,24 @@ API key (and its user) the commands act as, checked as an HTTP request with that
 a valid signature is dead-lettered and the operations it names (only ones nobody owns) are marked failed."""
 
 
+#: The definition events' messages: name -> model.
+_DEFINITION_MESSAGES = {"fieldEvent": events.FieldEvent, "choiceEvent": events.ChoiceEvent,
+                        "setEvent": events.SetEvent, "projectEvent": events.ProjectEvent}
+_DEFINITION_SUMMARIES = {
+    "fieldEvent": ("cfv.{field|property}.{created|updated|deleted}.v1",
+                   "A field, or a Plane property (a field of a project), created, updated or deleted"),
+    "choiceEvent": ("cfv.{choice|option}.{created|updated|deleted}.v1",
+                    "A choice, or a Plane option (a choice of a property), created, updated or deleted"),
+    "setEvent": ("cfv.set.{created|updated|deleted}.v1", "A custom field set created, updated or deleted"),
+    "projectEvent": ("cfv.project.{created|updated|deleted}.v1", "A Plane project created, updated or deleted"),
+}
+
+
 def document(version: str = "1") -> dict[str, Any]:
     """The AsyncAPI 3.0 document, as a dict."""
     _, definitions = models_json_schema(
         [(commands.CommandEnvelope, "validation"), (events.ChangeEvent, "serialization"),
+         *((model, "serialization") for model in _DEFINITION_MESSAGES.values()),
          (outcomes.Outcome, "serialization")], ref_template=_REF)
     schemas: dict[str, Any] = definitions.get("$defs", {})
     schemas["Outcomes"] = {"type": "array", "items": {"$ref": _REF.format(model="Outcome")},
@@ -63,10 +77,15 @@ def document(version: str = "1") -> dict[str, Any]:
             },
             "events": {
                 "address": "cfv.events",
-                "description": "Change events (CloudEvents 1.0, structured mode), routing key "
-                               "{workspace_slug}.{subject_type}.{custom_field_id}.{created|replaced|deleted}. "
-                               "Bind a queue of your own; catch up from GET /api/v1/events?after=POSITION.",
-                "messages": {"changeEvent": {"$ref": "#/components/messages/changeEvent"}},
+                "description": "Change events (CloudEvents 1.0, structured mode). Values: routing key "
+                               "{workspace_slug}.{subject_type}.{custom_field_id}.{created|replaced|deleted} (four "
+                               "words). Definitions (fields, choices, sets, projects, properties, options): "
+                               "routing key {workspace_slug}.definition.{kind}.{id}.{created|updated|deleted} (five "
+                               "words), type cfv.{kind}.{created|updated|deleted}.v1. Bind a queue of your own "
+                               "({slug}.*.*.* for values only, {slug}.definition.# for definitions only); catch up "
+                               "from GET /api/v1/events?after=POSITION.",
+                "messages": {"changeEvent": {"$ref": "#/components/messages/changeEvent"},
+                             **{name: {"$ref": f"#/components/messages/{name}"} for name in _DEFINITION_MESSAGES}},
                 "bindings": {"amqp": {"is": "routingKey", "exchange": {
                     "name": "cfv.events", "type": "topic", "durable": True, "autoDelete": False, "vhost": "/"},
                     "bindingVersion": "0.3.0"}},
@@ -84,8 +103,10 @@ def document(version: str = "1") -> dict[str, Any]:
             },
             "receiveEvents": {
                 "action": "receive", "channel": {"$ref": "#/channels/events"},
-                "summary": "Every committed change, at least once, in order per (subject, field)",
-                "messages": [{"$ref": "#/channels/events/messages/changeEvent"}],
+                "summary": "Every committed change, at least once, in order per (subject, field); definitions' "
+                           "in commit order",
+                "messages": [{"$ref": "#/channels/events/messages/changeEvent"},
+                             *({"$ref": f"#/channels/events/messages/{name}"} for name in _DEFINITION_MESSAGES)],
             },
         },
         "components": {
@@ -113,6 +134,11 @@ def document(version: str = "1") -> dict[str, Any]:
                     "bindings": {"amqp": {"messageType": "cfv.value.{created|replaced|deleted}.v1",
                                           "bindingVersion": "0.3.0"}},
                 },
+                **{name: {"name": model.__name__, "title": summary, "contentType": events.CONTENT_TYPE,
+                          "summary": summary, "payload": {"$ref": _REF.format(model=model.__name__)},
+                          "bindings": {"amqp": {"messageType": message_type, "bindingVersion": "0.3.0"}}}
+                   for name, model in _DEFINITION_MESSAGES.items()
+                   for message_type, summary in [_DEFINITION_SUMMARIES[name]]},
             },
             "schemas": schemas,
         },

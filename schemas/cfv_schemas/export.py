@@ -14,6 +14,10 @@ from cfv_schemas import admin, asyncapi, commands, events, kantata, outcomes, pl
 MODELS: dict[str, type[BaseModel]] = {
     "command-envelope": commands.CommandEnvelope,
     "change-event": events.ChangeEvent,
+    "field-event": events.FieldEvent,
+    "choice-event": events.ChoiceEvent,
+    "set-event": events.SetEvent,
+    "project-event": events.ProjectEvent,
     "operation-outcome": outcomes.Outcome,
     "kantata-write-values": kantata.WriteValuesIn,
     "kantata-custom-field-create": kantata.CustomFieldCreate,

@@ -96,8 +96,9 @@ async def current(db: asyncpg.Connection[Any], workspace: Workspace) -> dict[tup
 
 
 async def row_counts(db: asyncpg.Connection[Any]) -> tuple[int, int, int]:
-    """(value versions, events, operations)."""
-    row = await db.fetchrow("SELECT (SELECT count(*) FROM value_versions) AS v, (SELECT count(*) FROM events) AS e, "
+    """(value versions, value events, operations)."""
+    row = await db.fetchrow("SELECT (SELECT count(*) FROM value_versions) AS v, "
+                            "(SELECT count(*) FROM events WHERE type LIKE 'cfv.value.%') AS e, "
                             "(SELECT count(*) FROM operations) AS o")
     assert row is not None
     return row["v"], row["e"], row["o"]

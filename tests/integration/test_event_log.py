@@ -26,6 +26,7 @@ EVENTS = "/api/v1/events"
 
 
 async def _fields(stack: Stack, workspace: Workspace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two fields: their definition events take positions 1 and 2 of the log (the values' come after)."""
     points = await stack.create_field(workspace, name="Points", subject_type="User", value_type="number",
                                       read_access="account_collaboration")
     secret = await stack.create_field(workspace, name="Cost", subject_type="Estimate", value_type="number",
@@ -63,14 +64,15 @@ async def test_the_log_answers_what_a_live_consumer_received_with_positions(
         stack: Stack, workspace: Workspace, events: EventCollector) -> None:
     points, secret = await _fields(stack, workspace)
     await _write_some(stack, workspace, points, secret)
-    live = await events.wait_for_count(5)
-    assert [e["position"] for e in live] == [1, 2, 3, 4, 5]
+    live = await events.wait_for_count(5)  # the value events (the collector binds no definition event)
+    assert [e["position"] for e in live] == [3, 4, 5, 6, 7]
 
     page = await _page(stack, workspace)
-    assert page["events"] == live and page["next_after"] == 5
-    for event in page["events"]:
+    assert [e["type"] for e in page["events"][:2]] == ["cfv.field.created.v1"] * 2
+    assert page["events"][2:] == live and page["next_after"] == 7
+    for event in page["events"][2:]:
         ChangeEvent.model_validate(event)
-    assert await _page(stack, workspace, "?after=5") == {"events": [], "next_after": 5}
+    assert await _page(stack, workspace, "?after=7") == {"events": [], "next_after": 7}
 
     seen, after = [], 0
     while True:  # paging two at a time
@@ -80,15 +82,16 @@ async def test_the_log_answers_what_a_live_consumer_received_with_positions(
         assert len(page["events"]) <= 2
         seen += page["events"]
         after = page["next_after"]
-    assert seen == live
+    assert seen[2:] == live
 
     deleted = await _page(stack, workspace, "?type=cfv.value.deleted.v1")
     assert [(e["type"], e["data"]["subject_id"]) for e in deleted["events"]] == [("cfv.value.deleted.v1", "2")]
-    assert deleted["next_after"] == 5  # how far it looked, shown or not
+    assert deleted["next_after"] == 7  # how far it looked, shown or not
     estimates = await _page(stack, workspace, "?subject_type=Estimate")
-    assert [e["data"]["custom_field_id"] for e in estimates["events"]] == [int(secret["id"])]
-    by_field = await _page(stack, workspace, f"?custom_field_id={points['id']},999&after=1")
-    assert [e["position"] for e in by_field["events"]] == [2, 3, 5]
+    assert [(e["type"], e["data"]["custom_field_id"]) for e in estimates["events"]] == [
+        ("cfv.field.created.v1", int(secret["id"])), ("cfv.value.created.v1", int(secret["id"]))]
+    by_field = await _page(stack, workspace, f"?custom_field_id={points['id']},999&after=3")
+    assert [e["position"] for e in by_field["events"]] == [4, 5, 7]
 
 
 @pytest.mark.parametrize("query", ["?limit=0", "?limit=1001", "?after=-1", "?after=x", "?type=cfv.nope.v1",
@@ -113,8 +116,9 @@ async def test_events_of_fields_the_reader_may_not_read_are_left_out(
     key = next(iter(body["api_keys"].values()))["key"]
     reader = Workspace(workspace.id, workspace.slug, key)
     page = await _page(stack, reader)
-    assert [e["position"] for e in page["events"]] == [1, 2, 3, 5]  # not the cost's: its position skips
-    assert page["next_after"] == 5
+    # not the cost field's definition event, nor its value's: their positions skip
+    assert [e["position"] for e in page["events"]] == [1, 3, 4, 5, 7]
+    assert page["next_after"] == 7
 
 
 async def test_the_relay_prunes_what_is_old_and_published_and_a_position_past_it_is_410(
@@ -126,23 +130,23 @@ async def test_the_relay_prunes_what_is_old_and_published_and_a_position_past_it
 
         async def published() -> bool:
             return await db.fetchval("SELECT position FROM relay_cursors WHERE workspace_id = $1",
-                                     workspace.id) == 5
-        await wait_for(published, 10, "the relay's cursor to reach 5")
+                                     workspace.id) == 7
+        await wait_for(published, 10, "the relay's cursor to reach 7")
         await db.execute("UPDATE events SET created_at = now() - interval '8 days' WHERE workspace_id = $1",
                          workspace.id)
-        assert await Relay(settings).prune() == 4  # all old and published, but the newest stays
-        assert [r["position"] for r in await db.fetch("SELECT position FROM events ORDER BY 1")] == [5]
+        assert await Relay(settings).prune() == 6  # all old and published, but the newest stays
+        assert [r["position"] for r in await db.fetch("SELECT position FROM events ORDER BY 1")] == [7]
 
         status, body, _ = await stack.request("GET", EVENTS + "?after=0", workspace)
         assert status == 410, body
         [error] = body["errors"]
-        assert error["type"] == "gone" and error["field"] == "after" and error["oldest_position"] == 5
-        assert [e["position"] for e in (await _page(stack, workspace, "?after=4"))["events"]] == [5]
-        assert [e["position"] for e in (await _page(stack, workspace))["events"]] == [5]
+        assert error["type"] == "gone" and error["field"] == "after" and error["oldest_position"] == 7
+        assert [e["position"] for e in (await _page(stack, workspace, "?after=6"))["events"]] == [7]
+        assert [e["position"] for e in (await _page(stack, workspace))["events"]] == [7]
 
         status, body, _ = await write(stack, workspace, item(points, 9, subject_id=9))
         assert status == 200, body  # the next event follows the newest kept: positions never go back
-        assert [e["position"] for e in (await _page(stack, workspace, "?after=5"))["events"]] == [6]
+        assert [e["position"] for e in (await _page(stack, workspace, "?after=7"))["events"]] == [8]
 
 
 async def test_unpublished_events_are_never_pruned(settings: Settings, workspace: Workspace,
@@ -152,7 +156,7 @@ async def test_unpublished_events_are_never_pruned(settings: Settings, workspace
         await _write_some(stack, workspace, points, secret)
         await db.execute("UPDATE events SET created_at = now() - interval '8 days'")
         assert await Relay(settings).prune() == 0
-        assert await db.fetchval("SELECT count(*) FROM events") == 5
+        assert await db.fetchval("SELECT count(*) FROM events") == 7  # the two fields' events and the five values'
 
 
 def _cfv(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
@@ -172,7 +176,7 @@ async def test_cfv_events_tail_prints_the_log_and_follows_it(stack: Stack, works
     points, secret = await _fields(stack, workspace)
     await _write_some(stack, workspace, points, secret)
     live = await events.wait_for_count(5)
-    code, out, err = await _finished(_cfv(stack.settings, "events", "tail", "--workspace", "acme", "--after", "2",
+    code, out, err = await _finished(_cfv(stack.settings, "events", "tail", "--workspace", "acme", "--after", "4",
                                           "--no-follow"))
     assert code == 0, err
     assert [orjson.loads(line) for line in out.splitlines()] == live[2:]  # every event, the cost's too
@@ -186,7 +190,7 @@ async def test_cfv_events_tail_prints_the_log_and_follows_it(stack: Stack, works
         assert status == 200, body
         assert follower.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(follower.stdout.readline), 10)
-        assert orjson.loads(line)["position"] == 6 and orjson.loads(line)["data"]["after"]["value"] == 42
+        assert orjson.loads(line)["position"] == 8 and orjson.loads(line)["data"]["after"]["value"] == 42
     finally:
         follower.terminate()
         follower.wait(10)
@@ -204,16 +208,16 @@ async def test_cfv_events_replay_republishes_the_events_unchanged_into_a_queue(
         channel = await connection.channel()
         queue = await channel.declare_queue("catch-up", durable=True)
         code, out, err = await _finished(_cfv(stack.settings, "events", "replay", "--workspace", "acme",
-                                              "--after", "1", "--queue", "catch-up"))
+                                              "--after", "3", "--queue", "catch-up"))
         assert code == 0, err
-        assert out.strip() == "replayed 4 event(s) into catch-up, up to position 5"
+        assert out.strip() == "replayed 4 event(s) into catch-up, up to position 7"
         replayed = []
         for _ in range(4):
             message = await queue.get(timeout=5)
             await message.ack()
             replayed.append(message)
         assert await queue.get(fail=False) is None
-        assert [orjson.loads(m.body)["position"] for m in replayed] == [2, 3, 4, 5]
+        assert [orjson.loads(m.body)["position"] for m in replayed] == [4, 5, 6, 7]
         for message in replayed:  # as the relay published it: same id, body, type and content type
             original = live[message.message_id]
             assert (message.body, message.type, message.content_type) == (

@@ -143,8 +143,8 @@ async def test_cfv_run_serves_each_process_s_metrics_and_probes_on_its_own_port(
 
             async def relayed() -> bool:
                 relay = await _scrape(http, relay_port)
-                return _value(relay, "cfv_events_published_total") == 3
-            await wait_for(relayed, 10, "the relay to count three events")
+                return _value(relay, "cfv_events_published_total") == 4  # the field's definition event too
+            await wait_for(relayed, 10, "the relay to count four events")
             relay = await _scrape(http, relay_port)
             assert _value(relay, "cfv_outbox_unpublished_events") == 0
             assert _value(relay, "cfv_outbox_oldest_unpublished_age_seconds") == 0
@@ -194,10 +194,11 @@ async def test_the_relay_reports_the_outbox_lag_and_the_dead_letters(
 
                 async def scraped() -> bool:
                     try:
-                        return _value(await _scrape(http, port), "cfv_outbox_unpublished_events") == 2
+                        # the two values' events, and the field's definition event
+                        return _value(await _scrape(http, port), "cfv_outbox_unpublished_events") == 3
                     except aiohttp.ClientConnectionError:
                         return False
-                await wait_for(scraped, 20, "the relay's monitoring port to report two unpublished events")
+                await wait_for(scraped, 20, "the relay's monitoring port to report three unpublished events")
                 await asyncio.sleep(0.2)
                 samples = await _scrape(http, port)
                 assert (_value(samples, "cfv_outbox_oldest_unpublished_age_seconds") or 0) >= 0.2

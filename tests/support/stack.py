@@ -113,7 +113,8 @@ async def running_stack(settings: Settings, *, worker: bool = True, relay: bool 
 
 
 class EventCollector:
-    """Collects every change event published to ``cfv.events`` (bound with ``#``)."""
+    """Collects the change events published to ``cfv.events`` (the ``events`` fixture binds value events only:
+    ``*.*.*.*``)."""
 
     def __init__(self) -> None:
         self.messages: list[aio_pika.abc.AbstractIncomingMessage] = []
@@ -132,3 +133,20 @@ class EventCollector:
             return len(self.messages) >= count
         await wait_for(enough, timeout, f"{count} events (have {len(self.messages)})")
         return self.events
+
+
+@contextlib.asynccontextmanager
+async def collecting(amqp_url: str, routing_key: str) -> AsyncIterator[EventCollector]:
+    """A consumer of the events published to ``cfv.events`` (declared if needed) with ``routing_key``: ``*.*.*.*``
+    value events (four words), ``*.definition.#`` definition events."""
+    connection = await aio_pika.connect_robust(amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange("cfv.events", aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, routing_key=routing_key)
+        collector = EventCollector()
+        await queue.consume(collector._on_message, no_ack=True)
+        yield collector
+    finally:
+        await connection.close()

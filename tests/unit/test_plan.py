@@ -11,7 +11,7 @@ from cfv.contracts import OUTBOX_CHANNEL, reply_channel
 from cfv.domain.changes import KeyState, StoredValue
 from cfv.domain.fields import FieldDefinition, SubjectType, ValueType
 from cfv.domain.writes import ValueKey
-from cfv.store.batches import KnownOperation, Loaded, SignerRow
+from cfv.store.batches import Deleted, KnownOperation, Loaded, SignerRow
 from cfv.worker.plan import BatchPlanner, Plan, claims, reads_of
 from cfv_schemas.commands import (
     CommandItem,
@@ -189,6 +189,41 @@ def test_a_project_deletion_deletes_every_value_of_every_property_then_them_and_
     assert [(v["subject_id"], v["change"]) for v in result.outcomes[0]["values"]] == [(item, "deleted")]
     assert result.writes.deleted_fields == [3, 4]
     assert result.writes.deleted_projects == [(WS, PROJECT)]
+
+
+def _field_row(definition: FieldDefinition) -> dict[str, Any]:
+    return {"id": definition.id, "uuid": uuid.UUID(int=definition.id), "project_id": PROJECT,
+            "name": definition.name, "description": "", "subject_type": "WorkItem",
+            "value_type": definition.value_type.value, "relation_target": None, "relation_multi": False,
+            "write_access": "project_admin", "read_access": "project_collaboration", "is_required": False,
+            "default_value": None, "unique_constraint": False, "is_active": True, "settings": {},
+            "validation_rules": {}, "external_id": None, "external_source": None, "created_at": NOW,
+            "updated_at": NOW}
+
+
+def test_a_project_deletion_announces_its_values_then_its_properties_then_itself() -> None:
+    deletion = delete_project()
+    project_fields = {(WS, PROJECT): [3, 4]}
+    reads = reads_of([deletion], [ADMIN_KEY], project_fields)
+    planner = BatchPlanner([deletion], [ADMIN_KEY], loaded(definitions={3: TITLE, 4: SIZE}), reads.keys,
+                           project_fields)
+    item = "6e8a1a2b-0000-4000-8000-000000000001"
+    planner.keys_to_read({3: [("WorkItem", item)], 4: []})
+    project = {"id": PROJECT, "workspace_id": WS, "name": "Web", "identifier": "WEB", "description": "",
+               "created_at": NOW, "updated_at": NOW}
+    result = planner.plan(NOW, idempotency={}, more_ids=[200],
+                          more_states=[(WS, "WorkItem", item, 3, 2, 50, "hello", None, None)],
+                          deleted=Deleted({3: _field_row(TITLE), 4: _field_row(SIZE)}, {(WS, PROJECT): project}))
+    events = [orjson.loads(e[5]) for e in result.writes.events]
+    assert [(e[1], e[3]) for e in result.writes.events] == [
+        (42, "cfv.value.deleted.v1"), (43, "cfv.property.deleted.v1"), (44, "cfv.property.deleted.v1"),
+        (45, "cfv.project.deleted.v1")]
+    assert [e[4] for e in result.writes.events[1:]] == [
+        "acme.definition.property.3.deleted", "acme.definition.property.4.deleted",
+        f"acme.definition.project.{PROJECT}.deleted"]
+    assert [e["data"]["before"]["name"] for e in events[1:]] == ["Title", "Size", "Web"]
+    assert all(e["data"]["after"] is None and e["data"]["operation_id"] == str(deletion.id) for e in events[1:])
+    assert (OUTBOX_CHANNEL, str(WS)) in result.writes.notifications
 
 
 def test_a_project_deletion_takes_an_account_administrator_and_a_live_project() -> None:

@@ -1,14 +1,15 @@
 """The replay API: ``GET /api/v1/events`` reads a workspace's event log from a position, so a consumer that was
 down, or joins late, catches up (then follows the exchange, or keeps polling here).
 
-Events of fields the caller may not read are left out (each field's read_access, as for value reads): positions
-then skip. A position older than what the log keeps (``CFV_EVENT_RETENTION``) answers 410 with the oldest kept.
+Events of fields the caller may not read are left out (each field's read_access, as for value reads; for the
+definition events of a field see ``events_page`` in store/sql/events.sql): positions then skip. A position older
+than what the log keeps (``CFV_EVENT_RETENTION``) answers 410 with the oldest kept.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
-from cfv_schemas.events import EVENT_TYPES, EventsQuery
+from cfv_schemas.events import DEFINITION_EVENT_TYPES, EVENT_TYPES, EventsQuery
 from pydantic import ValidationError
 
 from cfv.domain.fields import SUBJECT_TYPES
@@ -18,7 +19,7 @@ from cfv.store import events
 
 routes = web.RouteTableDef()
 
-_KNOWN_TYPES = frozenset(EVENT_TYPES.values())
+_KNOWN_TYPES = frozenset(EVENT_TYPES.values()) | frozenset(DEFINITION_EVENT_TYPES)
 
 
 @routes.get("/api/v1/events")

@@ -12,7 +12,6 @@ from cfv.contracts import Outcome
 from cfv.gateway import keys
 from cfv.gateway.bodies import JsonLimitExceeded, check_json_limits, too_deep
 from cfv.gateway.errors import ApiError, ClientGone, from_validation, json_response
-from cfv.gateway.observe import request_id_of
 from cfv.gateway.submit import Submitted
 
 M = TypeVar("M", bound=BaseModel)
@@ -101,15 +100,3 @@ def deletion_answer(submitted: Submitted, *, respond_async: bool) -> web.Respons
     if submitted.outcome["status"] == "failed":
         raise ApiError(failure_status(submitted.outcome), submitted.outcome["errors"])
     return web.Response(status=204)
-
-
-async def submit_field_deletion(request: web.Request, field_id: int) -> web.Response:
-    """Have the workers delete a field and its values; 204 once done (202 if it takes longer). Both faces
-    delete fields this way."""
-    respond_async = wants_async(request)
-    submitted = await request.app[keys.SUBMITTER].delete_field(
-        request[keys.PRINCIPAL], field_id, idempotency_key=request.headers.get("Idempotency-Key"),
-        request_id=request_id_of(request),
-        wait=not respond_async)
-    return deletion_answer(submitted, respond_async=respond_async)
-

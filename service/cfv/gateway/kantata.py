@@ -16,15 +16,14 @@ from cfv_schemas.commands import CommandItem
 from cfv_schemas.kantata import CustomFieldCreate, CustomFieldUpdate, WriteValuesIn
 
 from cfv.contracts import Outcome
-from cfv.domain.access import default_access, valid_levels
-from cfv.domain.fields import FieldDefinition, SubjectType
+from cfv.domain.fields import SubjectType, ValueType
 from cfv.domain.values import render_subject_id
-from cfv.gateway import faces, keys
+from cfv.gateway import definitions, faces, keys
 from cfv.gateway.auth import Principal, require_admin
-from cfv.gateway.defaults import check_default_users, checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
-from cfv.gateway.http import accepted, failure_status, read_json, submit_field_deletion, wants_async
+from cfv.gateway.http import accepted, deletion_answer, failure_status, read_json, wants_async
 from cfv.gateway.observe import request_id_of
+from cfv.store import fields as store_fields
 from cfv.store.queries import query
 
 routes = web.RouteTableDef()
@@ -34,6 +33,11 @@ KANTATA = faces.Face("kantata", faces.native_error_body)
 table = faces.Table(KANTATA, routes, writes=frozenset({"/api/v1/custom_field_values"}))
 VALUES = "custom_field_values"
 FIELDS = "custom_fields"
+
+
+def _by(request: web.Request) -> definitions.By:
+    """Who changes definitions with this request."""
+    return definitions.By.of(request[keys.PRINCIPAL], request_id_of(request))
 
 
 def listing(key: str, objects: list[dict[str, Any]], *, total: int | None = None, page: int = 1,
@@ -152,7 +156,7 @@ async def readable(pool: asyncpg.Pool[Any], principal: Principal,
 async def render_fields(pool: asyncpg.Pool[Any], rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
     """Fields (``custom_fields`` rows) in Kantata's form, with their choices."""
     choices: dict[int, list[dict[str, Any]]] = {}
-    for c in await pool.fetch(query("field_choices"), [r["id"] for r in rows]):
+    for c in await store_fields.field_choices(pool, field_ids=[r["id"] for r in rows]):
         choices.setdefault(c["custom_field_id"], []).append(
             {"id": str(c["id"]), "label": c["label"], "position": c["position"]})
     return [
@@ -171,54 +175,31 @@ async def render_fields(pool: asyncpg.Pool[Any], rows: list[asyncpg.Record]) -> 
     ]
 
 
-async def _field_answer(pool: asyncpg.Pool[Any], field_id: int, workspace_id: int) -> web.Response:
-    row = await pool.fetchrow(query("get_field"), field_id, workspace_id)
-    if row is None:
-        raise not_found("custom field")
-    return json_response(listing(FIELDS, await render_fields(pool, [row])))
+async def _field_answer(pool: asyncpg.Pool[Any], row: asyncpg.Record, status: int = 200) -> web.Response:
+    return json_response(listing(FIELDS, await render_fields(pool, [row])), status)
+
+
+#: What a choice field has instead of a default value, in this face's words.
+_DEFAULT_HINT = "choice fields take no default value"
 
 
 @routes.post("/api/v1/custom_fields")
 async def create_field(request: web.Request) -> web.Response:
     """Define a custom field (with its choices, for choice fields)."""
     require_admin(request[keys.PRINCIPAL])
-    spec = (await read_json(request, CustomFieldCreate)).custom_field
-    workspace_id = _principal(request).workspace_id
-    write_default, read_default = default_access(SubjectType(spec.subject_type))
-    _check_levels(SubjectType(spec.subject_type), spec.write_access, spec.read_access)
-    default = _default(draft_definition(workspace_id, spec.name, spec.subject_type, spec.value_type,
-                                   spec.relation_target, spec.relation_multi, spec.required), spec.default_value)
-    reference = spec.external_reference
+    body = (await read_json(request, CustomFieldCreate)).custom_field
+    reference = body.external_reference
+    spec = definitions.FieldSpec(
+        name=body.name, subject_type=SubjectType(body.subject_type), value_type=ValueType(body.value_type),
+        relation_target=body.relation_target, relation_multi=body.relation_multi, description=body.description,
+        write_access=body.write_access, read_access=body.read_access, required=body.required,
+        default_value=body.default_value, unique=body.unique_constraint,
+        external_id=reference.external_id if reference else None,
+        external_source=reference.external_source if reference else None, choices=body.choice_labels())
     pool = request.app[keys.POOL]
-    async with pool.acquire() as connection, connection.transaction():
-        await check_default_users(connection, draft_definition(
-            workspace_id, spec.name, spec.subject_type, spec.value_type, spec.relation_target, spec.relation_multi,
-            spec.required), default)
-        field_id = await connection.fetchval(
-            query("insert_field"), workspace_id, spec.name, spec.description, spec.subject_type,
-            spec.value_type, spec.relation_target, spec.relation_multi,
-            spec.write_access or write_default, spec.read_access or read_default, spec.required, default,
-            spec.unique_constraint, reference.external_id if reference else None,
-            reference.external_source if reference else None)
-        if spec.choices:
-            await connection.execute(query("insert_choices"), field_id, spec.choice_labels(), 0)
-    answer = await _field_answer(pool, field_id, workspace_id)
-    answer.set_status(201)
-    return answer
-
-
-def _check_levels(subject_type: SubjectType, write_access: str | None, read_access: str | None) -> None:
-    """Refuse access levels that cannot apply to the field's subjects (account roles for account subjects,
-    project permissions or account_admin for project subjects)."""
-    valid = valid_levels(subject_type)
-    for name, level in (("write_access", write_access), ("read_access", read_access)):
-        if level is not None and level not in valid:
-            raise ApiError.one(422, "validation", f"{name} of a {subject_type.value} field is one of "
-                               f"{', '.join(valid)}", name)
-
-
-def _default(definition: FieldDefinition, raw: Any) -> Any:
-    return checked_default(definition, raw, choices_hint="choice fields take no default value")
+    row = await definitions.define_field(pool, _by(request), spec=spec,
+                                         default_hint=_DEFAULT_HINT)
+    return await _field_answer(pool, row, 201)
 
 
 @routes.get("/api/v1/custom_fields")
@@ -227,8 +208,9 @@ async def list_fields(request: web.Request) -> web.Response:
     page, per_page = pagination(request)
     workspace_id = _principal(request).workspace_id
     pool = request.app[keys.POOL]
-    rows = await pool.fetch(query("list_fields"), workspace_id, per_page, (page - 1) * per_page)
-    total = await pool.fetchval(query("count_fields"), workspace_id)
+    rows = await store_fields.list_fields(pool, workspace_id=workspace_id, limit=per_page,
+                                          offset=(page - 1) * per_page)
+    total = await store_fields.count_fields(pool, workspace_id=workspace_id)
     return json_response(listing(FIELDS, await render_fields(pool, rows), total=total, page=page, per_page=per_page))
 
 
@@ -247,8 +229,10 @@ def pagination(request: web.Request) -> tuple[int, int]:
 @routes.get("/api/v1/custom_fields/{field_id}")
 async def get_field(request: web.Request) -> web.Response:
     """One custom field."""
-    return await _field_answer(request.app[keys.POOL], int_id(request, "field_id", "custom field"),
-                               _principal(request).workspace_id)
+    pool = request.app[keys.POOL]
+    row = await definitions.field_of(pool, workspace_id=_principal(request).workspace_id,
+                                     field_id=int_id(request, "field_id", "custom field"))
+    return await _field_answer(pool, row)
 
 
 @routes.patch("/api/v1/custom_fields/{field_id}")
@@ -256,33 +240,18 @@ async def update_field(request: web.Request) -> web.Response:
     """Rename, redescribe, change access levels, or add choices; type and subject are fixed."""
     require_admin(request[keys.PRINCIPAL])
     field_id = int_id(request, "field_id", "custom field")
-    changes = (await read_json(request, CustomFieldUpdate)).custom_field
-    workspace_id = _principal(request).workspace_id
+    body = (await read_json(request, CustomFieldUpdate)).custom_field
+    reference = body.external_reference
+    changes = definitions.FieldChanges(
+        name=body.name, description=body.description, write_access=body.write_access,
+        read_access=body.read_access, required=body.required, set_default="default_value" in body.model_fields_set,
+        default_value=body.default_value, external_id=reference.external_id if reference else None,
+        external_source=reference.external_source if reference else None,
+        add_choices=[c if isinstance(c, str) else c.label for c in body.add_choices])
     pool = request.app[keys.POOL]
-    async with pool.acquire() as connection, connection.transaction():
-        row = await connection.fetchrow(query("get_field"), field_id, workspace_id)
-        if row is None:
-            raise not_found("custom field")
-        _check_levels(SubjectType(row["subject_type"]), changes.write_access, changes.read_access)
-        if changes.add_choices and row["value_type"] not in ("single", "multi"):
-            raise ApiError.one(422, "validation", "only single and multi fields have choices", "add_choices")
-        required = row["is_required"] if changes.required is None else changes.required
-        new_default = "default_value" in changes.model_fields_set
-        definition = draft_definition(workspace_id, changes.name or row["name"], row["subject_type"], row["value_type"],
-                                 row["relation_target"], row["relation_multi"], required)
-        default = _default(definition, changes.default_value if new_default else row["default_value"])
-        if new_default:
-            await check_default_users(connection, definition, default)
-        reference = changes.external_reference
-        await connection.execute(query("update_field"), field_id, workspace_id, changes.name,
-                                 changes.description, changes.write_access, changes.read_access, changes.required,
-                                 default, new_default, reference.external_id if reference else None,
-                                 reference.external_source if reference else None)
-        if changes.add_choices:
-            labels = [c if isinstance(c, str) else c.label for c in changes.add_choices]
-            start = await connection.fetchval(query("next_choice_position"), field_id)
-            await connection.execute(query("insert_choices"), field_id, labels, start)
-    return await _field_answer(pool, field_id, workspace_id)
+    row = await definitions.change_field(pool, _by(request), field_id=field_id,
+                                         changes=changes, default_hint=_DEFAULT_HINT)
+    return await _field_answer(pool, row)
 
 
 @routes.delete("/api/v1/custom_fields/{field_id}")
@@ -290,6 +259,10 @@ async def delete_field(request: web.Request) -> web.Response:
     """Delete a field and all its values (each announced as deleted); writes after it find no field."""
     require_admin(request[keys.PRINCIPAL])
     field_id = int_id(request, "field_id", "custom field")
-    if await request.app[keys.POOL].fetchrow(query("get_field"), field_id, _principal(request).workspace_id) is None:
-        raise not_found("custom field")
-    return await submit_field_deletion(request, field_id)
+    principal = _principal(request)
+    await definitions.field_of(request.app[keys.POOL], workspace_id=principal.workspace_id, field_id=field_id)
+    respond_async = wants_async(request)
+    submitted = await definitions.delete_field(
+        request.app[keys.SUBMITTER], principal, field_id, idempotency_key=request.headers.get("Idempotency-Key"),
+        request_id=request_id_of(request), wait=not respond_async)
+    return deletion_answer(submitted, respond_async=respond_async)

@@ -9,17 +9,23 @@ from aiohttp import web
 from cfv_schemas.kantata import ChoiceCreate, ChoiceUpdate
 
 from cfv.domain.fields import CHOICE_TYPES
-from cfv.gateway import faces, keys
+from cfv.gateway import definitions, faces, keys
 from cfv.gateway.auth import require_admin
-from cfv.gateway.choices import delete_choice
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import read_json
 from cfv.gateway.kantata import KANTATA, int_id, listing, pagination
-from cfv.store.queries import query
+from cfv.gateway.observe import request_id_of
+from cfv.store import fields as store_fields
+from cfv.store.fields import Row
 
 routes = web.RouteTableDef()
 table = faces.Table(KANTATA, routes)  # definitions and reads
 CHOICES = "custom_field_choices"
+
+
+def _by(request: web.Request) -> definitions.By:
+    """Who changes definitions with this request."""
+    return definitions.By.of(request[keys.PRINCIPAL], request_id_of(request))
 
 
 def render_choice(row: asyncpg.Record) -> dict[str, Any]:
@@ -36,9 +42,9 @@ def _workspace_id(request: web.Request) -> int:
     return request[keys.PRINCIPAL].workspace_id
 
 
-async def _choice(request: web.Request) -> asyncpg.Record:
-    row: asyncpg.Record | None = await request.app[keys.POOL].fetchrow(
-        query("choice_in_workspace"), _workspace_id(request), int_id(request, "choice_id", "choice"))
+async def _choice(request: web.Request) -> Row:
+    row = await store_fields.choice_in_workspace(request.app[keys.POOL], workspace_id=_workspace_id(request),
+                                                 choice_id=int_id(request, "choice_id", "choice"))
     if row is None:
         raise not_found("choice")
     return row
@@ -57,9 +63,10 @@ async def list_choices(request: web.Request) -> web.Response:
                                "custom_field_id")
         field_ids = [int(p) for p in parts]
     pool = request.app[keys.POOL]
-    rows = await pool.fetch(query("choices_in_workspace"), _workspace_id(request), field_ids, per_page,
-                            (page - 1) * per_page)
-    total = await pool.fetchval(query("count_choices_in_workspace"), _workspace_id(request), field_ids)
+    rows = await store_fields.choices_in_workspace(pool, workspace_id=_workspace_id(request), field_ids=field_ids,
+                                                   limit=per_page, offset=(page - 1) * per_page)
+    total = await store_fields.count_choices_in_workspace(pool, workspace_id=_workspace_id(request),
+                                                          field_ids=field_ids)
     return json_response(listing(CHOICES, [render_choice(r) for r in rows], total=total, page=page,
                                  per_page=per_page))
 
@@ -72,16 +79,17 @@ async def create_choice(request: web.Request) -> web.Response:
     pool = request.app[keys.POOL]
     field = None
     if 0 < spec.custom_field_id < 2**63:  # beyond bigint an id names no field
-        field = await pool.fetchrow(query("get_field"), spec.custom_field_id, _workspace_id(request))
+        field = await store_fields.get_field(pool, workspace_id=_workspace_id(request), field_id=spec.custom_field_id)
     if field is None:
         raise ApiError.one(404, "not_found", "custom field not found", "custom_field_id")
     if field["value_type"] not in CHOICE_TYPES:
         raise ApiError.one(422, "validation", "only single and multi fields have choices", "custom_field_id")
     reference = spec.external_reference
-    row = await pool.fetchrow(query("insert_choice"), field["id"], spec.label, spec.position,
-                              reference.external_id if reference else None,
-                              reference.external_source if reference else None)
-    assert row is not None
+    row = await definitions.define_choice(pool, _by(request), field=field,
+                                          spec=definitions.ChoiceSpec(
+                                              label=spec.label, position=spec.position,
+                                              external_id=reference.external_id if reference else None,
+                                              external_source=reference.external_source if reference else None))
     return json_response(listing(CHOICES, [render_choice(row)]), 201)
 
 
@@ -98,11 +106,13 @@ async def update_choice(request: web.Request) -> web.Response:
     row = await _choice(request)
     changes = (await read_json(request, ChoiceUpdate)).custom_field_choice
     reference = changes.external_reference
-    updated = await request.app[keys.POOL].fetchrow(
-        query("update_choice"), row["id"], changes.label, changes.position,
-        reference.external_id if reference else None, reference.external_source if reference else None)
-    if updated is None:
-        raise not_found("choice")
+    pool = request.app[keys.POOL]
+    field = await definitions.field_of(pool, workspace_id=_workspace_id(request), field_id=row["custom_field_id"])
+    updated = await definitions.change_choice(
+        pool, _by(request), field=field, choice_id=row["id"],
+        changes=definitions.ChoiceChanges(label=changes.label, position=changes.position,
+                                          external_id=reference.external_id if reference else None,
+                                          external_source=reference.external_source if reference else None))
     return json_response(listing(CHOICES, [render_choice(updated)]))
 
 
@@ -111,5 +121,6 @@ async def remove_choice(request: web.Request) -> web.Response:
     """Delete a choice no value holds (409 otherwise)."""
     require_admin(request[keys.PRINCIPAL])
     row = await _choice(request)
-    await delete_choice(request.app[keys.POOL], _workspace_id(request), row["custom_field_id"], row["id"])
+    await definitions.delete_choice(request.app[keys.POOL], _by(request),
+                                    field_id=row["custom_field_id"], choice_id=row["id"])
     return web.Response(status=204)

@@ -3,7 +3,8 @@ values.
 
 A property is a custom field of ``WorkItem`` subjects scoped to a project; its values are written through the
 same core command as Kantata's (gateway → broker → worker), and validated by the same domain code. Definitions
-(projects, properties, options) are written by the gateway directly, as on the Kantata face.
+(projects, properties, options) go through the definition core (:mod:`cfv.gateway.definitions`), as on the
+Kantata face: this module only translates.
 """
 
 from __future__ import annotations
@@ -25,20 +26,15 @@ from cfv_schemas.plane import (
     ValueIn,
 )
 
-from cfv.domain.access import default_access
-from cfv.domain.fields import FieldDefinition, SubjectType, ValueType
-from cfv.domain.rules import InvalidRules, ValueRules, parse_rules
-from cfv.gateway import faces, keys
+from cfv.domain.fields import SubjectType, ValueType
+from cfv.gateway import definitions, faces, keys
 from cfv.gateway.auth import Principal, require_admin, require_project_admin
-from cfv.gateway.choices import delete_choice
-from cfv.gateway.defaults import check_default_users, checked_default, draft_definition
 from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import (
     accepted,
     deletion_answer,
     failure_status,
     read_json,
-    submit_field_deletion,
     wants_async,
 )
 from cfv.gateway.observe import request_id_of
@@ -51,7 +47,7 @@ from cfv.gateway.plane_wire import (
     render_property,
     render_values,
 )
-from cfv.store.queries import query
+from cfv.store import plane as store_plane
 
 PREFIX = "/api/v1/workspaces/{slug}/projects/"
 PROJECT = PREFIX + "{project_id}/"
@@ -68,6 +64,11 @@ routes = web.RouteTableDef()
 PLANE = faces.Face("plane", error_body, prefix="/api/v1/workspaces/")
 table = faces.Table(PLANE, routes, writes=frozenset({VALUES}))
 Row = Mapping[str, Any]
+
+
+def _by(request: web.Request) -> definitions.By:
+    """Who changes definitions with this request."""
+    return definitions.By.of(request[keys.PRINCIPAL], request_id_of(request))
 
 
 def _caller(request: web.Request) -> Principal:
@@ -91,8 +92,8 @@ def _pool(request: web.Request) -> asyncpg.Pool[Any]:
 
 async def _project(request: web.Request) -> tuple[Principal, Row]:
     principal = _caller(request)
-    row = await _pool(request).fetchrow(query("get_project"), principal.workspace_id,
-                                        _uuid(request, "project_id", "project"))
+    row = await store_plane.get_project(_pool(request), workspace_id=principal.workspace_id,
+                                        project_id=_uuid(request, "project_id", "project"))
     if row is None:
         raise not_found("project")
     return principal, row
@@ -100,9 +101,9 @@ async def _project(request: web.Request) -> tuple[Principal, Row]:
 
 async def _property(request: web.Request) -> tuple[Principal, Row]:
     principal = _caller(request)
-    row = await _pool(request).fetchrow(query("get_property"), principal.workspace_id,
-                                        _uuid(request, "project_id", "project"),
-                                        _uuid(request, "property_id", "property"))
+    row = await store_plane.get_property(_pool(request), workspace_id=principal.workspace_id,
+                                         project_id=_uuid(request, "project_id", "project"),
+                                         property_id=_uuid(request, "property_id", "property"))
     if row is None:
         raise not_found("property")  # or its project
     return principal, row
@@ -121,10 +122,9 @@ async def create_project(request: web.Request) -> web.Response:
     principal = _caller(request)
     require_admin(principal)
     spec = await read_json(request, ProjectIn)
-    row = await _pool(request).fetchrow(query("insert_project"), principal.workspace_id, spec.id, spec.name,
-                                        spec.identifier, spec.description)
-    if row is None:
-        raise ApiError.one(409, "conflict", "a project with this id or identifier already exists", "identifier")
+    row = await definitions.define_project(_pool(request), _by(request),
+                                           spec=definitions.ProjectSpec(name=spec.name, identifier=spec.identifier,
+                                                                        description=spec.description, id=spec.id))
     return json_response(render_project(row), 201)
 
 
@@ -132,7 +132,7 @@ async def create_project(request: web.Request) -> web.Response:
 async def list_projects(request: web.Request) -> web.Response:
     """The workspace's projects."""
     principal = _caller(request)
-    rows = await _pool(request).fetch(query("list_projects"), principal.workspace_id)
+    rows = await store_plane.list_projects(_pool(request), workspace_id=principal.workspace_id)
     projects = [render_project(r) for r in rows]
     return json_response({"count": len(projects), "total_results": len(projects), "results": projects})
 
@@ -150,13 +150,10 @@ async def update_project(request: web.Request) -> web.Response:
     principal, row = await _project(request)
     await require_project_admin(_pool(request), principal, str(row["id"]))
     changes = await read_json(request, ProjectPatch)
-    try:
-        updated = await _pool(request).fetchrow(query("update_project"), principal.workspace_id, row["id"],
-                                                changes.name, changes.identifier, changes.description)
-    except asyncpg.UniqueViolationError:
-        raise ApiError.one(409, "conflict", "another project has this identifier", "identifier") from None
-    if updated is None:
-        raise not_found("project")
+    updated = await definitions.change_project(
+        _pool(request), _by(request), project_id=row["id"],
+        changes=definitions.ProjectChanges(name=changes.name, identifier=changes.identifier,
+                                           description=changes.description))
     return json_response(render_project(updated))
 
 
@@ -167,26 +164,16 @@ async def delete_project(request: web.Request) -> web.Response:
     principal, row = await _project(request)
     require_admin(principal)
     respond_async = wants_async(request)
-    submitted = await request.app[keys.SUBMITTER].delete_project(
-        principal, row["id"], idempotency_key=request.headers.get("Idempotency-Key"),
+    submitted = await definitions.delete_project(
+        request.app[keys.SUBMITTER], principal, row["id"], idempotency_key=request.headers.get("Idempotency-Key"),
         request_id=request_id_of(request), wait=not respond_async)
     return deletion_answer(submitted, respond_async=respond_async)
 
 
 # --- properties ---------------------------------------------------------------------------------------
 
-
-def _rules(value_type: ValueType, is_multi: bool, raw: Any) -> ValueRules:
-    try:
-        return parse_rules(value_type, is_multi, raw)
-    except InvalidRules as error:
-        raise ApiError(400, [{"type": "validation", "message": f"{rule}: {problem}", "field": "validation_rules"}
-                             for rule, problem in error.problems.items()]) from None
-
-
-def _default(definition: FieldDefinition, raw: Any) -> Any:
-    return checked_default(definition, raw,
-                           choices_hint="an OPTION property's default is the option marked is_default")
+#: What an OPTION property has instead of a default value, in this face's words.
+_DEFAULT_HINT = "an OPTION property's default is the option marked is_default"
 
 
 @routes.post(PROPERTIES)
@@ -196,18 +183,14 @@ async def create_property(request: web.Request) -> web.Response:
     await require_project_admin(_pool(request), principal, str(project["id"]))
     spec = await read_json(request, PropertyIn)
     value_type, relation_target, relation_multi = core_type(spec.property_type, spec.relation_type, spec.is_multi)
-    rules = _rules(value_type, spec.is_multi, spec.validation_rules)
-    definition = draft_definition(principal.workspace_id, spec.display_name, SubjectType.WORK_ITEM, value_type,
-                                  relation_target, relation_multi, spec.is_required, rules)
-    default = _default(definition, spec.default_value)
-    async with _pool(request).acquire() as connection:
-        await check_default_users(connection, definition, default)
-    write_access, read_access = default_access(SubjectType.WORK_ITEM)
-    row = await _pool(request).fetchrow(
-        query("insert_property"), principal.workspace_id, project["id"], spec.display_name, spec.description,
-        value_type.value, relation_target, relation_multi, write_access, read_access, spec.is_required, default,
-        spec.is_active, spec.settings, rules.as_json(), spec.external_id, spec.external_source)
-    assert row is not None
+    row = await definitions.define_field(
+        _pool(request), _by(request), default_hint=_DEFAULT_HINT,
+        spec=definitions.FieldSpec(
+            name=spec.display_name, subject_type=SubjectType.WORK_ITEM, value_type=value_type,
+            relation_target=relation_target, relation_multi=relation_multi, description=spec.description,
+            required=spec.is_required, default_value=spec.default_value, external_id=spec.external_id,
+            external_source=spec.external_source, project_id=project["id"], active=spec.is_active,
+            settings=spec.settings, validation_rules=spec.validation_rules))
     return json_response(render_property(row), 201)
 
 
@@ -215,7 +198,8 @@ async def create_property(request: web.Request) -> web.Response:
 async def list_properties(request: web.Request) -> web.Response:
     """The project's properties."""
     principal, project = await _project(request)
-    rows = await _pool(request).fetch(query("list_properties"), principal.workspace_id, project["id"])
+    rows = await store_plane.list_properties(_pool(request), workspace_id=principal.workspace_id,
+                                             project_id=project["id"])
     return json_response([render_property(r) for r in rows])
 
 
@@ -232,32 +216,17 @@ async def update_property(request: web.Request) -> web.Response:
     principal, row = await _property(request)
     await require_project_admin(_pool(request), principal, str(row["project_id"]))
     changes = await read_json(request, PropertyPatch)
-    property_type, relation_type, is_multi = plane_type(row["value_type"], row["relation_target"],
-                                                        row["relation_multi"])
-    for name, current in (("property_type", property_type), ("relation_type", relation_type),
-                          ("is_multi", is_multi)):
-        sent = getattr(changes, name)
-        if name in changes.model_fields_set and sent != current:
-            raise _invalid(name, f"a property's type cannot change (it is {current}); create another property")
-    value_type = ValueType(row["value_type"])
-    rules_raw = changes.validation_rules if changes.validation_rules is not None else row["validation_rules"]
-    rules = _rules(value_type, is_multi, rules_raw)
-    required = changes.is_required if changes.is_required is not None else row["is_required"]
-    definition = draft_definition(principal.workspace_id, changes.display_name or row["name"],
-                                  SubjectType.WORK_ITEM, value_type, row["relation_target"], row["relation_multi"],
-                                  required, rules)
-    new_default = "default_value" in changes.model_fields_set
-    # The default must still fit when only the rules change.
-    default = _default(definition, changes.default_value if new_default else row["default_value"])
-    if new_default:
-        async with _pool(request).acquire() as connection:
-            await check_default_users(connection, definition, default)
-    updated = await _pool(request).fetchrow(
-        query("update_property"), row["id"], changes.display_name, changes.description, changes.is_required,
-        changes.is_active, changes.settings, rules.as_json() if changes.validation_rules is not None else None,
-        default, new_default, changes.external_id, changes.external_source)
-    if updated is None:
-        raise not_found("property")
+    current = plane_type(row["value_type"], row["relation_target"], row["relation_multi"])
+    for name, now in zip(("property_type", "relation_type", "is_multi"), current, strict=True):
+        if name in changes.model_fields_set and getattr(changes, name) != now:
+            raise _invalid(name, f"a property's type cannot change (it is {now}); create another property")
+    updated = await definitions.change_field(
+        _pool(request), _by(request), field_id=row["id"], default_hint=_DEFAULT_HINT,
+        changes=definitions.FieldChanges(
+            name=changes.display_name, description=changes.description, required=changes.is_required,
+            set_default="default_value" in changes.model_fields_set, default_value=changes.default_value,
+            external_id=changes.external_id, external_source=changes.external_source, active=changes.is_active,
+            settings=changes.settings, validation_rules=changes.validation_rules))
     return json_response(render_property(updated))
 
 
@@ -266,7 +235,11 @@ async def delete_property(request: web.Request) -> web.Response:
     """Delete a property and all its values (each announced as deleted)."""
     principal, row = await _property(request)
     await require_project_admin(_pool(request), principal, str(row["project_id"]))
-    return await submit_field_deletion(request, row["id"])
+    respond_async = wants_async(request)
+    submitted = await definitions.delete_field(
+        request.app[keys.SUBMITTER], principal, row["id"], idempotency_key=request.headers.get("Idempotency-Key"),
+        request_id=request_id_of(request), wait=not respond_async)
+    return deletion_answer(submitted, respond_async=respond_async)
 
 
 # --- options ------------------------------------------------------------------------------------------
@@ -281,7 +254,8 @@ async def _option_property(request: web.Request) -> Row:
 
 async def _option(request: web.Request) -> tuple[Row, Row]:
     prop = await _option_property(request)
-    row = await _pool(request).fetchrow(query("get_option"), prop["id"], _uuid(request, "option_id", "option"))
+    row = await store_plane.get_option(_pool(request), field_id=prop["id"],
+                                       option_id=_uuid(request, "option_id", "option"))
     if row is None:
         raise not_found("option")
     return prop, row
@@ -291,14 +265,14 @@ async def _option(request: web.Request) -> tuple[Row, Row]:
 async def create_option(request: web.Request) -> web.Response:
     """Add an option to an OPTION property."""
     prop = await _option_property(request)
-    await require_project_admin(_pool(request), request[keys.PRINCIPAL], str(prop["project_id"]))
+    principal = request[keys.PRINCIPAL]
+    await require_project_admin(_pool(request), principal, str(prop["project_id"]))
     spec = await read_json(request, OptionIn)
-    async with _pool(request).acquire() as connection, connection.transaction():
-        row = await connection.fetchrow(query("insert_option"), prop["id"], spec.name, spec.description,
-                                        spec.is_default, spec.is_active, spec.external_id, spec.external_source)
-        assert row is not None
-        if spec.is_default and prop["value_type"] == ValueType.SINGLE:
-            await connection.execute(query("clear_other_defaults"), prop["id"], row["id"])
+    row = await definitions.define_choice(
+        _pool(request), _by(request), field=prop,
+        spec=definitions.ChoiceSpec(label=spec.name, description=spec.description, is_default=spec.is_default,
+                                    active=spec.is_active, external_id=spec.external_id,
+                                    external_source=spec.external_source))
     return json_response(render_option(row, prop["uuid"]), 201)
 
 
@@ -306,7 +280,7 @@ async def create_option(request: web.Request) -> web.Response:
 async def list_options(request: web.Request) -> web.Response:
     """A property's options, in order."""
     _, prop = await _property(request)
-    rows = await _pool(request).fetch(query("list_options"), prop["id"])
+    rows = await store_plane.list_options(_pool(request), field_id=prop["id"])
     return json_response([render_option(r, prop["uuid"]) for r in rows])
 
 
@@ -321,16 +295,14 @@ async def get_option(request: web.Request) -> web.Response:
 async def update_option(request: web.Request) -> web.Response:
     """Rename an option, make it the default, or (de)activate it: inactive options cannot be chosen."""
     prop, row = await _option(request)
-    await require_project_admin(_pool(request), request[keys.PRINCIPAL], str(prop["project_id"]))
+    principal = request[keys.PRINCIPAL]
+    await require_project_admin(_pool(request), principal, str(prop["project_id"]))
     changes = await read_json(request, OptionPatch)
-    async with _pool(request).acquire() as connection, connection.transaction():
-        updated = await connection.fetchrow(query("update_option"), row["id"], changes.name, changes.description,
-                                            changes.is_default, changes.is_active, changes.external_id,
-                                            changes.external_source)
-        if updated is None:
-            raise not_found("option")
-        if changes.is_default and prop["value_type"] == ValueType.SINGLE:
-            await connection.execute(query("clear_other_defaults"), prop["id"], row["id"])
+    updated = await definitions.change_choice(
+        _pool(request), _by(request), field=prop, choice_id=row["id"], what="option",
+        changes=definitions.ChoiceChanges(label=changes.name, description=changes.description,
+                                          is_default=changes.is_default, active=changes.is_active,
+                                          external_id=changes.external_id, external_source=changes.external_source))
     return json_response(render_option(updated, prop["uuid"]))
 
 
@@ -339,7 +311,8 @@ async def delete_option(request: web.Request) -> web.Response:
     """Delete an option no value holds (409 otherwise: deactivate it instead)."""
     prop, row = await _option(request)
     await require_project_admin(_pool(request), request[keys.PRINCIPAL], str(prop["project_id"]))
-    await delete_choice(_pool(request), prop["workspace_id"], prop["id"], row["id"])
+    await definitions.delete_choice(_pool(request), _by(request), field_id=prop["id"],
+                                    choice_id=row["id"])
     return web.Response(status=204)
 
 
@@ -350,7 +323,7 @@ async def _option_uuids(pool: asyncpg.Pool[Any], properties: list[Row]) -> dict[
     ids = [p["id"] for p in properties if p["value_type"] in (ValueType.SINGLE, ValueType.MULTI)]
     if not ids:
         return {}
-    return {r["id"]: str(r["uuid"]) for r in await pool.fetch(query("option_uuids"), ids)}
+    return await store_plane.option_uuids(pool, field_ids=ids)
 
 
 async def _submit_value(request: web.Request, *, op: str, must_exist: bool = False) -> web.Response:
@@ -411,8 +384,9 @@ async def get_value(request: web.Request) -> web.Response:
     principal, prop = await _property(request)
     work_item = str(_uuid(request, "work_item_id", "work item"))
     pool = _pool(request)
-    rows = await pool.fetch(query("work_item_values"), principal.workspace_id, work_item, prop["id"],
-                            prop["project_id"], principal.user_id, principal.account_role)
+    rows = await store_plane.work_item_values(pool, workspace_id=principal.workspace_id, work_item=work_item,
+                                              field_id=prop["id"], project_id=prop["project_id"],
+                                              user_id=principal.user_id, account_role=principal.account_role)
     _, _, is_multi = plane_type(prop["value_type"], prop["relation_target"], prop["relation_multi"])
     if not rows:
         if is_multi:
@@ -428,10 +402,11 @@ async def list_work_item_values(request: web.Request) -> web.Response:
     principal, project = await _project(request)
     work_item = str(_uuid(request, "work_item_id", "work item"))
     pool = _pool(request)
-    properties = {r["id"]: r for r in await pool.fetch(query("list_properties"), principal.workspace_id,
-                                                         project["id"])}
-    rows = await pool.fetch(query("work_item_values"), principal.workspace_id, work_item, None, project["id"],
-                            principal.user_id, principal.account_role)
+    properties = {r["id"]: r for r in await store_plane.list_properties(pool, workspace_id=principal.workspace_id,
+                                                                        project_id=project["id"])}
+    rows = await store_plane.work_item_values(pool, workspace_id=principal.workspace_id, work_item=work_item,
+                                              field_id=None, project_id=project["id"], user_id=principal.user_id,
+                                              account_role=principal.account_role)
     option_uuids = await _option_uuids(pool, list(properties.values()))
     out: list[dict[str, Any]] = []
     for row in rows:

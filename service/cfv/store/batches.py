@@ -175,6 +175,22 @@ async def live_project_fields(connection: Connection, projects: Sequence[Project
     return {(r["workspace_id"], r["project_id"]): list(r["field_ids"]) for r in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """The fields and projects a batch deletes, as they were (rows by id; projects by workspace and id)."""
+
+    fields: dict[int, Any]
+    projects: dict[ProjectKey, Any]
+
+
+async def being_deleted(connection: Connection, field_ids: Sequence[int], projects: Sequence[ProjectKey]) -> Deleted:
+    """The rows of the fields and projects a batch deletes, for their deletion events."""
+    found = await connection.fetch(query("fields_being_deleted"), list(dict.fromkeys(field_ids))) if field_ids else []
+    kept = await connection.fetch(query("projects_being_deleted"), [w for w, _ in projects],
+                                  [p for _, p in projects]) if projects else []
+    return Deleted({r["id"]: r for r in found}, {(r["workspace_id"], r["id"]): r for r in kept})
+
+
 async def field_value_keys(connection: Connection, field_id: int) -> list[tuple[str, str]]:
     """(subject type, subject id) of every value the field holds now."""
     return [(r["subject_type"], r["subject_id"]) for r in await connection.fetch(query("field_value_keys"), field_id)]

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
+import orjson
 
+from cfv.contracts import OUTBOX_CHANNEL
 from cfv.store.database import Connection, Executor
 from cfv.store.queries import query
 
@@ -74,6 +77,20 @@ async def stored_after(connection: Connection, *, workspace_id: int, after: int,
     rows = await connection.fetch(query("event_log_after"), workspace_id, after, limit,
                                   list(types) if types is not None else None)
     return [StoredEvent(r["position"], r["event_id"], r["type"], r["routing_key"], r["event"]) for r in rows]
+
+
+async def head(connection: Connection, *, workspace_id: int) -> tuple[int, datetime]:
+    """The last position of the workspace's log (0: none) and the transaction's time; call holding the
+    workspace's lock, so that the positions written after it follow commit order."""
+    row = await connection.fetchrow(query("event_log_head"), workspace_id)
+    assert row is not None
+    return row["last"], row["now"]
+
+
+async def append(connection: Connection, *, workspace_id: int, events: Sequence[StoredEvent]) -> None:
+    """Write ``events`` (positions after :func:`head`'s) to the workspace's log, and have the relay told at commit."""
+    rows = [[e.position, e.id, e.type, e.routing_key, e.text] for e in events]
+    await connection.fetchval(query("append_events"), workspace_id, orjson.dumps(rows).decode(), OUTBOX_CHANNEL)
 
 
 async def prune(connection: Connection, *, older_than: float, per_workspace: int) -> int:

@@ -46,7 +46,10 @@ async def apply_batch(connection: Connection, commands: Sequence[Command], signe
         more_ids = await batches.allocate_ids(connection, planner.ids_needed())
         named = planner.users_named()
         users = await batches.users_named(connection, named) if named else None
-        plan = planner.plan(now, idempotency=idempotency, more_states=more_states, more_ids=more_ids, users=users)
+        deleting = planner.deleting()
+        deleted = await batches.being_deleted(connection, deleting, projects) if deleting or projects else None
+        plan = planner.plan(now, idempotency=idempotency, more_states=more_states, more_ids=more_ids, users=users,
+                            deleted=deleted)
         await batches.persist(connection, plan.writes, now)
         return plan.outcomes
 

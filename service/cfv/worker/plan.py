@@ -21,11 +21,12 @@ from cfv_schemas.events import EVENT_TYPES
 
 from cfv.contracts import OUTBOX_CHANNEL, Outcome, reply_channel
 from cfv.domain.changes import EMPTY, Change, KeyState, StoredValue, fold_command
+from cfv.domain.definitions import DefinitionChange, definition_event, field_change, project_change
 from cfv.domain.fields import SUBJECT_TYPES, FieldDefinition
 from cfv.domain.users import KnownUsers, user_errors, users_named
 from cfv.domain.values import InvalidValue, canonical_subject_id
 from cfv.domain.writes import ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey, WriteItem, validate_items
-from cfv.store.batches import KnownOperation, Loaded, ProjectKey, Reads, WorkspaceKey, Writes, states_of
+from cfv.store.batches import Deleted, KnownOperation, Loaded, ProjectKey, Reads, WorkspaceKey, Writes, states_of
 from cfv.worker.access import BatchAccess, Signer, subjects_of
 
 _NOTIFY_LIMIT = 7_800  # Postgres refuses payloads of 8000 bytes or more
@@ -175,10 +176,11 @@ class BatchPlanner:
 
     def plan(self, now: datetime, *, idempotency: dict[tuple[int, str], tuple[str, Outcome]],
              more_states: Iterable[Sequence[Any]] = (), more_ids: Sequence[int] = (),
-             users: KnownUsers | None = None) -> Plan:
+             users: KnownUsers | None = None, deleted: Deleted | None = None) -> Plan:
         """Every command's outcome and the rows to write, given the rows of :meth:`keys_to_read` and
-        :meth:`unique_probes` (``more_states``), the ids of :meth:`ids_needed` (``more_ids``) and the users of
-        :meth:`users_named` (None: the batch names none)."""
+        :meth:`unique_probes` (``more_states``), the ids of :meth:`ids_needed` (``more_ids``), the users of
+        :meth:`users_named` (None: the batch names none) and the rows of the fields (:meth:`deleting`) and projects
+        the batch deletes (``deleted``, for their deletion events)."""
         states = self._loaded.states
         for workspace_id, found in states_of(more_states).items():
             states.setdefault(workspace_id, {}).update(found)
@@ -241,6 +243,12 @@ class BatchPlanner:
                     continue
                 p.outcome = batch.add(command, p.actor, p.writes, changes,
                                       [access.can_read(signer, command.workspace_id, w) for w in p.writes])
+                if deletion and deleted is not None:  # after its values' events: the field, then its project
+                    ended = [field_change("deleted", deleted.fields[d.id], None) for d in p.deleting
+                            if d.id in deleted.fields]
+                    if project is not None and project in deleted.projects:
+                        ended.append(project_change("deleted", deleted.projects[project], None))
+                    batch.announce(command, p.actor, ended)
                 if idem is not None:  # only successes are remembered: a refused request may be corrected
                     idempotency[idem] = (command.request_hash or "", p.outcome)
                     idempotent.append(p)
@@ -403,6 +411,18 @@ class _BatchWrites:
         if changes:
             self.announced.add(workspace_id)
         return {"id": operation_id, "status": "succeeded", "values": values, "errors": []}
+
+    def announce(self, command: Command, actor: str, changes: Sequence[DefinitionChange]) -> None:
+        """Gather the events of definitions a command changed (made by ``actor``)."""
+        workspace_id = command.workspace_id
+        for change in changes:
+            self._heads[workspace_id] = position = self._heads.get(workspace_id, 0) + 1
+            routing_key, event = definition_event(
+                change, event_id=self._event_ids.next(), workspace_id=workspace_id, slug=self._slugs[workspace_id],
+                position=position, time=self._time, actor=actor, operation_id=str(command.id),
+                request_id=command.request_id)
+            self._events.append((workspace_id, position, event["id"], event["type"], routing_key, _json(event)))
+            self.announced.add(workspace_id)
 
     def rows(self, states: dict[int, dict[ValueKey, KeyState]]) -> Writes:
         """The versions, current states (each key's after the whole batch) and events to write."""

@@ -233,3 +233,12 @@ GROUP BY p.workspace_id, p.id;
 UPDATE projects SET deleted_at = $3, updated_at = $3
 FROM unnest($1::bigint[], $2::uuid[]) AS d (workspace_id, project_id)
 WHERE (projects.workspace_id, projects.id) = (d.workspace_id, d.project_id) AND projects.deleted_at IS NULL;
+
+-- name: fields_being_deleted
+-- The fields a batch deletes, as they are before it (their deletion events show them).
+SELECT * FROM custom_fields WHERE id = ANY($1::bigint[]);
+
+-- name: projects_being_deleted
+-- The projects a batch deletes ($1 workspaces, $2 ids), as they are before it.
+SELECT p.* FROM projects p
+JOIN unnest($1::bigint[], $2::uuid[]) AS d (workspace_id, project_id) ON (p.workspace_id, p.id) = (d.workspace_id, d.project_id);

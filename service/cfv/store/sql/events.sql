@@ -6,7 +6,11 @@
 -- order: at most $3 of them, looking at no more than $4 rows (a selective filter must not make one request scan
 -- the whole log; the answer's next_after then says how far it looked). Filters, each NULL for none: $5 event
 -- types, $6 a subject type, $7 field ids. Access is each field's read_access on the subject, as for value reads
--- (cfv_allowed, migration 0006).
+-- (cfv_allowed, migration 0006). A definition event of a field (a field, property, choice or option: it names a
+-- field and no subject) is shown to those who may read the field's values whatever the subject: by account role for
+-- account subjects, by permission in a Plane property's project; those of fields of other project subjects, whose
+-- readers depend on each subject's project, to account administrators only. A definition event of no field (a set,
+-- a project) is shown to every reader, as the definitions themselves are.
 WITH reader AS (
     SELECT coalesce(jsonb_object_agg(project, permission), '{}'::jsonb) AS projects
     FROM project_memberships WHERE workspace_id = $1 AND user_id = $8
@@ -24,14 +28,15 @@ FROM (SELECT max(position) AS last_seen FROM window_) l
 LEFT JOIN LATERAL (
     SELECT w.position, w.event::text AS event
     FROM rows_ w
-    JOIN custom_fields f ON f.id = w.custom_field_id
+    LEFT JOIN custom_fields f ON f.id = w.custom_field_id
     LEFT JOIN subject_projects sp ON $9 <> 'account_admin'
         AND (sp.workspace_id, sp.subject_type, sp.subject_id) = ($1, w.subject_type, w.subject_id)
     WHERE ($5::text[] IS NULL OR w.type = ANY($5::text[]))
       AND ($6::text IS NULL OR w.subject_type = $6)
       AND ($7::bigint[] IS NULL OR w.custom_field_id = ANY($7::bigint[]))
-      AND cfv_allowed($9, (SELECT projects FROM reader), f.read_access, w.subject_type, w.subject_id,
-                      f.project_id, sp.project)
+      AND (w.custom_field_id IS NULL
+           OR cfv_allowed($9, (SELECT projects FROM reader), f.read_access, w.subject_type, w.subject_id,
+                          f.project_id, sp.project))
     ORDER BY w.position
     LIMIT $3
 ) p ON true
@@ -73,3 +78,19 @@ DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
 DELETE FROM operations WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM operations
     WHERE created_at < now() - make_interval(secs => $1) AND status <> 'pending' LIMIT $2));
+
+-- name: event_log_head
+-- The last position of workspace $1's log (0: none yet) and the transaction's time. Read under the workspace's
+-- lock (the worker's apply lock), so the positions written after it follow commit order.
+SELECT coalesce(max(position), 0) AS last, now() AS now FROM events WHERE workspace_id = $1;
+
+-- name: append_events
+-- Events of workspace $1 outside the worker (definition changes), in the transaction of their change: $2 a JSON
+-- array of [position, id, type, routing key, CloudEvent text]; the relay is told at commit (channel $3, payload
+-- the workspace id, as the worker tells it).
+WITH logged AS (
+    INSERT INTO events (workspace_id, position, event_id, type, routing_key, event)
+    SELECT $1, (e->>0)::bigint, (e->>1)::uuid, e->>2, e->>3, (e->>4)::json
+    FROM jsonb_array_elements($2::text::jsonb) AS e
+)
+SELECT pg_notify($3, $1::text);

@@ -64,27 +64,34 @@ SELECT id, custom_field_id, label, position FROM custom_field_choices
 WHERE custom_field_id = ANY($1::bigint[]) AND deleted_at IS NULL ORDER BY custom_field_id, position, id;
 
 -- name: insert_field
-INSERT INTO custom_fields (workspace_id, name, description, subject_type, value_type, relation_target,
+-- A field, of no project (Kantata) or of project $2 (a Plane property); $15 settings and $16 validation rules
+-- (null: none).
+INSERT INTO custom_fields (workspace_id, project_id, name, description, subject_type, value_type, relation_target,
                            relation_multi, write_access, read_access, is_required, default_value, unique_constraint,
-                           external_id, external_source)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-RETURNING id;
+                           is_active, settings, validation_rules, external_id, external_source)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, coalesce($15::jsonb, '{}'),
+        coalesce($16::jsonb, '{}'), $17, $18)
+RETURNING *;
 
 -- name: insert_choices
 INSERT INTO custom_field_choices (custom_field_id, label, position)
-SELECT $1, label, $3 + n - 1 FROM unnest($2::text[]) WITH ORDINALITY AS c (label, n);
+SELECT $1, label, $3 + n - 1 FROM unnest($2::text[]) WITH ORDINALITY AS c (label, n)
+RETURNING *;
 
 -- name: next_choice_position
 SELECT coalesce(max(position) + 1, 0) FROM custom_field_choices WHERE custom_field_id = $1;
 
 -- name: update_field
+-- Arguments left null keep their value; default_value is set only when $12 says so (null is a valid default).
 UPDATE custom_fields
 SET name = coalesce($3, name), description = coalesce($4, description),
     write_access = coalesce($5, write_access), read_access = coalesce($6, read_access),
-    is_required = coalesce($7, is_required), default_value = CASE WHEN $9 THEN $8 ELSE default_value END,
-    external_id = coalesce($10, external_id), external_source = coalesce($11, external_source), updated_at = now()
+    is_required = coalesce($7, is_required), is_active = coalesce($8, is_active),
+    settings = coalesce($9::jsonb, settings), validation_rules = coalesce($10::jsonb, validation_rules),
+    default_value = CASE WHEN $12 THEN $11 ELSE default_value END,
+    external_id = coalesce($13, external_id), external_source = coalesce($14, external_source), updated_at = now()
 WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL
-RETURNING id;
+RETURNING *;
 
 
 -- Reads return only what the reader may see: $user and $role (the last two arguments of each value query)
@@ -190,15 +197,19 @@ JOIN custom_fields f ON f.id = c.custom_field_id AND f.deleted_at IS NULL
 WHERE f.workspace_id = $1 AND c.id = $2 AND c.deleted_at IS NULL;
 
 -- name: insert_choice
-INSERT INTO custom_field_choices (custom_field_id, label, position, external_id, external_source)
+-- At position $3, or after the last; $6 a description, $7 the default (a Plane option), $8 false: inactive.
+INSERT INTO custom_field_choices (custom_field_id, label, position, external_id, external_source, description,
+                                  is_default, is_active)
 SELECT $1, $2, coalesce($3, (SELECT coalesce(max(position) + 1, 0) FROM custom_field_choices
-                             WHERE custom_field_id = $1)), $4, $5
+                             WHERE custom_field_id = $1)), $4, $5, coalesce($6, ''),
+       coalesce($7, false), coalesce($8, true)
 RETURNING *;
 
 -- name: update_choice
 UPDATE custom_field_choices
 SET label = coalesce($2, label), position = coalesce($3, position), external_id = coalesce($4, external_id),
-    external_source = coalesce($5, external_source), updated_at = now()
+    external_source = coalesce($5, external_source), description = coalesce($6, description),
+    is_default = coalesce($7, is_default), is_active = coalesce($8, is_active), updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING *;
 

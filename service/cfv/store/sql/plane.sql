@@ -21,13 +21,6 @@ SET name = coalesce($3, name), identifier = coalesce($4, identifier), descriptio
 WHERE workspace_id = $1 AND id = $2 AND deleted_at IS NULL
 RETURNING *;
 
--- name: insert_property
-INSERT INTO custom_fields (workspace_id, project_id, subject_type, name, description, value_type, relation_target,
-                           relation_multi, write_access, read_access, is_required, default_value, is_active,
-                           settings, validation_rules, external_id, external_source)
-VALUES ($1, $2, 'WorkItem', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-RETURNING *;
-
 -- name: list_properties
 SELECT * FROM custom_fields
 WHERE workspace_id = $1 AND project_id = $2 AND deleted_at IS NULL
@@ -37,26 +30,6 @@ ORDER BY id;
 SELECT f.* FROM custom_fields f
 JOIN projects p ON (p.workspace_id, p.id) = (f.workspace_id, f.project_id) AND p.deleted_at IS NULL
 WHERE f.workspace_id = $1 AND f.project_id = $2 AND f.uuid = $3 AND f.deleted_at IS NULL;
-
--- name: update_property
--- Arguments left null keep their value; default_value is set only when $9 says so (null is a valid default).
-UPDATE custom_fields
-SET name = coalesce($2, name), description = coalesce($3, description),
-    is_required = coalesce($4, is_required), is_active = coalesce($5, is_active),
-    settings = coalesce($6, settings), validation_rules = coalesce($7, validation_rules),
-    default_value = CASE WHEN $9 THEN $8 ELSE default_value END,
-    external_id = coalesce($10, external_id), external_source = coalesce($11, external_source),
-    updated_at = now()
-WHERE id = $1 AND deleted_at IS NULL
-RETURNING *;
-
-
--- name: insert_option
-INSERT INTO custom_field_choices (custom_field_id, label, position, description, is_default, is_active,
-                                  external_id, external_source)
-SELECT $1, $2, coalesce(max(position) + 1, 0), $3, $4, $5, $6, $7
-FROM custom_field_choices WHERE custom_field_id = $1
-RETURNING *;
 
 -- name: list_options
 SELECT * FROM custom_field_choices WHERE custom_field_id = $1 AND deleted_at IS NULL ORDER BY position, id;
@@ -71,16 +44,8 @@ SELECT id, uuid FROM custom_field_choices WHERE custom_field_id = ANY($1::bigint
 -- name: clear_other_defaults
 -- A single-choice property has at most one default option.
 UPDATE custom_field_choices SET is_default = false, updated_at = now()
-WHERE custom_field_id = $1 AND id <> $2 AND is_default;
-
--- name: update_option
-UPDATE custom_field_choices
-SET label = coalesce($2, label), description = coalesce($3, description), is_default = coalesce($4, is_default),
-    is_active = coalesce($5, is_active), external_id = coalesce($6, external_id),
-    external_source = coalesce($7, external_source), updated_at = now()
-WHERE id = $1 AND deleted_at IS NULL
+WHERE custom_field_id = $1 AND id <> $2 AND is_default
 RETURNING *;
-
 
 -- name: work_item_values
 -- The current values of a work item for the given properties (all of a project's when $3 is null), those the
