@@ -24,7 +24,9 @@ from cfv.gateway.errors import ApiError, json_response, not_found
 from cfv.gateway.http import accepted, deletion_answer, failure_status, read_json, wants_async
 from cfv.gateway.observe import request_id_of
 from cfv.store import fields as store_fields
-from cfv.store.queries import query
+from cfv.store import operations as stored_operations
+from cfv.store import values as stored_values
+from cfv.store.values import Reader
 
 routes = web.RouteTableDef()
 # Kantata's face: cfv's own error shape, {"errors": [...]}; it shares /api/v1 with the admin API, so it owns no
@@ -124,7 +126,8 @@ async def get_operation(request: web.Request) -> web.Response:
     except ValueError:
         raise not_found("operation") from None
     pool = request.app[keys.POOL]
-    row = await pool.fetchrow(query("operation"), operation_id, _principal(request).workspace_id)
+    row = await stored_operations.operation_of(pool, operation_id=operation_id,
+                                               workspace_id=_principal(request).workspace_id)
     if row is None:
         raise not_found("operation")
     body: dict[str, Any] = {"id": str(operation_id), "status": row["status"]}
@@ -143,10 +146,10 @@ async def readable(pool: asyncpg.Pool[Any], principal: Principal,
     """The values (of an outcome) the principal may read: an operation shows no more than the values do."""
     if principal.is_admin or not values:
         return values
-    allowed = {n for (n,) in await pool.fetch(
-        query("readable_values"), principal.workspace_id, principal.user_id, principal.account_role,
-        [v["subject_type"] for v in values], [v["subject_id"] for v in values],
-        [v["custom_field_id"] for v in values])}
+    allowed = await stored_values.readable_ordinals(
+        pool, workspace_id=principal.workspace_id, reader=Reader(principal.user_id, principal.account_role),
+        subject_types=[v["subject_type"] for v in values], subject_ids=[v["subject_id"] for v in values],
+        field_ids=[v["custom_field_id"] for v in values])
     return [v for n, v in enumerate(values, 1) if n in allowed]
 
 

@@ -24,8 +24,8 @@ from cfv.gateway.http import accepted, failure_status, read_json, read_json_data
 from cfv.gateway.kantata import KANTATA, VALUES, listing, pagination, render_fields, render_value
 from cfv.gateway.observe import request_id_of
 from cfv.store import accounts
+from cfv.store import fields as store_fields
 from cfv.store import values as stored_values
-from cfv.store.queries import query
 from cfv.store.values import Reader, ValueFilter
 
 routes = web.RouteTableDef()
@@ -147,15 +147,15 @@ async def _add_includes(body: dict[str, Any], includes: set[str], values: list[R
     """Fill the top-level keys the client asked for, from the values answered."""
     pool = _pool(request)
     if "custom_field" in includes:
-        field_rows = await pool.fetch(query("fields_by_ids"), _workspace_id(request),
-                                      list({v["custom_field_id"] for v in values}))
+        field_rows = await store_fields.fields_by_ids(pool, workspace_id=_workspace_id(request),
+                                                      field_ids=list({v["custom_field_id"] for v in values}))
         body["custom_fields"] = {f["id"]: f for f in await render_fields(pool, field_rows)}
     if "selected_choices" in includes:
         choice_ids = list({c for v in values if v["value_type"] in CHOICE_TYPES for c in v["value"]})
         body["custom_field_choices"] = {
             str(c["id"]): {"id": str(c["id"]), "custom_field_id": str(c["custom_field_id"]), "label": c["label"],
                            "position": c["position"]}
-            for c in await pool.fetch(query("choices_by_ids"), choice_ids)}
+            for c in await store_fields.choices_by_ids(pool, choice_ids=choice_ids)}
     if "setter" in includes:  # a setter is an API key ("key:<id>"), of a user
         key_ids = {int(v["setter"].removeprefix("key:")) for v in values
                    if v["setter"].startswith("key:") and v["setter"][4:].isdigit()}
@@ -224,7 +224,7 @@ async def value_history(request: web.Request) -> web.Response:
     if not subject_ids or len(subject_ids) != 1 or not field_ids or len(field_ids) != 1:
         raise _bad("history takes one subject_type, one subject_id and one custom_field_id")
     pool = _pool(request)
-    if not await pool.fetch(query("fields_by_ids"), _workspace_id(request), field_ids):
+    if not await store_fields.fields_by_ids(pool, workspace_id=_workspace_id(request), field_ids=field_ids):
         raise not_found("custom field")
     rows = await stored_values.history(pool, workspace_id=_workspace_id(request), subject_type=subject_type.value,
                                        subject_id=subject_ids[0], field_id=field_ids[0], reader=_reader(request))

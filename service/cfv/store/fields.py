@@ -182,3 +182,14 @@ async def update_set(db: Db, *, workspace_id: int, set_id: int, name: str | None
 async def delete_set(db: Db, *, workspace_id: int, set_id: int) -> bool:
     """Delete a set; False if there was no such live set."""
     return await db.fetchval(query("delete_set"), workspace_id, set_id) is not None
+
+
+async def fields_by_ids(db: Db, *, workspace_id: int, field_ids: Sequence[int]) -> list[Row]:
+    """The workspace's fields among ``field_ids``, deleted ones included (a value read names its field)."""
+    return await db.fetch(query("fields_by_ids"), workspace_id, list(field_ids))
+
+
+async def choices_by_ids(db: Db, *, choice_ids: Sequence[int]) -> list[Row]:
+    """The choices ``choice_ids`` (id, custom_field_id, label, position); the ids come from values of one
+    workspace, whose choices they are."""
+    return await db.fetch(query("choices_by_ids"), list(choice_ids))

@@ -54,3 +54,8 @@ async def record_failures(connection: Connection, *, ids: Sequence[uuid.UUID], w
 async def notify(connection: Connection, *, channels: Sequence[str], payloads: Sequence[str]) -> None:
     """``NOTIFY`` each channel with its payload (sent at the transaction's commit)."""
     await connection.fetchval(query("notify"), list(channels), list(payloads))
+
+
+async def operation_of(executor: Executor, *, operation_id: uuid.UUID, workspace_id: int) -> asyncpg.Record | None:
+    """The operation's status and outcome, if it is the workspace's."""
+    return await executor.fetchrow(query("operation"), operation_id, workspace_id)

@@ -71,3 +71,11 @@ async def history(executor: Executor, *, workspace_id: int, subject_type: str, s
 
 def _list(items: Sequence[object] | None) -> list[object] | None:
     return list(items) if items is not None else None
+
+
+async def readable_ordinals(executor: Executor, *, workspace_id: int, reader: Reader, subject_types: Sequence[str],
+                            subject_ids: Sequence[str], field_ids: Sequence[int]) -> set[int]:
+    """Which of the values given as parallel lists ``reader`` may see, by ordinal (1-based)."""
+    rows = await executor.fetch(query("readable_values"), workspace_id, reader.user_id, reader.account_role,
+                                list(subject_types), list(subject_ids), list(field_ids))
+    return {n for (n,) in rows}
