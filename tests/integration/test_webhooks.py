@@ -753,3 +753,69 @@ async def test_old_records_of_attempts_are_pruned(fast: Settings, workspace: Wor
                 return not await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE id = $1", old)
             await wait_for(pruned, 10, "the old attempt to be pruned")
         assert [d["id"] for d in await deliveries(stack, workspace, hook["id"])] == [str(recent)]
+
+
+# --- definition events --------------------------------------------------------------------------------------------
+
+
+async def test_a_webhook_subscribed_to_definition_events_gets_them_with_the_values_in_position_order(
+        fast: Settings, workspace: Workspace, receiver: Receiver, db: asyncpg.Connection[Any]) -> None:
+    subscribed = ["cfv.field.created.v1", "cfv.set.created.v1", "cfv.value.created.v1"]
+    async with running_stack(fast) as stack, delivering(fast):
+        ann, as_ann = await user_key(stack, workspace, "account_admin")
+        hook = await create_webhook(stack, as_ann, receiver.url, event_types=subscribed)
+        assert hook["event_types"] == subscribed
+        start = hook["position"]
+        points = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
+        status, body, _ = await write(stack, workspace, item(points, 1, subject_id=1))
+        assert status == 200, body
+        status, body, _ = await write(stack, workspace, item(points, 2, subject_id=1))  # replaced: not subscribed
+        assert status == 200, body
+        status, body, _ = await stack.request("PATCH", f"/api/v1/custom_fields/{points['id']}", workspace,
+                                              json={"custom_field": {"name": "Story points"}})  # not subscribed
+        assert status == 200, body
+        estimates = {"name": "Estimates", "subject_type": "Story", "custom_field_ids": [int(points["id"])]}
+        status, body, _ = await stack.request("POST", "/api/v1/custom_field_sets", workspace,
+                                              json={"custom_field_set": estimates})
+        assert status == 201, body  # a set's event names no field
+        level = await stack.create_field(workspace, name="Level", subject_type="User", value_type="number",
+                                         read_access="account_collaboration")
+        status, body, _ = await write(stack, workspace, item(level, 3, subject_id=2))
+        assert status == 200, body
+
+        received = await receiver.wait_received(5)
+        logged = await db.fetch("SELECT position, type, event::text AS event FROM events WHERE workspace_id = $1 "
+                                "AND position > $2 ORDER BY position", workspace.id, start)
+        assert {"cfv.value.replaced.v1", "cfv.field.updated.v1"} <= {r["type"] for r in logged}  # left out below
+        expected = [r for r in logged if r["type"] in subscribed]
+        await wait_for(lambda: _position_is(stack, workspace, hook["id"], logged[-1]["position"]), 10,
+                       "the webhook's position to pass what it leaves out")
+        assert [body for _, body in receiver.received] == [r["event"].encode() for r in expected]  # as logged
+        assert [(e["type"], e["data"]["custom_field_id"]) for e in received] == [
+            ("cfv.field.created.v1", int(points["id"])), ("cfv.value.created.v1", int(points["id"])),
+            ("cfv.set.created.v1", None), ("cfv.field.created.v1", int(level["id"])),
+            ("cfv.value.created.v1", int(level["id"]))]
+        positions = [e["position"] for e in received]
+        assert positions == sorted(positions) and positions[0] == start + 1
+        assert received[0]["data"]["after"]["name"] == "Points"
+        for headers, body in receiver.received:
+            assert headers["webhook-id"] == verified(hook["secret"], headers, body)["id"]
+
+        # The creator's read access, as the replay API applies it: demoted, Ann no longer reads the definition
+        # events of a Story field (their readers depend on each story's project: administrators only), but still
+        # those of a field she may read, and a set's.
+        status, body, _ = await stack.request("PATCH", f"/api/v1/users/{ann}", workspace,
+                                              json={"user": {"account_role": "account_collaboration"}})
+        assert status == 200, body
+        hidden = await stack.create_field(workspace, name="Risk", subject_type="Story", value_type="number")
+        shown = await stack.create_field(workspace, name="Mood", subject_type="User", value_type="number",
+                                         read_access="account_collaboration")
+        status, body, _ = await stack.request("POST", "/api/v1/custom_field_sets", workspace, json={
+            "custom_field_set": {"name": "People", "subject_type": "User", "custom_field_ids": [int(shown["id"])]}})
+        assert status == 201, body
+        newest = await db.fetchval("SELECT max(position) FROM events WHERE workspace_id = $1", workspace.id)
+        await wait_for(lambda: _position_is(stack, workspace, hook["id"], newest), 10, "the webhook's position")
+        later = receiver.events()[5:]
+        assert [(e["type"], e["data"]["custom_field_id"]) for e in later] == [
+            ("cfv.field.created.v1", int(shown["id"])), ("cfv.set.created.v1", None)], later
+        assert int(hidden["id"]) not in {e["data"]["custom_field_id"] for e in receiver.events()}
