@@ -17,6 +17,9 @@ Word = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Description = Annotated[str, StringConstraints(max_length=1000, pattern=_NO_NUL)]
 FieldId = Annotated[StrictInt, Field(gt=0, lt=2**63)]
 
+_EVENT_TYPES = ("the CloudEvent types to deliver: value events (cfv.value.{created|replaced|deleted}.v1) and "
+                "definition events (cfv.{field|choice|set|project|property|option}.{created|updated|deleted}.v1)")
+
 
 class WebhookCreate(BaseModel):
     """``POST /api/v1/webhooks``: where to deliver, and which events."""
@@ -24,7 +27,7 @@ class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: Url = Field(description="http or https; its host must resolve to public addresses")
-    event_types: list[Word] = Field(min_length=1, max_length=50, description="the CloudEvent types to deliver")
+    event_types: list[Word] = Field(min_length=1, max_length=50, description=_EVENT_TYPES)
     subject_types: list[Word] | None = Field(default=None, min_length=1, max_length=20,
                                              description="only events of these subject types (default: all)")
     custom_field_ids: list[FieldId] | None = Field(default=None, min_length=1, max_length=1000,
@@ -40,7 +43,7 @@ class WebhookUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: Url | None = None
-    event_types: list[Word] | None = Field(default=None, min_length=1, max_length=50)
+    event_types: list[Word] | None = Field(default=None, min_length=1, max_length=50, description=_EVENT_TYPES)
     subject_types: list[Word] | None = Field(default=None, min_length=1, max_length=20)
     custom_field_ids: list[FieldId] | None = Field(default=None, min_length=1, max_length=1000)
     description: Description | None = None

@@ -174,6 +174,14 @@ def check_per_key_order(received: list[dict[str, Any]]) -> dict[tuple[str, int],
     return by_key
 
 
+async def value_events(db: asyncpg.Connection[Any], workspace: Workspace, after: int) -> list[tuple[int, str]]:
+    """The value events of the workspace's log after position ``after``: (position, CloudEvent text), in order.
+    (Creating a field appends its definition event to the same log, so value events do not start at 1.)"""
+    rows = await db.fetch("SELECT position, event::text AS event FROM events WHERE workspace_id = $1 "
+                          "AND position > $2 AND type LIKE 'cfv.value.%' ORDER BY position", workspace.id, after)
+    return [(r["position"], r["event"]) for r in rows]
+
+
 # --- the API --------------------------------------------------------------------------------------------------
 
 
@@ -256,7 +264,10 @@ async def _signed_deliveries(fast: Settings, workspace: Workspace, receiver: Rec
                              db: asyncpg.Connection[Any]) -> list[str]:
     async with running_stack(fast) as stack, delivering(fast):
         field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
+        newest = await db.fetchval("SELECT max(position) FROM events WHERE workspace_id = $1", workspace.id)
         hook = await create_webhook(stack, workspace, receiver.url)
+        start = hook["position"]
+        assert newest and start == newest  # it starts at the log's newest (the field's event): from now on
         for n in range(1, 4):
             status, body, _ = await write(stack, workspace, item(field, n, subject_id=n))
             assert status == 200, body
@@ -264,15 +275,15 @@ async def _signed_deliveries(fast: Settings, workspace: Workspace, receiver: Rec
         assert status == 200, body
         await receiver.wait_received(4)
 
-        stored = [r["event"] for r in await db.fetch(
-            "SELECT event::text AS event FROM events WHERE workspace_id = $1 ORDER BY position", workspace.id)]
-        assert [body for _, body in receiver.received] == [text.encode() for text in stored]  # exactly as logged
+        stored = await value_events(db, workspace, 0)
+        assert len(stored) == 4 and [p for p, _ in stored] == [start + n for n in range(1, 5)]
+        assert [body for _, body in receiver.received] == [text.encode() for _, text in stored]  # exactly as logged
         for headers, body in receiver.received:
             event = verified(hook["secret"], headers, body)
             assert headers["webhook-id"] == event["id"]
             assert headers["Content-Type"] == "application/cloudevents+json"
-        assert [e["position"] for e in receiver.events()] == [1, 2, 3, 4]
-        assert (await get_webhook(stack, workspace, hook["id"]))["position"] == 4
+        assert [e["position"] for e in receiver.events()] == [start + n for n in range(1, 5)]
+        assert (await get_webhook(stack, workspace, hook["id"]))["position"] == start + 4
 
         # A rotated secret signs what follows; the old one no longer verifies.
         status, body, _ = await stack.request("PATCH", f"{WEBHOOKS}/{hook['id']}", workspace,
@@ -283,7 +294,7 @@ async def _signed_deliveries(fast: Settings, workspace: Workspace, receiver: Rec
         assert status == 200, body
         await receiver.wait_received(5)
         headers, last = receiver.received[-1]
-        assert verified(new_secret, headers, last)["position"] == 5
+        assert verified(new_secret, headers, last)["position"] == start + 5
         with pytest.raises(WebhookVerificationError):
             verified(hook["secret"], headers, last)
         with pytest.raises(WebhookVerificationError):  # and a body changed in transit does not verify
@@ -298,6 +309,7 @@ async def test_a_receiver_that_was_down_gets_every_event_later_in_order_per_key(
         points = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
         size = await stack.create_field(workspace, name="Size", subject_type="Story", value_type="number")
         hook = await create_webhook(stack, workspace, receiver.url)
+        start = hook["position"]  # the fields' events come before it
         for round_ in range(3):
             for subject in (1, 2):
                 status, body, _ = await write(stack, workspace, item(points, round_, subject_id=subject),
@@ -309,24 +321,25 @@ async def test_a_receiver_that_was_down_gets_every_event_later_in_order_per_key(
         await wait_for(lambda: failed_a_few(2), 20, "attempts to fail while nobody listens")
         refused = (await deliveries(stack, workspace, hook["id"]))[0]
         assert refused["status"] == "failed" and refused["response_status"] is None and refused["error"], refused
-        assert refused["position"] == 1
+        assert refused["position"] == start + 1
 
         receiver.status = 500
         await receiver.start()  # listening now, but failing
         await wait_for(lambda: failed_a_few(4), 20, "attempts to fail with 500")
         assert all(status == 500 for _, _, status in receiver.hits)
-        assert {orjson.loads(body)["position"] for _, body, _ in receiver.hits} == {1}  # nothing passes the head
+        # Nothing passes the head.
+        assert {orjson.loads(body)["position"] for _, body, _ in receiver.hits} == {start + 1}
         failing = await get_webhook(stack, workspace, hook["id"])
-        assert failing["position"] == 0 and failing["consecutive_failures"] >= 4
+        assert failing["position"] == start and failing["consecutive_failures"] >= 4
 
         receiver.status = 200
         received = await receiver.wait_received(12)
         for headers, body in receiver.received:
             verified(hook["secret"], headers, body)
-        assert sorted(e["position"] for e in received) == list(range(1, 13))
+        assert sorted(e["position"] for e in received) == list(range(start + 1, start + 13))
         by_key = check_per_key_order(received)
         assert len(by_key) == 4 and all(len(s) == 3 for s in by_key.values())
-        await wait_for(lambda: _position_is(stack, workspace, hook["id"], 12), 10, "the webhook's position")
+        await wait_for(lambda: _position_is(stack, workspace, hook["id"], start + 12), 10, "the webhook's position")
         recovered = await get_webhook(stack, workspace, hook["id"])
         assert recovered["consecutive_failures"] == 0 and recovered["next_attempt_at"] is None
         attempts = await deliveries(stack, workspace, hook["id"])
@@ -345,6 +358,7 @@ async def test_consecutive_failures_disable_the_webhook_and_re_enabling_resumes_
     async with running_stack(settings) as stack, delivering(settings):
         field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
         hook = await create_webhook(stack, workspace, receiver.url)
+        start = hook["position"]  # the field's event comes before it
         for n in (1, 2):
             status, body, _ = await write(stack, workspace, item(field, n, subject_id=n))
             assert status == 200, body
@@ -354,7 +368,7 @@ async def test_consecutive_failures_disable_the_webhook_and_re_enabling_resumes_
         await wait_for(disabled, 20, "the webhook to be disabled")
         shown = await get_webhook(stack, workspace, hook["id"])
         assert shown["disabled_reason"].startswith("3 consecutive failed deliveries; the last: answered 503"), shown
-        assert shown["disabled_at"] and shown["position"] == 0
+        assert shown["disabled_at"] and shown["position"] == start
         tried = len(receiver.hits)
         assert tried == 3
 
@@ -369,7 +383,7 @@ async def test_consecutive_failures_disable_the_webhook_and_re_enabling_resumes_
         assert status == 200 and body["webhooks"][hook["id"]]["status"] == "enabled", body
         assert body["webhooks"][hook["id"]]["disabled_reason"] is None
         received = await receiver.wait_received(3)
-        assert [e["position"] for e in received] == [1, 2, 3]  # from where it stopped, nothing skipped
+        assert [e["position"] for e in received] == [start + n for n in (1, 2, 3)]  # from where it stopped
 
 
 async def test_an_event_failing_for_too_long_is_given_up_and_the_next_ones_follow(
@@ -378,6 +392,7 @@ async def test_an_event_failing_for_too_long_is_given_up_and_the_next_ones_follo
     async with running_stack(settings) as stack, delivering(settings):
         field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
         hook = await create_webhook(stack, workspace, receiver.url)
+        start = hook["position"]  # the field's event comes before it
         receiver.status = 500
         status, body, _ = await write(stack, workspace, item(field, 1, subject_id=1))
         assert status == 200, body
@@ -391,11 +406,11 @@ async def test_an_event_failing_for_too_long_is_given_up_and_the_next_ones_follo
             status, body, _ = await write(stack, workspace, item(field, n, subject_id=n))
             assert status == 200, body
         received = await receiver.wait_received(2)
-        assert [e["position"] for e in received] == [2, 3]
+        assert [e["position"] for e in received] == [start + 2, start + 3]
         attempts = await deliveries(stack, workspace, hook["id"])
         given_up = [d for d in attempts if d["status"] == "given_up"]
-        assert [(d["position"], d["event_id"]) for d in given_up] == [(1, first_id)]
-        assert all(d["status"] == "failed" for d in attempts if d["position"] == 1 and d not in given_up)
+        assert [(d["position"], d["event_id"]) for d in given_up] == [(start + 1, first_id)]
+        assert all(d["status"] == "failed" for d in attempts if d["position"] == start + 1 and d not in given_up)
         assert (await get_webhook(stack, workspace, hook["id"]))["status"] == "enabled"
 
 
@@ -476,6 +491,7 @@ async def test_deliveries_carry_only_what_the_creator_may_read(fast: Settings, w
         ann, as_ann = await user_key(stack, workspace, "account_admin")
         hook = await create_webhook(stack, as_ann, receiver.url)
         assert hook["created_by"] == ann
+        start = hook["position"]  # the fields' events come before it
         status, body, _ = await write(stack, workspace, item(cost, 1, subject_id=1))
         assert status == 200, body
         await receiver.wait_received(1)  # an administrator reads every field
@@ -490,8 +506,10 @@ async def test_deliveries_carry_only_what_the_creator_may_read(fast: Settings, w
         await asyncio.sleep(0.5)
         received = receiver.events()
         assert [(e["position"], e["data"]["custom_field_id"]) for e in received] == [
-            (1, int(cost["id"])), (3, int(points["id"])), (4, int(points["id"]))]  # not the cost at 2
-        await wait_for(lambda: _position_is(stack, workspace, hook["id"], 4), 10, "the position to pass 2")
+            (start + 1, int(cost["id"])), (start + 3, int(points["id"])),
+            (start + 4, int(points["id"]))]  # not the cost at start + 2
+        await wait_for(lambda: _position_is(stack, workspace, hook["id"], start + 4), 10,
+                       "the position to pass start + 2")
 
         # A deactivated creator's webhook stops, with the reason.
         status, body, _ = await stack.request("DELETE", f"/api/v1/users/{ann}", workspace)
@@ -545,7 +563,8 @@ async def test_two_delivery_processes_deliver_each_event_once(fast: Settings, wo
             for hook in hooks:
                 with contextlib.suppress(WebhookVerificationError):
                     per_hook[hook["id"]].append(verified(hook["secret"], headers, body)["position"])
-        assert {h: sorted(p) for h, p in per_hook.items()} == {h["id"]: list(range(1, 11)) for h in hooks}
+        assert {h: sorted(p) for h, p in per_hook.items()} == {
+            h["id"]: list(range(h["position"] + 1, h["position"] + 11)) for h in hooks}
         for positions in per_hook.values():
             assert positions == sorted(positions)  # each webhook in order
 
@@ -555,13 +574,14 @@ async def test_the_deliveries_are_listed_and_one_can_be_sent_again(
     async with running_stack(fast) as stack, delivering(fast):
         field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
         hook = await create_webhook(stack, workspace, receiver.url)
+        start = hook["position"]  # the field's event comes before it
         for n in (1, 2):
             status, body, _ = await write(stack, workspace, item(field, n, subject_id=n))
             assert status == 200, body
         received = await receiver.wait_received(2)
         attempts = await deliveries(stack, workspace, hook["id"])
         assert [(d["position"], d["status"], d["response_status"], d["attempt"], d["manual"]) for d in attempts] == [
-            (2, "succeeded", 200, 1, False), (1, "succeeded", 200, 1, False)]
+            (start + 2, "succeeded", 200, 1, False), (start + 1, "succeeded", 200, 1, False)]
         assert [d["event_id"] for d in attempts] == [received[1]["id"], received[0]["id"]]
         assert all(d["attempted_at"] and d["duration_ms"] is not None and d["error"] is None for d in attempts)
 
@@ -574,17 +594,18 @@ async def test_the_deliveries_are_listed_and_one_can_be_sent_again(
         status, body, _ = await stack.request("POST", retry_path, workspace)
         assert status == 202, body
         pending = next(iter(body["webhook_deliveries"].values()))
-        assert pending["status"] == "pending" and pending["manual"] and pending["position"] == 1
+        assert pending["status"] == "pending" and pending["manual"] and pending["position"] == start + 1
         assert pending["attempt"] == 2
         await receiver.wait_received(3)
         headers, again = receiver.received[-1]
-        assert headers["webhook-id"] == first["event_id"] and verified(hook["secret"], headers, again)["position"] == 1
+        assert headers["webhook-id"] == first["event_id"]
+        assert verified(hook["secret"], headers, again)["position"] == start + 1
 
         async def settled() -> bool:
             return (await deliveries(stack, workspace, hook["id"]))[0]["status"] == "succeeded"
         await wait_for(settled, 10, "the retry to be recorded")
         assert (await deliveries(stack, workspace, hook["id"]))[0]["id"] == pending["id"]
-        assert (await get_webhook(stack, workspace, hook["id"]))["position"] == 2  # a retry moves nothing
+        assert (await get_webhook(stack, workspace, hook["id"]))["position"] == start + 2  # a retry moves nothing
 
 
 async def test_a_webhook_another_process_holds_waits_without_spinning_and_is_delivered_once_it_lets_go(
@@ -611,7 +632,7 @@ async def test_a_webhook_another_process_holds_waits_without_spinning_and_is_del
             assert 1 <= tries <= 40, tries  # it looked every poll interval (0.1 s), not in a loop
             await db.fetchval("SELECT pg_advisory_unlock(-7302, $1::integer)", int(hook["id"]))
             received = await receiver.wait_received(1)  # the other "died": this one takes over
-        assert [e["position"] for e in received] == [1]
+        assert [e["position"] for e in received] == [hook["position"] + 1]
 
 
 async def test_a_new_url_is_tried_at_once_whatever_the_back_off_of_the_old_one(
@@ -635,7 +656,7 @@ async def test_a_new_url_is_tried_at_once_whatever_the_back_off_of_the_old_one(
                                                   json={"webhook": {"url": fixed.url}})
             assert status == 200 and body["webhooks"][hook["id"]]["next_attempt_at"] is None, body
             received = await fixed.wait_received(1, timeout=10)
-            assert [e["position"] for e in received] == [1] and len(receiver.hits) == 1
+            assert [e["position"] for e in received] == [hook["position"] + 1] and len(receiver.hits) == 1
     finally:
         await fixed.stop()
 
@@ -676,7 +697,9 @@ async def test_a_retry_of_an_event_no_longer_kept_fails_saying_so(
         assert status == 200, body
         await receiver.wait_received(1)
         [attempt] = await deliveries(stack, workspace, hook["id"])
-        await db.execute("DELETE FROM events WHERE workspace_id = $1 AND position = 1", workspace.id)  # pruned
+        assert attempt["position"] == hook["position"] + 1  # the value's event, after the field's
+        await db.execute("DELETE FROM events WHERE workspace_id = $1 AND position = $2", workspace.id,
+                         attempt["position"])  # pruned
         status, body, _ = await stack.request(
             "POST", f"{WEBHOOKS}/{hook['id']}/deliveries/{attempt['id']}/retry", workspace)
         assert status == 202, body
@@ -710,8 +733,9 @@ async def test_a_stopped_delivery_process_finishes_the_attempt_in_flight_and_rec
         assert len(receiver.hits) == 1 and receiver.arrived == 1  # nothing after the stop
         rows = await db.fetch("SELECT position, status FROM webhook_deliveries WHERE webhook_id = $1",
                               int(hook["id"]))
-        assert [tuple(r) for r in rows] == [(1, "succeeded")]  # answered, and recorded before it stopped
-        assert (await get_webhook(stack, workspace, hook["id"]))["position"] == 1
+        first = hook["position"] + 1  # the first value's event (the field's comes before the webhook)
+        assert [tuple(r) for r in rows] == [(first, "succeeded")]  # answered, and recorded before it stopped
+        assert (await get_webhook(stack, workspace, hook["id"]))["position"] == first
 
 
 async def test_old_records_of_attempts_are_pruned(fast: Settings, workspace: Workspace, receiver: Receiver,
@@ -729,3 +753,69 @@ async def test_old_records_of_attempts_are_pruned(fast: Settings, workspace: Wor
                 return not await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE id = $1", old)
             await wait_for(pruned, 10, "the old attempt to be pruned")
         assert [d["id"] for d in await deliveries(stack, workspace, hook["id"])] == [str(recent)]
+
+
+# --- definition events --------------------------------------------------------------------------------------------
+
+
+async def test_a_webhook_subscribed_to_definition_events_gets_them_with_the_values_in_position_order(
+        fast: Settings, workspace: Workspace, receiver: Receiver, db: asyncpg.Connection[Any]) -> None:
+    subscribed = ["cfv.field.created.v1", "cfv.set.created.v1", "cfv.value.created.v1"]
+    async with running_stack(fast) as stack, delivering(fast):
+        ann, as_ann = await user_key(stack, workspace, "account_admin")
+        hook = await create_webhook(stack, as_ann, receiver.url, event_types=subscribed)
+        assert hook["event_types"] == subscribed
+        start = hook["position"]
+        points = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
+        status, body, _ = await write(stack, workspace, item(points, 1, subject_id=1))
+        assert status == 200, body
+        status, body, _ = await write(stack, workspace, item(points, 2, subject_id=1))  # replaced: not subscribed
+        assert status == 200, body
+        status, body, _ = await stack.request("PATCH", f"/api/v1/custom_fields/{points['id']}", workspace,
+                                              json={"custom_field": {"name": "Story points"}})  # not subscribed
+        assert status == 200, body
+        estimates = {"name": "Estimates", "subject_type": "Story", "custom_field_ids": [int(points["id"])]}
+        status, body, _ = await stack.request("POST", "/api/v1/custom_field_sets", workspace,
+                                              json={"custom_field_set": estimates})
+        assert status == 201, body  # a set's event names no field
+        level = await stack.create_field(workspace, name="Level", subject_type="User", value_type="number",
+                                         read_access="account_collaboration")
+        status, body, _ = await write(stack, workspace, item(level, 3, subject_id=2))
+        assert status == 200, body
+
+        received = await receiver.wait_received(5)
+        logged = await db.fetch("SELECT position, type, event::text AS event FROM events WHERE workspace_id = $1 "
+                                "AND position > $2 ORDER BY position", workspace.id, start)
+        assert {"cfv.value.replaced.v1", "cfv.field.updated.v1"} <= {r["type"] for r in logged}  # left out below
+        expected = [r for r in logged if r["type"] in subscribed]
+        await wait_for(lambda: _position_is(stack, workspace, hook["id"], logged[-1]["position"]), 10,
+                       "the webhook's position to pass what it leaves out")
+        assert [body for _, body in receiver.received] == [r["event"].encode() for r in expected]  # as logged
+        assert [(e["type"], e["data"]["custom_field_id"]) for e in received] == [
+            ("cfv.field.created.v1", int(points["id"])), ("cfv.value.created.v1", int(points["id"])),
+            ("cfv.set.created.v1", None), ("cfv.field.created.v1", int(level["id"])),
+            ("cfv.value.created.v1", int(level["id"]))]
+        positions = [e["position"] for e in received]
+        assert positions == sorted(positions) and positions[0] == start + 1
+        assert received[0]["data"]["after"]["name"] == "Points"
+        for headers, body in receiver.received:
+            assert headers["webhook-id"] == verified(hook["secret"], headers, body)["id"]
+
+        # The creator's read access, as the replay API applies it: demoted, Ann no longer reads the definition
+        # events of a Story field (their readers depend on each story's project: administrators only), but still
+        # those of a field she may read, and a set's.
+        status, body, _ = await stack.request("PATCH", f"/api/v1/users/{ann}", workspace,
+                                              json={"user": {"account_role": "account_collaboration"}})
+        assert status == 200, body
+        hidden = await stack.create_field(workspace, name="Risk", subject_type="Story", value_type="number")
+        shown = await stack.create_field(workspace, name="Mood", subject_type="User", value_type="number",
+                                         read_access="account_collaboration")
+        status, body, _ = await stack.request("POST", "/api/v1/custom_field_sets", workspace, json={
+            "custom_field_set": {"name": "People", "subject_type": "User", "custom_field_ids": [int(shown["id"])]}})
+        assert status == 201, body
+        newest = await db.fetchval("SELECT max(position) FROM events WHERE workspace_id = $1", workspace.id)
+        await wait_for(lambda: _position_is(stack, workspace, hook["id"], newest), 10, "the webhook's position")
+        later = receiver.events()[5:]
+        assert [(e["type"], e["data"]["custom_field_id"]) for e in later] == [
+            ("cfv.field.created.v1", int(shown["id"])), ("cfv.set.created.v1", None)], later
+        assert int(hidden["id"]) not in {e["data"]["custom_field_id"] for e in receiver.events()}

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from cfv_schemas.events import EVENT_TYPES
+from cfv_schemas.events import DEFINITION_EVENT_TYPES, EVENT_TYPES
 from cfv_schemas.webhooks import DeliveryOut, WebhookCreate, WebhookOut, WebhookUpdate
 from pydantic import BaseModel, ValidationError
 
@@ -92,7 +92,7 @@ def _invalid(field: str, message: str, **more: Any) -> ApiError:
 
 
 def _check_filters(event_types: list[str] | None, subject_types: list[str] | None) -> None:
-    known = sorted(set(EVENT_TYPES.values()))
+    known = sorted(set(EVENT_TYPES.values()) | set(DEFINITION_EVENT_TYPES))  # value and definition events
     unknown = sorted(set(event_types or ()) - set(known))
     if unknown:
         raise _invalid("event_types", f"unknown event type(s) {', '.join(unknown)}", valid=known)
