@@ -185,7 +185,7 @@ async def test_cfv_events_tail_prints_the_log_and_follows_it(stack: Stack, works
     try:
         assert follower.stderr is not None
         said = await asyncio.wait_for(asyncio.to_thread(follower.stderr.readline), 30)
-        assert said.decode().strip() == "events of acme after position 5, following"  # the newest: what comes next
+        assert said.decode().strip() == "events of acme after position 7, following"  # the newest: what comes next
         status, body, _ = await write(stack, workspace, item(points, 42, subject_id=42))
         assert status == 200, body
         assert follower.stdout is not None
