@@ -158,13 +158,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     being applied is committed, answered and acked; what was delivered and not applied goes back to the queues,
     in order, for another worker), within the shutdown timeout."""
     name = worker_id()  # the same in its broker connection's name and its presence in the database
+    # Declared here too (the worker declares again as it subscribes): a missing plugin is named before the policy.
     pool, amqp = await _dependencies(settings, f"cfv-worker/{name}", db_settings=GENERIC_PLANS,
-                                     transactions_only=True, declare=False)  # the worker declares as it subscribes
+                                     transactions_only=True)
     monitor = Monitor(settings.metrics_host, settings.metrics_port,
                       {"postgres": lambda: ping(pool), "rabbitmq": amqp.connected.wait})
     worker = Worker(settings, pool, amqp, Membership(settings.database_url, name))
     try:
-        await policies.ensure(settings)  # what it refuses must reach the dead-letter queue
         await monitor.start()
         await worker.start()  # here, not in the task below: an unmet precondition is the one line it prints
         await _until_stopped(worker.serve(), stop, worker.drain, settings.shutdown_timeout, "worker")

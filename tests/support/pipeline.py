@@ -40,6 +40,7 @@ class WorkerProcess:
         env.update(CFV_DATABASE_URL=settings.database_url, CFV_AMQP_URL=settings.amqp_url,
                    CFV_COMMAND_SHARDS=str(settings.command_shards),
                    CFV_DELIVERY_LIMIT=str(settings.delivery_limit), CFV_DB_POOL_SIZE="2",
+                   CFV_RABBITMQ_MANAGEMENT_URL=settings.rabbitmq_management_url,
                    CFV_LOG_LEVEL="INFO", CFV_METRICS_PORT="0")
         env.update({f"CFV_{k.upper()}": str(v) for k, v in overrides.items()})
         self.log = log
