@@ -73,7 +73,7 @@ class GuardedResolver(AbstractResolver):
             address = rules.literal_address(result["host"])
             why = "not an IP address" if address is None else rules.address_refusal(address)
             if why is not None:
-                raise RefusedAddress(f"{host} resolves to {result['host']}, {why}: refused")
+                raise RefusedAddress(f"{host} resolves to {why}: refused")  # never which (internal names)
         return found
 
     async def close(self) -> None:

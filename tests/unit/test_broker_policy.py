@@ -70,3 +70,15 @@ def test_the_management_api_is_found_from_the_amqp_url() -> None:
     assert (secure.scheme, secure.port) == ("https", 15671)
     [given] = management_urls(Settings(rabbitmq_management_url="https://admin:pw@mgmt.example:443/rabbit/"))
     assert (given.host, given.port, given.user, given.path) == ("mgmt.example", 443, "admin", "/rabbit/")
+
+
+def test_a_tie_of_priorities_must_dead_letter_into_cfvs_exchange_whichever_applies() -> None:
+    tied = {"name": "ops", "pattern": "^cfv\\.", "apply-to": "queues", "priority": topology.POLICY_PRIORITY,
+            "definition": {"dead-letter-exchange": "elsewhere"}}
+    assert topology.policy_problem([_ours(), tied], 1) == ("cfv.commands.0 follows the policy 'ops', whose "
+                                                           "dead-letter-exchange is 'elsewhere', not "
+                                                           "'cfv.commands.dlx'")
+    tied["definition"] = {"dead-letter-exchange": "cfv.commands.dlx"}
+    assert topology.policy_problem([_ours(), tied], 1) is None
+    assert topology.without_delivery_limit([_ours(), tied], 1) == "ops"  # said as a warning
+    assert topology.without_delivery_limit([_ours()], 4) is None

@@ -55,6 +55,7 @@ def test_signatures_verify_with_the_reference_library_and_nothing_else_does() ->
     ("240.0.0.1", "reserved"), ("169.254.169.254", "metadata"), ("fd00:ec2::254", "metadata"),
     ("::ffff:10.0.0.1", "private"), ("::ffff:127.0.0.1", "loopback"), ("100.64.0.1", "not a public"),
     ("192.0.2.1", "private"), ("198.18.0.1", "private"),
+    ("2002:7f00:1::1", "loopback"), ("2002:a00:8::1", "private"),  # 6to4, carrying 127.0.0.1 and 10.0.0.8
 ])
 def test_non_public_addresses_are_refused_with_the_reason(address: str, why: str) -> None:
     refusal = address_refusal(ipaddress.ip_address(address))

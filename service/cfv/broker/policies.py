@@ -63,11 +63,16 @@ async def ensure(settings: Settings) -> None:
             policy = topology.commands_policy(settings.delivery_limit)
             await api.call(http, "PUT", f"api/policies/{vhost}/{topology.POLICY}", json=policy)
         policies = await api.call(http, "GET", f"api/policies/{vhost}")
-    problem = topology.policy_problem(policies if isinstance(policies, list) else [], settings.command_shards)
+    listed = policies if isinstance(policies, list) else []
+    problem = topology.policy_problem(listed, settings.command_shards)
     if problem is not None:
         raise Unmet(f"RabbitMQ would drop the commands workers refuse: {problem}. Set the policy "
                     f"{topology.POLICY} (CFV_BROKER_POLICIES=apply does it; docs/operating.md shows the "
                     "rabbitmqctl command)")
+    if (missing := topology.without_delivery_limit(listed, settings.command_shards)) is not None:
+        log.warning("the command queues' policy sets no delivery limit: a message no worker can ever acknowledge "
+                    "would be delivered forever (RabbitMQ 3) or dead-lettered after 20 deliveries (RabbitMQ 4)",
+                    policy=missing)
     log.debug("broker policy in effect", policy=topology.POLICY, mode=settings.broker_policies)
 
 
@@ -99,7 +104,14 @@ class _Api:
                         if answer.status < 500:
                             raise Unmet(f"RabbitMQ's management API at {where} answered {said}")
                         raise _Unavailable(said)  # a node starting or stopping: another, or later
-                    return await answer.json() if answer.status == 200 else None
+                    if answer.status != 200:
+                        return None
+                    try:
+                        return await answer.json()
+                    except (aiohttp.ContentTypeError, ValueError):  # a proxy's page, say: not the API
+                        raise Unmet(f"what answers at {where} is not RabbitMQ's management API (it answered "
+                                    f"{answer.content_type} to {method} /{path}): point CFV_RABBITMQ_MANAGEMENT_URL "
+                                    "at it") from None
             except (aiohttp.ClientConnectionError, TimeoutError, _Unavailable) as error:
                 if asyncio.get_running_loop().time() > deadline:
                     raise Unmet(f"RabbitMQ's management API does not answer at {where} ({error!r}): enable it "

@@ -65,20 +65,39 @@ def commands_policy(delivery_limit: int) -> dict[str, Any]:
             "definition": {"dead-letter-exchange": DEAD_LETTER_EXCHANGE, "delivery-limit": delivery_limit}}
 
 
+def _effective(policies: list[dict[str, Any]], queue: str) -> list[dict[str, Any]]:
+    """The policies that may apply to ``queue``: those of highest priority among the ones matching it (RabbitMQ
+    applies one; which of several tied ones is not defined)."""
+    matching = [p for p in policies
+                if p.get("apply-to") in _QUEUE_SCOPES and re.search(str(p.get("pattern", "")), queue)]
+    if not matching:
+        return []
+    top = max(int(p.get("priority", 0)) for p in matching)
+    return [p for p in matching if int(p.get("priority", 0)) == top]
+
+
 def policy_problem(policies: list[dict[str, Any]], shards: int) -> str | None:
     """Why the command queues would not dead-letter into cfv's exchange under ``policies`` (a virtual host's, as
     the management API lists them), or None: every queue must follow a policy that names it."""
     for n in range(shards):
         name = shard_queue(n)
-        matching = [p for p in policies
-                    if p.get("apply-to") in _QUEUE_SCOPES and re.search(str(p.get("pattern", "")), name)]
-        if not matching:
+        effective = _effective(policies, name)
+        if not effective:
             return f"no policy applies to {name}"
-        effective = max(matching, key=lambda p: int(p.get("priority", 0)))
-        exchange = (effective.get("definition") or {}).get("dead-letter-exchange")
-        if exchange != DEAD_LETTER_EXCHANGE:
-            return (f"{name} follows the policy {effective.get('name')!r}, whose dead-letter-exchange is "
-                    f"{exchange!r}, not {DEAD_LETTER_EXCHANGE!r}")
+        for policy in effective:  # each tied one could be the one applied
+            exchange = (policy.get("definition") or {}).get("dead-letter-exchange")
+            if exchange != DEAD_LETTER_EXCHANGE:
+                return (f"{name} follows the policy {policy.get('name')!r}, whose dead-letter-exchange is "
+                        f"{exchange!r}, not {DEAD_LETTER_EXCHANGE!r}")
+    return None
+
+
+def without_delivery_limit(policies: list[dict[str, Any]], shards: int) -> str | None:
+    """The name of a policy the command queues follow that sets no delivery limit (None: all set one)."""
+    for n in range(shards):
+        for policy in _effective(policies, shard_queue(n)):
+            if "delivery-limit" not in (policy.get("definition") or {}):
+                return str(policy.get("name"))
     return None
 
 

@@ -43,8 +43,11 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 
 def address_refusal(address: IPAddress) -> str | None:
     """Why a delivery may not reach ``address`` (None: it may): only public unicast addresses are allowed."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # An IPv4 address carried inside IPv6 (mapped, 6to4, Teredo's client) is judged as that IPv4 address.
+        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
+        if embedded is not None:
+            address = embedded
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     for kind in ("loopback", "unspecified", "link_local", "multicast", "reserved", "private"):

@@ -223,6 +223,10 @@ async def define_field(pool: Pool, by: By, *, spec: FieldSpec, default_hint: str
                                   spec.relation_target, spec.relation_multi, spec.required, rules)
     default = checked_default(definition, spec.default_value, choices_hint=default_hint)
     async with _changing(pool, by) as change:
+        # Read again under the lock: the workers may have deleted the project since the face looked.
+        if spec.project_id is not None and await plane.get_project(
+                change.db, workspace_id=workspace_id, project_id=spec.project_id) is None:
+            raise not_found("project")
         await check_default_users(change.db, definition, default)
         row = await fields.insert_field(
             change.db, workspace_id=workspace_id, project_id=spec.project_id, name=spec.name,
@@ -347,10 +351,20 @@ async def check_default_users(connection: Connection, definition: FieldDefinitio
 # --- choices ------------------------------------------------------------------------------------------------
 
 
-async def define_choice(pool: Pool, by: By, *, field: Row, spec: ChoiceSpec) -> Row:
+async def _still_there(change: _Change, by: By, field: Row, what: str) -> Row:
+    """``field`` as it is under the workspace's lock (the workers may have deleted it since the face read it);
+    404 naming ``what`` if it is gone."""
+    row = await fields.get_field(change.db, workspace_id=by.workspace_id, field_id=field["id"])
+    if row is None:
+        raise not_found(what)
+    return row
+
+
+async def define_choice(pool: Pool, by: By, *, field: Row, spec: ChoiceSpec, field_what: str = "custom field") -> Row:
     """Add a choice to a choice field (the faces check it is one, in their words); its row. A single choice
-    field has at most one default choice."""
+    field has at most one default choice (404 naming ``field_what`` if the field is gone)."""
     async with _changing(pool, by) as change:
+        field = await _still_there(change, by, field, field_what)
         row = await fields.insert_choice(
             change.db, field_id=field["id"], label=spec.label, position=spec.position,
             description=spec.description, is_default=spec.is_default, active=spec.active,
@@ -363,9 +377,13 @@ async def define_choice(pool: Pool, by: By, *, field: Row, spec: ChoiceSpec) -> 
 
 async def change_choice(pool: Pool, by: By, *, field: Row, choice_id: int, changes: ChoiceChanges,
                         what: str = "choice") -> Row:
-    """Change a choice of ``field``; its row as changed (404 naming ``what`` if it is gone)."""
+    """Change a choice of ``field``; its row as changed (404 naming ``what`` if it, or its field, is gone, or if
+    it is not the field's)."""
     async with _changing(pool, by) as change:
+        field = await _still_there(change, by, field, what)
         before = await fields.choice_in_workspace(change.db, workspace_id=by.workspace_id, choice_id=choice_id)
+        if before is None or before["custom_field_id"] != field["id"]:
+            raise not_found(what)
         updated = await fields.update_choice(
             change.db, choice_id=choice_id, label=changes.label, position=changes.position,
             description=changes.description, is_default=changes.is_default, active=changes.active,

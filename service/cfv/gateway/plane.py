@@ -269,7 +269,7 @@ async def create_option(request: web.Request) -> web.Response:
     await require_project_admin(_pool(request), principal, str(prop["project_id"]))
     spec = await read_json(request, OptionIn)
     row = await definitions.define_choice(
-        _pool(request), _by(request), field=prop,
+        _pool(request), _by(request), field=prop, field_what="property",
         spec=definitions.ChoiceSpec(label=spec.name, description=spec.description, is_default=spec.is_default,
                                     active=spec.is_active, external_id=spec.external_id,
                                     external_source=spec.external_source))

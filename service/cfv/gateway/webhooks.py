@@ -126,8 +126,11 @@ async def check_url(url: str, *, allow_private: bool) -> None:
     for address in addresses:
         why = rules.address_refusal(address)
         if why is not None:
-            raise _invalid("url", f"the host {host} resolves to {address}, {why}: webhooks are delivered to public "
-                           "addresses only", reason="forbidden_address", address=str(address))
+            # What a name resolves to inside the network is not told (it would map internal names); an address
+            # given as such is named, since the caller knows it already.
+            what = f"{address} is {why}" if literal is not None else f"the host {host} resolves to {why}"
+            raise _invalid("url", f"{what}: webhooks are delivered to public addresses only",
+                           reason="forbidden_address")
 
 
 def _webhook_id(request: web.Request) -> int:
