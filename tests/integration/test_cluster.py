@@ -44,8 +44,10 @@ async def cluster_settings(settings: Settings, cluster: list[str]) -> AsyncItera
     vhost = f"cfv_cluster_{uuid.uuid4().hex[:8]}"
     async with aiohttp.ClientSession() as http:
         await add_vhost(http, API, vhost)
+        # The cluster's own management APIs (found from its nodes' AMQP ports), not the test broker's.
         yield settings.model_copy(update={"amqp_url": ",".join(url + vhost for url in cluster),
-                                          "command_shards": 1, "rate_limit_writes": 10**9})
+                                          "rabbitmq_management_url": "", "command_shards": 1,
+                                          "rate_limit_writes": 10**9})
         for node in "abc":
             await _revive(node)
         async with http.delete(f"{API}/vhosts/{vhost}"):
