@@ -343,8 +343,9 @@ class Deliverer:
     async def _retries(self, pool: asyncpg.Pool[Any], http: aiohttp.ClientSession) -> None:
         """Send the retries asked through the API (apart from the webhooks' order), each claimed by one process."""
         while not self._stopping:
+            # One at a time: the claim holds its row (and so a DELETE of its webhook) until the POST is answered.
             async with pool.acquire() as connection, connection.transaction():
-                claimed = await stored.claim_retries(connection, limit=10)
+                claimed = await stored.claim_retries(connection, limit=1)
                 for retry in claimed:
                     await self._retry(connection, http, retry)
             if not claimed:
