@@ -65,14 +65,18 @@ async def declare_topology(amqp: AbstractRobustConnection, settings: Settings) -
     have them (a plugin, the management API)."""
     try:
         channel = await amqp.channel()
+        await topology.declare_exchanges(channel)  # first: a missing plugin is the one line to print
+        await channel.close()
+        # Before the queues: a queue made now follows the policy from its creation (RabbitMQ applies a policy to
+        # queues that exist already a moment later, and a refusal meanwhile would not be dead-lettered).
+        await policies.ensure(settings)
+        channel = await amqp.channel()
         await topology.declare(channel, shards=settings.command_shards)
         await channel.close()
     except Exception as error:
         if (unmet := explain_rabbitmq(error)) is not None:
             raise unmet from None
         raise
-    # Only a consumer's refusal dead-letters, and a worker consumes once this holds (run_worker).
-    await policies.ensure(settings)
 
 
 async def check_dependencies(settings: Settings) -> None:

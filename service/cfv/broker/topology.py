@@ -111,6 +111,13 @@ class Topology:
     dead_letter_settle: AbstractQueue
 
 
+async def declare_exchanges(channel: AbstractChannel) -> None:
+    """Declare (idempotently) cfv's exchanges only (a broker without the consistent-hash plugin refuses here)."""
+    await channel.declare_exchange(COMMANDS_EXCHANGE, CONSISTENT_HASH, durable=True)
+    await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
+    await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+
+
 async def declare(channel: AbstractChannel, *, shards: int) -> Topology:
     """Declare (idempotently) every exchange, queue and binding of cfv (the policy is set apart: it needs the
     management API)."""
