@@ -15,7 +15,7 @@ class ErrorOut(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     type: Literal["validation", "not_found", "conflict", "precondition_failed", "internal",
-                  "unauthenticated", "forbidden"]
+                  "unauthenticated", "forbidden", "unavailable"]
     message: str
     field: str | None = None
     index: int | None = None

@@ -204,35 +204,78 @@ async def test_events_survive_the_relay_losing_its_broker(settings: Settings, wo
                 await asyncio.wait_for(relay, 10)
 
 
-async def test_a_503_for_a_lost_confirm_is_safe_to_retry_with_an_idempotency_key(
+async def test_a_lost_confirm_of_an_applied_write_is_answered_from_its_record(
         settings: Settings, workspace: Workspace, db: asyncpg.Connection[Any]) -> None:
     async with proxy_to(settings.amqp_url) as proxy:
         gateway_settings = settings.model_copy(update={"amqp_url": proxy.url(settings.amqp_url)})
         async with running_stack(gateway_settings, backend=settings) as stack:
             field_id = await number_field(stack, workspace)
 
-            async def write(value: int, key: str) -> tuple[int, Any, dict[str, str]]:
-                return await stack.request("POST", VALUES, workspace, headers={"Idempotency-Key": key}, json={
+            async def write(value: int, **headers: str) -> tuple[int, Any, dict[str, str]]:
+                return await stack.request("POST", VALUES, workspace, headers=headers, json={
                     "custom_field_value": {"subject_type": "Story", "subject_id": 1,
                                            "custom_field_id": field_id, "value": value}})
 
-            assert (await write(1, "first"))[0] == 200
-            # The command reaches the broker (and the worker), but the broker's confirm never comes back.
-            proxy.stall()
-            status, body, headers = await asyncio.wait_for(write(2, "second"), 15)
-            assert status == 503, body
-            assert "Retry-After" in headers
-            await proxy.cut()
-            await proxy.restore()
-            answers: list[tuple[int, Any, dict[str, str]]] = []
-
-            async def retried() -> bool:
-                answers.append(await write(2, "second"))
-                assert answers[-1][0] in (200, 503), answers[-1]
-                return answers[-1][0] == 200
-            await wait_for(retried, 30, "the retry to go through")
-            [value] = answers[-1][1]["custom_field_values"].values()
-            assert (value["value"], value["sequence"]) == (2, 2)
+            # The command reaches the broker (and the worker), but the broker's confirm never comes back: the
+            # gateway finds the write applied in the database, and says so.
+            for value, headers in ((3, {}), (5, {"Prefer": "respond-async"})):
+                assert (await write(value - 1))[0] == 200  # on an open connection
+                proxy.stall()
+                status, body, _ = await asyncio.wait_for(write(value, **headers), 15)
+                assert status == 200, body
+                [answered] = body["custom_field_values"].values()
+                assert (answered["value"], answered["sequence"]) == (value, value - 1)
+                await proxy.cut()  # the gateway dropped that connection; a new one must not stall
+                await proxy.restore()
 
         versions = await db.fetch("SELECT seq, value FROM value_versions ORDER BY seq")
-        assert [tuple(r) for r in versions] == [(1, 1), (2, 2)]  # the retried write, once
+        assert [r["value"] for r in versions] == [2, 3, 4, 5]  # each once
+
+
+async def test_a_write_whose_confirm_was_lost_is_never_applied_after_its_503(
+        settings: Settings, workspace: Workspace, db: asyncpg.Connection[Any]) -> None:
+    """The 503 of a lost confirm is final: the command reaches a worker later (here: no worker runs yet), after
+    the writes sent since, and is not applied; a retry with the same Idempotency-Key is applied, once."""
+    async with proxy_to(settings.amqp_url) as proxy:
+        gateway_settings = settings.model_copy(update={"amqp_url": proxy.url(settings.amqp_url)})
+        async with running_stack(gateway_settings, backend=settings, worker=False) as stack:
+            field_id = await number_field(stack, workspace)
+
+            async def write(value: int, **headers: str) -> tuple[int, Any, dict[str, str]]:
+                return await stack.request("POST", VALUES, workspace, headers={"Prefer": "respond-async", **headers},
+                                           json={"custom_field_value": {"subject_type": "Story", "subject_id": 1,
+                                                                        "custom_field_id": field_id, "value": value}})
+
+            status, first, _ = await write(1)
+            assert status == 202, first
+            proxy.stall()
+            status, body, headers = await asyncio.wait_for(write(2, **{"Idempotency-Key": "second"}), 15)
+            assert status == 503, body
+            assert int(headers["Retry-After"]) > 0
+            [error] = body["errors"]
+            assert error["type"] == "unavailable"
+            assert "never will be" in error["message"], error
+            fenced = await db.fetchrow("SELECT id, status, outcome FROM operations WHERE status = 'failed'")
+            assert fenced is not None and str(fenced["id"]) in error["message"]
+            status, operation, _ = await stack.request("GET", f"/api/v1/operations/{fenced['id']}", workspace)
+            assert status == 200, operation
+            assert operation["status"] == "failed", operation
+            assert [e["type"] for e in operation["errors"]] == ["unavailable"], operation
+            await proxy.cut()
+            await proxy.restore()
+
+            async def recovered() -> bool:
+                return (await write(3))[0] == 202
+            await wait_for(recovered, 30, "the gateway to reach the broker again")
+            status, retried, _ = await write(2, **{"Idempotency-Key": "second"})
+            assert status == 202, retried
+
+            async with worker_task(settings):  # the queue holds 1, 2 (its confirm lost), 3 and the retried 2
+                async def drained() -> bool:
+                    return await db.fetchval("SELECT count(*) FROM operations WHERE status = 'pending'") == 0
+                await wait_for(drained, 30, "the worker to apply the queue")
+                await asyncio.sleep(0.5)
+
+        versions = await db.fetch("SELECT seq, value FROM value_versions ORDER BY seq")
+        assert [r["value"] for r in versions] == [1, 3, 2]  # not the 2 answered 503; the retry, once
+        assert await db.fetchval("SELECT status FROM operations WHERE id = $1", fenced["id"]) == "failed"

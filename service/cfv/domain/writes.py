@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
+from cfv.contracts import Outcome
 from cfv.domain.fields import SUBJECT_TYPES, FieldDefinition, SubjectType
 from cfv.domain.values import JSON, InvalidValue, canonical_subject_id, validate_value
 
@@ -21,6 +23,7 @@ class ErrorType(StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
     INTERNAL = "internal"
+    UNAVAILABLE = "unavailable"  # never applied: the broker did not confirm it in time (the gateway's fence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +146,11 @@ def _validate_item(
         return ItemError(ErrorType.VALIDATION, f"{definition.name}: {error}", "value", index, field_id)
     return ValidWrite(index, key, value, definition, Op.WRITE, item.must_exist, item.external,
                       item.expected_version, item.origin)
+
+
+def failed(command_id: uuid.UUID, errors: Iterable[ItemError]) -> Outcome:
+    """The outcome of a command refused for ``errors``."""
+    return {"id": str(command_id), "status": "failed", "values": [], "errors": [
+        {"type": e.type.value, "message": e.message, "field": e.field, "index": e.index,
+         "custom_field_id": e.custom_field_id}
+        for e in errors]}

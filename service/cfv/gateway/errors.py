@@ -55,6 +55,14 @@ def unconfirmed(operation_id: object) -> ApiError:
         headers={"Retry-After": "5"})
 
 
+def never_applied(operation_id: object) -> ApiError:
+    """503 for a write the broker did not confirm, now certain never to be applied (its operation is failed)."""
+    return ApiError.one(
+        503, "unavailable",
+        f"the message broker did not confirm the write in time (operation {operation_id}); it was not applied and "
+        "never will be: send it again", headers={"Retry-After": "1"})
+
+
 def from_validation(error: ValidationError, prefix: str = "") -> ApiError:
     """400 listing every problem pydantic found in a request body."""
     errors = []

@@ -29,9 +29,10 @@ from cfv_schemas.commands import (
 from cfv.batching import Coalescer
 from cfv.broker.publisher import CommandPublisher, PublishFailed
 from cfv.contracts import Outcome
+from cfv.domain.writes import ErrorType, ItemError, failed
 from cfv.faults import TRANSIENT_ERRORS
 from cfv.gateway.auth import Principal
-from cfv.gateway.errors import ApiError, unavailable, unconfirmed
+from cfv.gateway.errors import ApiError, never_applied, unavailable, unconfirmed
 from cfv.gateway.replies import ReplyWaiter
 from cfv.store import operations as stored_operations
 
@@ -116,7 +117,7 @@ class Submitter:
             if future is not None:
                 self._waiter.forget(command.id, future)
             if error.uncertain:
-                raise unconfirmed(command.id) from None
+                return await self._fence(principal, command)
             raise unavailable("the message broker") from None
         if future is not None:
             try:
@@ -126,6 +127,25 @@ class Submitter:
                 self._waiter.forget(command.id, future)
         await self._mark_pending(principal, command)
         return Submitted(command.id, None)
+
+    async def _fence(self, principal: Principal, command: Command) -> Submitted:
+        """The broker did not confirm ``command``, which may reach a worker all the same, at any time. Unless a
+        worker applied it already (then its outcome is the answer), record it failed, so that no worker ever
+        will: a write the client was told failed must not be applied later, after the writes it sent since."""
+        outcome = failed(command.id, [ItemError(ErrorType.UNAVAILABLE, "the message broker did not confirm the "
+                                                "write in time; it was not applied and never will be", "command")])
+        try:
+            async with asyncio.timeout(self._timeout), self._pool.acquire() as connection:
+                status, recorded = await stored_operations.fence(
+                    connection, operation_id=command.id, workspace_id=command.workspace_id,
+                    public_key=principal.public_key, failure=orjson.dumps(outcome).decode())
+        except TRANSIENT_ERRORS:  # the database is away too: the command may or may not be applied
+            raise unconfirmed(command.id) from None
+        if status == "pending":  # cannot be, for a new command id; say what is known all the same
+            raise unconfirmed(command.id)
+        if recorded == outcome:
+            raise never_applied(command.id)
+        return Submitted(command.id, recorded)
 
     async def _mark_pending(self, principal: Principal, command: Command) -> None:
         """Record that the operation exists, so polling it finds it even before a worker took it."""

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import asyncpg
 import orjson
 
+from cfv.contracts import Outcome
 from cfv.store.database import Connection, Executor
 from cfv.store.queries import query
 
@@ -54,6 +55,20 @@ async def record_failures(connection: Connection, *, ids: Sequence[uuid.UUID], w
 async def notify(connection: Connection, *, channels: Sequence[str], payloads: Sequence[str]) -> None:
     """``NOTIFY`` each channel with its payload (sent at the transaction's commit)."""
     await connection.fetchval(query("notify"), list(channels), list(payloads))
+
+
+async def fence(connection: Connection, *, operation_id: uuid.UUID, workspace_id: int, public_key: bytes,
+                failure: str) -> tuple[str, Outcome]:
+    """Settle an operation whose command the broker did not confirm: record it failed with ``failure`` (its
+    outcome, JSON text) unless a worker recorded it first. Holds the workspace's apply lock, so no worker is
+    between reading and writing the record meanwhile. Returns the record's status and outcome, whichever won."""
+    async with connection.transaction():
+        await connection.execute(query("lock_workspace"), workspace_id)
+        await connection.execute(query("fence_operation"), operation_id, workspace_id, failure, public_key)
+        row = await connection.fetchrow(query("operation"), operation_id, workspace_id)
+    assert row is not None  # recorded just now, or before, in this workspace
+    outcome = orjson.loads(row["outcome"]) if isinstance(row["outcome"], str) else row["outcome"]
+    return row["status"], outcome
 
 
 async def operation_of(executor: Executor, *, operation_id: uuid.UUID, workspace_id: int) -> asyncpg.Record | None:

@@ -16,11 +16,11 @@ import orjson
 from cfv_schemas.commands import Command, DeleteProject
 
 from cfv.contracts import NamedOperation, Outcome, reply_channel
-from cfv.domain.writes import ErrorType, ItemError
+from cfv.domain.writes import ErrorType, ItemError, failed
 from cfv.store import batches
 from cfv.store import operations as stored_operations
 from cfv.store.database import Connection
-from cfv.worker.plan import BatchPlanner, failed, reads_of, reply_payloads
+from cfv.worker.plan import BatchPlanner, reads_of, reply_payloads
 
 __all__ = ["NamedOperation", "apply_batch", "fail_operations", "reply_payloads"]
 

@@ -25,7 +25,17 @@ from cfv.domain.definitions import DefinitionChange, definition_event, field_cha
 from cfv.domain.fields import SUBJECT_TYPES, FieldDefinition
 from cfv.domain.users import KnownUsers, user_errors, users_named
 from cfv.domain.values import InvalidValue, canonical_subject_id
-from cfv.domain.writes import ErrorType, ExternalRef, ItemError, Op, ValidWrite, ValueKey, WriteItem, validate_items
+from cfv.domain.writes import (
+    ErrorType,
+    ExternalRef,
+    ItemError,
+    Op,
+    ValidWrite,
+    ValueKey,
+    WriteItem,
+    failed,
+    validate_items,
+)
 from cfv.store.batches import Deleted, KnownOperation, Loaded, ProjectKey, Reads, WorkspaceKey, Writes, states_of
 from cfv.worker.access import BatchAccess, Signer, subjects_of
 
@@ -493,14 +503,6 @@ def _json(value: Any) -> str:
 
 def _succeeded(command_id: uuid.UUID) -> Outcome:
     return {"id": str(command_id), "status": "succeeded", "values": [], "errors": []}
-
-
-def failed(command_id: uuid.UUID, errors: Iterable[ItemError]) -> Outcome:
-    """The outcome of a command refused for ``errors``."""
-    return {"id": str(command_id), "status": "failed", "values": [], "errors": [
-        {"type": e.type.value, "message": e.message, "field": e.field, "index": e.index,
-         "custom_field_id": e.custom_field_id}
-        for e in errors]}
 
 
 def _value_out(operation_id: str, actor: str, write: ValidWrite, change: Change, time: str, *,

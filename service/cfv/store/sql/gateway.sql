@@ -25,6 +25,14 @@ UPDATE api_keys SET public_key = $2 WHERE id = $1 AND public_key IS NULL;
 -- name: operation
 SELECT status, outcome FROM operations WHERE id = $1 AND workspace_id = $2;
 
+-- name: fence_operation
+-- A command the broker did not confirm may reach a worker all the same, any time later. Recorded failed (run
+-- under the workspace's apply lock, lock_workspace), it never will be applied: a worker answers it from this
+-- record. Unless a worker recorded it first; either way the record says what became of it.
+INSERT INTO operations AS o (id, workspace_id, status, outcome, completed_at, public_key)
+VALUES ($1, $2, 'failed', $3::text::jsonb, now(), $4)
+ON CONFLICT (id) DO NOTHING;
+
 -- name: mark_operations_pending
 -- With the public key of the API key that submitted each: only that key's refusal may settle it (see apply.sql).
 INSERT INTO operations (id, workspace_id, status, public_key)
