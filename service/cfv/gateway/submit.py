@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import structlog
 from cfv_schemas.commands import (
     Command,
     CommandItem,
@@ -37,6 +38,7 @@ from cfv.gateway.replies import ReplyWaiter
 from cfv.store import operations as stored_operations
 
 MAX_IDEMPOTENCY_KEY = 255
+log = structlog.get_logger("cfv.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +141,17 @@ class Submitter:
                 status, recorded = await stored_operations.fence(
                     connection, operation_id=command.id, workspace_id=command.workspace_id,
                     public_key=principal.public_key, failure=orjson.dumps(outcome).decode())
-        except TRANSIENT_ERRORS:  # the database is away too: the command may or may not be applied
+        except TRANSIENT_ERRORS as error:  # the database is away too: the command may or may not be applied
+            log.warning("the broker did not confirm a write, which may still be applied", operation_id=str(command.id),
+                        error=repr(error))
             raise unconfirmed(command.id) from None
         if status == "pending":  # cannot be, for a new command id; say what is known all the same
             raise unconfirmed(command.id)
         if recorded == outcome:
+            log.warning("the broker did not confirm a write: recorded as never to be applied",
+                        operation_id=str(command.id))
             raise never_applied(command.id)
+        log.info("the broker did not confirm a write, which a worker had applied", operation_id=str(command.id))
         return Submitted(command.id, recorded)
 
     async def _mark_pending(self, principal: Principal, command: Command) -> None:
