@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=2, description="connections per process (a worker applying a message "
                               "alone uses two)")
 
-    command_linger: float = Field(0.008, ge=0, description="seconds a busy lane (a workspace and key whose last "
+    command_linger: float = Field(0.003, ge=0, description="seconds a busy lane (a workspace and key whose last "
                                   "message carried several commands) waits for more to join its next message")
     command_shards: int = Field(4, ge=1, le=64, description="command queues; one workspace maps to one")
     worker_prefetch: int = Field(256, ge=2, description="unacked commands a worker holds per shard queue")
