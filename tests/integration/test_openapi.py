@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -96,7 +98,7 @@ def _start_chromium(chromium: str, port: int, profile: str) -> subprocess.Popen[
          "--disable-background-networking", "--disable-component-update", "--disable-extensions",
          f"--remote-debugging-port={port}", f"--user-data-dir={profile}",
          "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 @contextlib.asynccontextmanager
@@ -105,16 +107,21 @@ async def _browser() -> AsyncIterator[str]:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Chromium is needed for this test: apt-get install chromium (bin/test installs it)"
     port = free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes (its own session) may still write to the profile as the browser exits: stop
+    # them all, and let a file they leave behind not fail the test (seen: "Directory not empty: 'Default'").
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = _start_chromium(chromium, port, profile)
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             try:
                 await asyncio.to_thread(process.wait, 10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await asyncio.to_thread(process.wait, 10)
 
 
 async def test_the_docs_page_works_offline_in_a_real_browser(stack: Stack) -> None:
