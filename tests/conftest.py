@@ -19,9 +19,11 @@ import aiohttp
 import asyncpg
 import pytest
 import structlog
+from cfv.domain.webhooks import new_secret_key
 from cfv.settings import Settings
 from cfv.store.database import connect
 from cfv.store.migrate import apply_migrations
+from pydantic import SecretStr
 from support import (
     AMQP_HOST,
     PG_ADMIN,
@@ -38,6 +40,7 @@ from support import (
 )
 
 _RUN = uuid.uuid4().hex[:8]
+SECRET_KEY = new_secret_key()  # seals the webhooks' signing secrets of this run
 
 
 @pytest.fixture(autouse=True)
@@ -189,7 +192,7 @@ def settings(database_url: str, amqp_url: str) -> Settings:
     # nothing of where the management API is.
     return Settings(database_url=database_url, amqp_url=amqp_url, http_port=free_port(),
                     write_timeout=10.0, relay_poll_interval=0.2, db_pool_size=5, metrics_port=0,
-                    rabbitmq_management_url=RABBIT_API.removesuffix("/api"))
+                    rabbitmq_management_url=RABBIT_API.removesuffix("/api"), secret_keys=SecretStr(SECRET_KEY))
 
 
 @pytest.fixture

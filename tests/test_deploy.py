@@ -65,14 +65,15 @@ def env_files(service: dict[str, Any]) -> list[str]:
 
 
 def service_environment(service: dict[str, Any]) -> dict[str, str]:
-    """What a service's container gets from env_file and environment (the latter wins, as in Compose)."""
+    """What a service's container gets from env_file and environment (the latter wins, as in Compose), with the
+    variables of the shell it interpolates (``${NAME:-default}``) unset."""
     environment: dict[str, str] = {}
     for path in env_files(service):
         environment.update(read_env_file(ROOT / path))
     declared = service.get("environment", {})
     if isinstance(declared, list):
         declared = dict(item.split("=", 1) for item in declared)
-    environment.update({key: str(value) for key, value in declared.items()})
+    environment.update({key: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value)) for key, value in declared.items()})
     return environment
 
 
@@ -101,6 +102,16 @@ def test_compose_has_the_dependencies_and_every_role() -> None:
     for name in ("postgres", "rabbitmq", "redis"):
         assert "healthcheck" in services[name], name
         assert not services[name].get("depends_on"), f"{name} must start alone (docker compose up -d {name})"
+
+
+def test_only_the_shell_gives_the_secret_keys() -> None:
+    """No key is written in the compose file or the env example (it would be everyone's): the gateway, which seals
+    webhooks' secrets, and the delivery process, which opens them, take it from the shell or .env."""
+    document = compose()
+    assert read_env_file(ENV_EXAMPLE)["CFV_SECRET_KEYS"] == ""
+    for name in ("gateway", "webhooks"):
+        assert document["services"][name]["environment"]["CFV_SECRET_KEYS"] == "${CFV_SECRET_KEYS:-}", name
+    assert "CFV_SECRET_KEYS" not in document["x-cfv"].get("environment", {})
 
 
 def test_every_long_running_cfv_service_checks_its_readiness_probe() -> None:

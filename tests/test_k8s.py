@@ -29,7 +29,8 @@ SECRET_TEMPLATE = K8S / "secret.example.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 
 ROLES = ("gateway", "worker", "relay", "webhooks")
-SECRET_SETTINGS = {"CFV_DATABASE_URL", "CFV_AMQP_URL", "CFV_REDIS_URL"}
+PLACEHOLDER_KEY = "CHANGE-ME"
+SECRET_SETTINGS = {"CFV_DATABASE_URL", "CFV_AMQP_URL", "CFV_REDIS_URL", "CFV_SECRET_KEYS"}
 # The oldest Kubernetes these manifests are meant for, and the newest the package knows.
 KUBERNETES_VERSIONS = ("1.29", latest_version())
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
@@ -157,7 +158,7 @@ def environment(container: dict[str, Any]) -> dict[str, str]:
 def settings_of(container: dict[str, Any]) -> Settings:
     """The settings a container's CFV_* variables give cfv (defaults for the rest, no .env file)."""
     values = {name.removeprefix("CFV_").lower(): value for name, value in environment(container).items()
-              if name.startswith("CFV_")}
+              if name.startswith("CFV_") and value != PLACEHOLDER_KEY}
     return Settings.model_validate(values)  # model_validate ignores the process environment
 
 
@@ -295,6 +296,10 @@ def test_the_secret_is_a_template() -> None:
     assert set(SECRET["stringData"]) == SECRET_SETTINGS and "data" not in SECRET
     assert "CHANGE-ME" in SECRET["stringData"]["CFV_DATABASE_URL"]
     assert "CHANGE-ME" in SECRET["stringData"]["CFV_AMQP_URL"]
+    # Applied as it is, the template's key stops every process at start rather than seal secrets with a known key.
+    assert SECRET["stringData"]["CFV_SECRET_KEYS"] == PLACEHOLDER_KEY
+    with pytest.raises(ValueError, match="not a Fernet key"):
+        Settings(secret_keys=PLACEHOLDER_KEY)
     text = SECRET_TEMPLATE.read_text()
     assert "kubectl" in text and "create secret" in text
 

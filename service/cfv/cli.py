@@ -1,5 +1,5 @@
 """The operator's command line: ``cfv migrate | run | gateway | worker | relay | webhooks | workspace | key | user |
-import | export | topology | events | dlq``."""
+import | export | topology | events | dlq | secrets``."""
 
 from __future__ import annotations
 
@@ -27,10 +27,12 @@ from cfv.broker.permissions import integration_permissions
 from cfv.broker.topology import definitions
 from cfv.domain.access import ACCOUNT_ROLES, PROJECT_PERMISSIONS
 from cfv.domain.fields import SubjectType
+from cfv.domain.webhooks import SecretBox, SecretUnavailable, new_secret_key
 from cfv.faults import EX_CONFIG, Unmet
 from cfv.settings import Settings
 from cfv.store import accounts
 from cfv.store import transfer as stored
+from cfv.store import webhooks as stored_webhooks
 from cfv.store.accounts import AccountError
 from cfv.store.database import Connection, connect
 from cfv.store.migrate import apply_migrations, ensure_database
@@ -535,6 +537,43 @@ def topology(settings: Settings) -> None:
     """Print the RabbitMQ topology as a definitions file (see deploy/rabbitmq-definitions.json)."""
     click.echo(json.dumps(definitions(shards=settings.command_shards, delivery_limit=settings.delivery_limit),
                           indent=2))
+
+
+@main.group("secrets")
+def secrets_group() -> None:
+    """Keys that seal webhooks' signing secrets in the database (CFV_SECRET_KEYS).
+
+    To rotate: put a new key first in CFV_SECRET_KEYS, keeping the old one after it, and restart the gateways
+    and the delivery processes; run `cfv secrets reseal`; then drop the old key and restart them again."""
+
+
+@secrets_group.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new key for CFV_SECRET_KEYS."""
+    click.echo(new_secret_key())
+
+
+@secrets_group.command("reseal")
+@click.pass_obj
+def secrets_reseal(settings: Settings) -> None:
+    """Seal every webhook's signing secret anew with the first key of CFV_SECRET_KEYS (and seal any stored before
+    sealing began), in one transaction: nothing changes unless every secret can be opened."""
+    box = SecretBox.from_setting(settings.secret_keys.get_secret_value())
+    if not box.can_seal:
+        raise click.ClickException("CFV_SECRET_KEYS is empty: make a key with `cfv secrets new-key`")
+
+    async def reseal() -> int:
+        db = await connect(settings.database_url)
+        try:
+            return await stored_webhooks.reseal_secrets(db, box.reseal)
+        finally:
+            await db.close()
+
+    try:
+        count = asyncio.run(reseal())
+    except SecretUnavailable as error:
+        raise click.ClickException(f"nothing was resealed: {error}") from None
+    click.echo(f"{count} webhook secret(s) sealed with the first key of CFV_SECRET_KEYS")
 
 
 @main.group("events")

@@ -103,6 +103,8 @@ class Deliverer:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._box = rules.SecretBox.from_setting(settings.secret_keys.get_secret_value())
+        self._unopened: set[int] = set()  # webhooks whose secret no key opens (logged once, until one does)
         self._wake = asyncio.Event()
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -237,6 +239,16 @@ class Deliverer:
                 await stored.disable(connection, webhook_id=webhook_id, reason=reason)
                 log.warning("webhook disabled", webhook_id=webhook_id, reason=reason)
                 return
+            try:
+                secret = self._box.open(webhook.secret)
+            except rules.SecretUnavailable as unavailable:
+                # Nothing is sent or counted as failed: the events wait for the key (a fix of the configuration).
+                if webhook_id not in self._unopened:
+                    self._unopened.add(webhook_id)
+                    log.error("cannot sign a webhook's deliveries, which wait", webhook_id=webhook_id,
+                              host=_host(webhook.url), reason=str(unavailable))
+                return
+            self._unopened.discard(webhook_id)
             subject_types = webhook.subject_types
             page = await events.read_page(
                 connection, workspace_id=webhook.workspace_id, after=webhook.cursor, limit=settings.webhook_batch,
@@ -251,7 +263,7 @@ class Deliverer:
                 if subject_types and event.get("data", {}).get("subject_type") not in subject_types:
                     continue  # left out by the filter: the cursor moves past it with what follows
                 position = int(event["position"])
-                attempt = await self.send(http, webhook, text, event)
+                attempt = await self.send(http, webhook, secret, text, event)
                 if attempt.ok:
                     metrics.WEBHOOK_DELIVERIES.labels("succeeded").inc()
                     self.delivered += 1
@@ -303,13 +315,15 @@ class Deliverer:
                 if not page.events and page.next_after <= webhook.cursor:
                     return
 
-    async def send(self, http: aiohttp.ClientSession, webhook: Webhook, text: str, event: dict[str, Any]) -> Attempt:
-        """POST one event to the webhook, signed; never raises for what the receiver (or its address) does."""
+    async def send(self, http: aiohttp.ClientSession, webhook: Webhook, secret: str, text: str,
+                   event: dict[str, Any]) -> Attempt:
+        """POST one event to the webhook, signed with its (opened) ``secret``; never raises for what the receiver (or
+        its address) does."""
         body = text.encode()
         timestamp = int(time.time())
         headers = {"Content-Type": CONTENT_TYPE, "webhook-id": str(event["id"]),
                    "webhook-timestamp": str(timestamp),
-                   "webhook-signature": rules.sign(webhook.secret, str(event["id"]), timestamp, body)}
+                   "webhook-signature": rules.sign(secret, str(event["id"]), timestamp, body)}
         began = time.monotonic()
 
         def took() -> int:
@@ -354,19 +368,22 @@ class Deliverer:
     async def _retry(self, connection: Connection, http: aiohttp.ClientSession,
                      retry: stored.Retry) -> None:
         webhook = retry.webhook
-        text = None
-        if webhook.creator_role is not None:
+        text, error = None, "the event is no longer kept, or no longer readable by the webhook's creator"
+        try:
+            secret = self._box.open(webhook.secret)
+        except rules.SecretUnavailable as unavailable:
+            secret, error = "", f"cannot sign the delivery: {unavailable}"
+        if secret and webhook.creator_role is not None:
             page = await events.read_page(connection, workspace_id=webhook.workspace_id, after=retry.position - 1,
                                           limit=1, user_id=webhook.created_by, account_role=webhook.creator_role)
             if page.events and orjson.loads(page.events[0]).get("position") == retry.position:
                 text = page.events[0]
         if text is None:
             await stored.settle_retry(connection, delivery_id=retry.delivery_id, status="failed", response_status=None,
-                                      error="the event is no longer kept, or no longer readable by the webhook's "
-                                      "creator", duration_ms=0)
+                                      error=error, duration_ms=0)
             metrics.WEBHOOK_DELIVERIES.labels("failed").inc()
             return
-        attempt = await self.send(http, webhook, text, orjson.loads(text))
+        attempt = await self.send(http, webhook, secret, text, orjson.loads(text))
         await stored.settle_retry(connection, delivery_id=retry.delivery_id,
                                   status="succeeded" if attempt.ok else "failed", response_status=attempt.status,
                                   error=None if attempt.error is None else attempt.error[:_ERROR_LENGTH],

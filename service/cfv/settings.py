@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """Every knob of cfv. Each field is read from ``CFV_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="CFV_", env_file=".env", extra="ignore")
+    # Inputs are not echoed in errors: some settings hold passwords and keys.
+    model_config = SettingsConfigDict(env_prefix="CFV_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/cfv"
     amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ: one AMQP URL, or the "
@@ -65,6 +67,10 @@ class Settings(BaseSettings):
     prune_every: float = Field(60.0, gt=0, description="seconds between the relay's prunings of the event log")
     relay_poll_interval: float = Field(1.0, description="seconds between outbox polls without a notification")
 
+    secret_keys: SecretStr = Field(SecretStr(""), description="keys that seal webhooks' signing secrets in the "
+                                   "database (Fernet keys, comma-separated, newest first: the first seals, any "
+                                   "opens); make one with `cfv secrets new-key`, reseal under a new first key with "
+                                   "`cfv secrets reseal`; empty: webhooks cannot be created or rotated (503)")
     webhook_allow_private: bool = Field(False, description="webhooks may reach loopback, private, link-local and "
                                         "other non-public addresses (for tests and closed networks only: it lets "
                                         "an administrator make cfv call its own network)")
@@ -117,3 +123,14 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(32, ge=1, description="deepest nesting of arrays and objects in a request body")
     max_string_length: int = Field(1_048_576, ge=1, description="longest string (in characters) in a request "
                                    "body; by default as long as a body may be, leaving long values to validation")
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _keys_are_fernet_keys(cls, value: SecretStr) -> SecretStr:
+        for n, key in enumerate(k.strip() for k in value.get_secret_value().split(",") if k.strip()):
+            try:
+                Fernet(key)
+            except ValueError:
+                raise ValueError(f"key {n + 1} of CFV_SECRET_KEYS is not a Fernet key (32 url-safe base64-encoded "
+                                 "bytes; make one with `cfv secrets new-key`)") from None
+        return value

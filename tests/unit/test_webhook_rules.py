@@ -9,6 +9,7 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+from cfv.domain import webhooks as rules
 from cfv.domain.webhooks import (
     SECRET_PREFIX,
     address_refusal,
@@ -100,3 +101,44 @@ def test_retries_back_off_exponentially_with_jitter_up_to_the_ceiling() -> None:
 ])
 def test_managing_webhooks_counts_as_administration(method: str, path: str, expected: str) -> None:
     assert endpoint_class(method, path) == expected
+
+
+def test_a_sealed_secret_opens_with_its_key_and_no_other() -> None:
+    key = rules.new_secret_key()
+    secret = rules.new_secret()
+    sealed = rules.SecretBox([key]).seal(secret)
+    assert sealed.startswith(rules.SEALED_PREFIX) and secret.removeprefix(rules.SECRET_PREFIX) not in sealed
+    assert sealed != rules.SecretBox([key]).seal(secret)  # a fresh IV each time
+    assert rules.SecretBox([key]).open(sealed) == secret
+    with pytest.raises(rules.SecretUnavailable, match="no key"):
+        rules.SecretBox([rules.new_secret_key()]).open(sealed)
+    with pytest.raises(rules.SecretUnavailable, match="CFV_SECRET_KEYS is empty"):
+        rules.SecretBox([]).open(sealed)
+
+
+def test_keys_rotate_newest_first() -> None:
+    old, new = rules.new_secret_key(), rules.new_secret_key()
+    secret = rules.new_secret()
+    under_old = rules.SecretBox([old]).seal(secret)
+    both = rules.SecretBox.from_setting(f" {new} , {old} ,")
+    assert both.open(under_old) == secret
+    resealed = both.reseal(under_old)
+    assert rules.SecretBox([new]).open(resealed) == secret
+    with pytest.raises(rules.SecretUnavailable):
+        rules.SecretBox([old]).open(resealed)
+
+
+def test_a_secret_stored_before_sealing_opens_as_it_is_and_reseals() -> None:
+    secret = rules.new_secret()
+    key = rules.new_secret_key()
+    assert rules.SecretBox([]).open(secret) == secret
+    assert rules.SecretBox([key]).open(rules.SecretBox([key]).reseal(secret)) == secret
+
+
+def test_without_a_key_nothing_is_sealed() -> None:
+    box = rules.SecretBox.from_setting("")
+    assert not box.can_seal
+    with pytest.raises(rules.SecretUnavailable, match="set CFV_SECRET_KEYS"):
+        box.seal(rules.new_secret())
+    with pytest.raises(ValueError, match="Fernet key"):
+        rules.SecretBox.from_setting("not-a-key")

@@ -3,6 +3,9 @@ addresses a delivery may reach (no server-side request forgery), and how long a 
 
 Signing, as https://www.standardwebhooks.com says: the secret is ``whsec_`` + base64 of random bytes; the key is
 those bytes; ``webhook-signature`` is ``v1,`` + base64(HMAC-SHA256(key, f"{id}.{timestamp}.{body}")).
+
+Signing needs the secret itself (a hash would not sign), so it is stored sealed (:class:`SecretBox`) with keys
+the database does not hold (``CFV_SECRET_KEYS``): a copy of the database alone reveals no secret.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ import hmac
 import ipaddress
 import random
 import secrets
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the form of a secret, not one)
+SEALED_PREFIX = "fernet:"  # a sealed secret as stored; one stored before sealing began is still whsec_...
 _SECRET_BYTES = 32
 
 #: Cloud providers' instance metadata services (AWS, GCP, Azure, ... and AWS's IPv6 one): refused whatever else.
@@ -39,6 +46,56 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header of a delivery."""
     signed = f"{message_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(secret_key(secret), signed, hashlib.sha256).digest()).decode()
+
+
+class SecretUnavailable(Exception):
+    """A stored signing secret that the keys at hand cannot open (or no key to seal one with)."""
+
+
+class SecretBox:
+    """Seals signing secrets for storage and opens them to sign, with Fernet (AES-128-CBC and HMAC-SHA256, from
+    the cryptography library). Keys come newest first: the first seals, any of them opens, so a new key can be
+    put in front and the secrets resealed under it (:meth:`reseal`) before the old one is dropped."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self._fernet = MultiFernet([Fernet(key) for key in keys]) if keys else None
+
+    @classmethod
+    def from_setting(cls, value: str) -> SecretBox:
+        """The box of ``CFV_SECRET_KEYS``: keys separated by commas (raises ``ValueError`` for a malformed one)."""
+        return cls([key.strip() for key in value.split(",") if key.strip()])
+
+    @property
+    def can_seal(self) -> bool:
+        """Whether there is a key to seal new secrets with."""
+        return self._fernet is not None
+
+    def seal(self, secret: str) -> str:
+        """``secret`` as stored: sealed with the newest key."""
+        if self._fernet is None:
+            raise SecretUnavailable("no key to seal signing secrets with: set CFV_SECRET_KEYS")
+        return SEALED_PREFIX + self._fernet.encrypt(secret.encode()).decode()
+
+    def open(self, stored: str) -> str:
+        """The secret a stored one holds (one stored before sealing began is as it was)."""
+        if stored.startswith(SECRET_PREFIX):
+            return stored
+        if self._fernet is None:
+            raise SecretUnavailable("the signing secret is sealed and CFV_SECRET_KEYS is empty")
+        try:
+            return self._fernet.decrypt(stored.removeprefix(SEALED_PREFIX).encode()).decode()
+        except InvalidToken:
+            raise SecretUnavailable("no key of CFV_SECRET_KEYS opens the signing secret (was the key that sealed "
+                                    "it dropped before the secrets were resealed?)") from None
+
+    def reseal(self, stored: str) -> str:
+        """A stored secret sealed anew with the newest key (one stored before sealing began, sealed)."""
+        return self.seal(self.open(stored))
+
+
+def new_secret_key() -> str:
+    """A fresh key for ``CFV_SECRET_KEYS``."""
+    return Fernet.generate_key().decode()
 
 
 def address_refusal(address: IPAddress) -> str | None:

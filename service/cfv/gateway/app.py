@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from cfv.domain.webhooks import SecretBox
 from cfv.gateway import (
     admin,
     events,
@@ -46,6 +47,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool[Any], submitter: Submitter
     app[keys.DRAINING] = asyncio.Event()
     install_observer(app)
     app[keys.POOL] = pool
+    app[keys.SECRET_BOX] = SecretBox.from_setting(settings.secret_keys.get_secret_value())
     app[keys.SUBMITTER] = submitter
     app[keys.AUTHENTICATOR] = Authenticator(pool, listener)
     # The faces: each table declares its face (error shape, URL space) and which routes write values.

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import web
 
+from cfv.domain.webhooks import SecretBox
 from cfv.settings import Settings
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 SETTINGS = web.AppKey("settings", Settings)
 DRAINING = web.AppKey("draining", asyncio.Event)  # set once the gateway is stopping: /readyz answers 503
 POOL = web.AppKey("pool", asyncpg.Pool)
+SECRET_BOX = web.AppKey("secret_box", SecretBox)  # seals webhooks' signing secrets (CFV_SECRET_KEYS)
 SUBMITTER: web.AppKey[Submitter] = web.AppKey("submitter")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -5,7 +5,8 @@
 The gateway only records webhooks: the ``cfv webhooks`` processes deliver (:mod:`cfv.webhooks`). A URL must be
 http or https and its host must resolve to public addresses only (unless ``CFV_WEBHOOK_ALLOW_PRIVATE``): checked
 here, answering 422 with the reason, and again at every delivery, since DNS answers change. The signing secret is
-answered once, by the POST that makes it (or a PATCH that rotates it), and never logged.
+answered once, by the POST that makes it (or a PATCH that rotates it), never logged, and stored sealed with
+``CFV_SECRET_KEYS`` (without a key, making or rotating one answers 503).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def _time(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def render(webhook: Webhook, *, with_secret: bool = False) -> dict[str, Any]:
-    """A webhook as answered; its secret only ``with_secret`` (its creation, a rotation)."""
+def render(webhook: Webhook, *, secret: str | None = None) -> dict[str, Any]:
+    """A webhook as answered; with its signing ``secret`` only where it was just made (its creation, a rotation)."""
     out = WebhookOut(id=str(webhook.id), url=webhook.url, description=webhook.description,
                      event_types=webhook.event_types, subject_types=webhook.subject_types,
                      custom_field_ids=webhook.custom_field_ids, created_by=str(webhook.created_by),
@@ -54,8 +55,8 @@ def render(webhook: Webhook, *, with_secret: bool = False) -> dict[str, Any]:
                      disabled_at=_time(webhook.disabled_at), disabled_reason=webhook.disabled_reason,
                      position=webhook.cursor, consecutive_failures=webhook.consecutive_failures,
                      next_attempt_at=_time(webhook.next_attempt_at), created_at=webhook.created_at.isoformat(),
-                     updated_at=webhook.updated_at.isoformat(), secret=webhook.secret if with_secret else None)
-    return out.model_dump(exclude=set() if with_secret else {"secret"})
+                     updated_at=webhook.updated_at.isoformat(), secret=secret)
+    return out.model_dump(exclude=set() if secret is not None else {"secret"})
 
 
 def render_delivery(delivery: Delivery) -> dict[str, Any]:
@@ -137,6 +138,17 @@ def _webhook_id(request: web.Request) -> int:
     return int_id(request, "webhook_id", "webhook")
 
 
+def _new_secret(request: web.Request) -> tuple[str, str]:
+    """A new signing secret, and its sealed form to store; 503 if this gateway has no key to seal it with."""
+    box = request.app[keys.SECRET_BOX]
+    if not box.can_seal:
+        raise ApiError.one(503, "unavailable", "webhooks cannot be made or their secrets rotated here: this cfv has no "
+                           "key to keep their signing secrets sealed with (an operator sets CFV_SECRET_KEYS; see "
+                           "docs/operating.md)", headers={"Retry-After": "60"})
+    secret = rules.new_secret()
+    return secret, box.seal(secret)
+
+
 async def _get(request: web.Request, principal: Principal) -> Webhook:
     async with request.app[keys.POOL].acquire() as connection:
         webhook = await stored.get(connection, workspace_id=principal.workspace_id, webhook_id=_webhook_id(request))
@@ -158,12 +170,13 @@ async def create_webhook(request: web.Request) -> web.Response:
     spec = await _body(request, WebhookCreate)
     _check_filters(spec.event_types, spec.subject_types)
     await check_url(spec.url, allow_private=request.app[keys.SETTINGS].webhook_allow_private)
+    secret, sealed = _new_secret(request)
     async with request.app[keys.POOL].acquire() as connection:
         webhook = await stored.create(connection, workspace_id=principal.workspace_id, created_by=principal.user_id,
                                       url=spec.url, description=spec.description, event_types=spec.event_types,
                                       subject_types=spec.subject_types, custom_field_ids=spec.custom_field_ids,
-                                      secret=rules.new_secret())
-    return json_response(listing(WEBHOOKS, [render(webhook, with_secret=True)]), 201)
+                                      secret=sealed)
+    return json_response(listing(WEBHOOKS, [render(webhook, secret=secret)]), 201)
 
 
 @routes.get("/api/v1/webhooks")
@@ -201,6 +214,7 @@ async def update_webhook(request: web.Request) -> web.Response:
     _check_filters(changes.event_types, changes.subject_types)
     if changes.url is not None:
         await check_url(changes.url, allow_private=request.app[keys.SETTINGS].webhook_allow_private)
+    secret, sealed = _new_secret(request) if changes.rotate_secret else (None, None)
     async with request.app[keys.POOL].acquire() as connection, connection.transaction():
         webhook = await stored.get(connection, workspace_id=principal.workspace_id, webhook_id=webhook_id)
         if webhook is None:
@@ -209,16 +223,15 @@ async def update_webhook(request: web.Request) -> web.Response:
         def chosen(name: str) -> Any:
             return getattr(changes, name) if name in given else getattr(webhook, name)
 
-        rotate = bool(changes.rotate_secret)
         updated = await stored.update(connection, workspace_id=principal.workspace_id, webhook_id=webhook_id,
                                       url=chosen("url"), description=chosen("description"),
                                       event_types=chosen("event_types"), subject_types=chosen("subject_types"),
                                       custom_field_ids=chosen("custom_field_ids"),
-                                      secret=rules.new_secret() if rotate else webhook.secret,
+                                      secret=sealed or webhook.secret,
                                       enabled=changes.enabled)
     if updated is None:
         raise not_found("webhook")
-    return json_response(listing(WEBHOOKS, [render(updated, with_secret=rotate)]))
+    return json_response(listing(WEBHOOKS, [render(updated, secret=secret)]))
 
 
 @routes.delete("/api/v1/webhooks/{webhook_id}")

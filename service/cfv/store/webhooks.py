@@ -4,7 +4,7 @@ delivery attempt (written by the ``cfv webhooks`` processes). The events themsel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +16,7 @@ from cfv.store.queries import query
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
-    """A webhook as stored (its secret too: never answer or log it but where it is meant to be shown)."""
+    """A webhook as stored (its signing secret too, sealed: :class:`cfv.domain.webhooks.SecretBox` opens it)."""
 
     id: int
     workspace_id: int
@@ -227,3 +227,13 @@ def _progress(row: asyncpg.Record | None) -> Progress:
 
 def _list(items: Sequence[object] | None) -> list[object] | None:
     return None if items is None else list(items)
+
+
+async def reseal_secrets(connection: Connection, reseal: Callable[[str], str]) -> int:
+    """Replace every webhook's stored secret with ``reseal`` of it, all in one transaction (if ``reseal`` raises
+    for one, none changes); return how many there are."""
+    async with connection.transaction():
+        rows = await connection.fetch(query("webhook_secrets_for_update"))
+        await connection.execute(query("set_webhook_secrets"), [r["id"] for r in rows],
+                                 [reseal(r["secret"]) for r in rows])
+    return len(rows)

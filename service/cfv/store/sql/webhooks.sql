@@ -149,3 +149,11 @@ WHERE id = $1;
 DELETE FROM webhook_deliveries WHERE id = ANY(ARRAY(
     SELECT id FROM webhook_deliveries
     WHERE attempted_at < now() - make_interval(secs => $1) AND status <> 'pending' LIMIT $2));
+
+-- name: webhook_secrets_for_update
+-- Every webhook's stored signing secret, locked until the transaction that reseals them commits.
+SELECT id, secret FROM webhooks ORDER BY id FOR UPDATE;
+
+-- name: set_webhook_secrets
+-- The same secrets sealed anew (under another key): no change of the webhooks, so updated_at stays.
+UPDATE webhooks w SET secret = v.secret FROM unnest($1::bigint[], $2::text[]) AS v (id, secret) WHERE w.id = v.id;
