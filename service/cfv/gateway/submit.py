@@ -138,15 +138,16 @@ class Submitter:
                                                 "write in time; it was not applied and never will be", "command")])
         try:
             async with asyncio.timeout(self._timeout), self._pool.acquire() as connection:
-                status, recorded = await stored_operations.fence(
+                settled = await stored_operations.fence(
                     connection, operation_id=command.id, workspace_id=command.workspace_id,
                     public_key=principal.public_key, failure=orjson.dumps(outcome).decode())
         except TRANSIENT_ERRORS as error:  # the database is away too: the command may or may not be applied
             log.warning("the broker did not confirm a write, which may still be applied", operation_id=str(command.id),
                         error=repr(error))
             raise unconfirmed(command.id) from None
-        if status == "pending":  # cannot be, for a new command id; say what is known all the same
+        if settled is None or settled[0] == "pending":  # neither can be, for a new command id
             raise unconfirmed(command.id)
+        recorded = settled[1]
         if recorded == outcome:
             log.warning("the broker did not confirm a write: recorded as never to be applied",
                         operation_id=str(command.id))

@@ -58,15 +58,17 @@ async def notify(connection: Connection, *, channels: Sequence[str], payloads: S
 
 
 async def fence(connection: Connection, *, operation_id: uuid.UUID, workspace_id: int, public_key: bytes,
-                failure: str) -> tuple[str, Outcome]:
+                failure: str) -> tuple[str, Outcome] | None:
     """Settle an operation whose command the broker did not confirm: record it failed with ``failure`` (its
     outcome, JSON text) unless a worker recorded it first. Holds the workspace's apply lock, so no worker is
-    between reading and writing the record meanwhile. Returns the record's status and outcome, whichever won."""
+    between reading and writing the record meanwhile. Returns the record's status and outcome, whichever won
+    (None if the id is another workspace's operation)."""
     async with connection.transaction():
         await connection.execute(query("lock_workspace"), workspace_id)
         await connection.execute(query("fence_operation"), operation_id, workspace_id, failure, public_key)
         row = await connection.fetchrow(query("operation"), operation_id, workspace_id)
-    assert row is not None  # recorded just now, or before, in this workspace
+    if row is None:
+        return None
     outcome = orjson.loads(row["outcome"]) if isinstance(row["outcome"], str) else row["outcome"]
     return row["status"], outcome
 
