@@ -78,7 +78,7 @@ async def test_cfv_run_serves_each_process_s_metrics_and_probes_on_its_own_port(
     env.update(CFV_DATABASE_URL=settings.database_url, CFV_AMQP_URL=settings.amqp_url,
                CFV_HTTP_PORT=str(settings.http_port), CFV_COMMAND_SHARDS=str(settings.command_shards),
                CFV_DB_POOL_SIZE="2", CFV_METRICS_PORT=str(base), CFV_WEBHOOK_ALLOW_PRIVATE="true",
-               CFV_WEBHOOK_POLL_INTERVAL="0.2")
+               CFV_WEBHOOK_POLL_INTERVAL="0.2", CFV_SECRET_KEYS=settings.secret_keys.get_secret_value())
     log = tmp_path / "run.log"
     delivered: list[bytes] = []
 

@@ -21,6 +21,7 @@ import orjson
 import pytest
 from cfv.settings import Settings
 from cfv.store.accounts import issue_key
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from support import Stack, Workspace, free_port, running_stack
 from support.kantata import FIELDS, VALUES, assert_errors_shape, item, values_of, write
@@ -221,7 +222,8 @@ async def test_failed_authentications_are_limited_per_address(settings: Settings
 async def gateway_process(settings: Settings, port: int) -> AsyncIterator[str]:
     """``python -m cfv gateway`` on ``port`` with ``settings`` (as CFV_* variables); yields its base URL."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("CFV_")}
-    env.update({f"CFV_{name.upper()}": str(value) for name, value in settings.model_dump().items()})
+    env.update({f"CFV_{name.upper()}": value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+                for name, value in settings.model_dump().items()})
     env.update({"CFV_HTTP_PORT": str(port), "CFV_LOG_LEVEL": "WARNING"})
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "cfv", "gateway", env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"

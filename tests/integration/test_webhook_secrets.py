@@ -20,15 +20,13 @@ from pydantic import SecretStr
 from standardwebhooks.exceptions import WebhookVerificationError
 from support import Workspace, captured_logs, running_stack
 from support.kantata import item, write
-from test_webhooks import WEBHOOKS, Receiver, create_webhook, delivering, verified
+from test_webhooks import WEBHOOKS, Receiver, create_webhook, delivering, receiving, verified
 
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    running = Receiver()
-    await running.start()
-    yield running
-    await running.stop()
+    async with receiving() as running:
+        yield running
 
 
 def keyed(settings: Settings, *keys: str) -> Settings:

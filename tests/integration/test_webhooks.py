@@ -104,12 +104,21 @@ def fast(settings: Settings) -> Settings:
     return settings.model_copy(update=FAST)
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
+@contextlib.asynccontextmanager
+async def receiving() -> AsyncIterator[Receiver]:
+    """A receiver listening until the block ends."""
     running = Receiver()
     await running.start()
-    yield running
-    await running.stop()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with receiving() as running:
+        yield running
 
 
 @contextlib.asynccontextmanager
