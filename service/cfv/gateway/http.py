@@ -60,9 +60,8 @@ def _limit_error(error: JsonLimitExceeded) -> ApiError:
 
 def failure_status(outcome: Outcome, *, invalid: int = 422, conflict: int = 422) -> int:
     """The status of a failed write: 500 for an internal failure, 503 for one the broker did not confirm in time
-    (never applied), 401/403 for refused credentials/access, 412
-    for a stale version, 404 when everything refused was unknown, ``conflict`` for a clash, else ``invalid``
-    (each face has its codes)."""
+    (never applied), 401/403 for refused credentials/access, 412 for a stale version, 404 when everything refused
+    was unknown, ``conflict`` for a clash, else ``invalid`` (each face has its codes)."""
     types = {e["type"] for e in outcome["errors"]}
     if "internal" in types:
         return 500
