@@ -43,7 +43,7 @@ from cfv_schemas.events import CONTENT_TYPE
 from cfv import metrics
 from cfv.contracts import OUTBOX_CHANNEL
 from cfv.domain import webhooks as rules
-from cfv.faults import TRANSIENT_ERRORS, Backoff
+from cfv.faults import TRANSIENT_ERRORS, keep_serving
 from cfv.settings import Settings
 from cfv.store import events
 from cfv.store import webhooks as stored
@@ -112,21 +112,9 @@ class Deliverer:
 
     async def run(self) -> None:
         """Deliver until cancelled or drained, surviving lost connections to the database."""
-        backoff = Backoff(first=0.5, ceiling=10.0)
         try:
-            while not self._stopping:
-                began = time.monotonic()
-                try:
-                    await self._serve()
-                except TRANSIENT_ERRORS as error:
-                    log.warning("webhook delivery interrupted, restarting", error=repr(error), retry_in=backoff.delay)
-                except Exception:  # whatever else a lost connection raises: the process must outlive it
-                    log.exception("webhook delivery failed, restarting", retry_in=backoff.delay)
-                if self._stopping:
-                    break
-                if time.monotonic() - began > 60:
-                    backoff = Backoff(first=0.5, ceiling=10.0)
-                await backoff.pause()
+            await keep_serving(self._serve, stopping=lambda: self._stopping, what="webhook delivery", log=log,
+                               expected=TRANSIENT_ERRORS)
         finally:
             self._stopped.set()
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
@@ -60,6 +63,27 @@ class Backoff:
     async def pause(self) -> None:
         """Sleep (about) the current delay, then lengthen the next one."""
         await asyncio.sleep(self.next())
+
+
+async def keep_serving(serve: Callable[[], Awaitable[None]], *, stopping: Callable[[], bool], what: str,
+                       log: Any, expected: tuple[type[BaseException], ...]) -> None:
+    """Run ``serve`` until ``stopping()``, again after each failure, with back-off: the relay's and the delivery
+    processes' loop. ``expected`` failures (a lost connection) are logged as a warning, others with their
+    traceback; a ``serve`` that had run a minute before it failed starts a new incident (the back-off anew)."""
+    backoff = Backoff(first=0.5, ceiling=10.0)
+    while not stopping():
+        began = time.monotonic()
+        try:
+            await serve()
+        except expected as error:
+            log.warning(f"{what} interrupted, restarting", error=repr(error), retry_in=backoff.delay)
+        except Exception:  # whatever else a lost connection raises: the process must outlive it
+            log.exception(f"{what} failed, restarting", retry_in=backoff.delay)
+        if stopping():
+            break
+        if time.monotonic() - began > 60:
+            backoff = Backoff(first=0.5, ceiling=10.0)
+        await backoff.pause()
 
 
 #: The exit status of a process whose precondition is unmet (sysexits.h's EX_CONFIG).

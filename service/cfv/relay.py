@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any
 
 import aio_pika
@@ -29,7 +28,7 @@ from cfv.broker import topology
 from cfv.broker.confirmed import ConfirmedPublisher, Outgoing, PublishError
 from cfv.broker.connection import amqp_urls
 from cfv.contracts import OUTBOX_CHANNEL
-from cfv.faults import TRANSIENT_ERRORS, Backoff
+from cfv.faults import TRANSIENT_ERRORS, keep_serving
 from cfv.settings import Settings
 from cfv.store import events
 from cfv.store.database import GENERIC_PLANS, connect
@@ -54,21 +53,9 @@ class Relay:
     async def run(self) -> None:
         """Publish until cancelled or drained, surviving lost connections to either side (cfv's topology
         declared)."""
-        backoff = Backoff(first=0.5, ceiling=10.0)
         try:
-            while not self._stopping:
-                began = time.monotonic()
-                try:
-                    await self._lead()
-                except TRANSIENT_ERRORS + (aio_pika.exceptions.AMQPError, PublishError, EOFError) as error:
-                    log.warning("relay interrupted, restarting", error=repr(error), retry_in=backoff.delay)
-                except Exception:  # whatever else a lost connection raises: the relay must outlive it
-                    log.exception("relay failed, restarting", retry_in=backoff.delay)
-                if self._stopping:
-                    break
-                if time.monotonic() - began > 60:  # it had been leading a while: this is a new incident
-                    backoff = Backoff(first=0.5, ceiling=10.0)
-                await backoff.pause()
+            await keep_serving(self._lead, stopping=lambda: self._stopping, what="relay", log=log,
+                               expected=TRANSIENT_ERRORS + (aio_pika.exceptions.AMQPError, PublishError, EOFError))
         finally:
             self._stopped.set()
 

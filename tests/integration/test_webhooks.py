@@ -143,6 +143,19 @@ async def create_webhook(stack: Stack, workspace: Workspace, url: str, **spec: A
     return webhook
 
 
+async def points_and_webhook(stack: Stack, workspace: Workspace, url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A number field on stories, then a webhook to ``url`` (so the field's event comes before its position)."""
+    field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
+    return field, await create_webhook(stack, workspace, url)
+
+
+async def write_each(stack: Stack, workspace: Workspace, field: dict[str, Any], *values: int) -> None:
+    """Write each value to its own subject (value n to subject n), one request each."""
+    for n in values:
+        status, body, _ = await write(stack, workspace, item(field, n, subject_id=n))
+        assert status == 200, body
+
+
 async def get_webhook(stack: Stack, workspace: Workspace, webhook_id: str) -> dict[str, Any]:
     status, body, _ = await stack.request("GET", f"{WEBHOOKS}/{webhook_id}", workspace)
     assert status == 200, body
@@ -365,12 +378,9 @@ async def test_consecutive_failures_disable_the_webhook_and_re_enabling_resumes_
     settings = fast.model_copy(update={"webhook_disable_after": 3})
     receiver.status = 503
     async with running_stack(settings) as stack, delivering(settings):
-        field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
-        hook = await create_webhook(stack, workspace, receiver.url)
-        start = hook["position"]  # the field's event comes before it
-        for n in (1, 2):
-            status, body, _ = await write(stack, workspace, item(field, n, subject_id=n))
-            assert status == 200, body
+        field, hook = await points_and_webhook(stack, workspace, receiver.url)
+        start = hook["position"]
+        await write_each(stack, workspace, field, 1, 2)
 
         async def disabled() -> bool:
             return bool((await get_webhook(stack, workspace, hook["id"]))["status"] == "disabled")
@@ -399,9 +409,8 @@ async def test_an_event_failing_for_too_long_is_given_up_and_the_next_ones_follo
         fast: Settings, workspace: Workspace, receiver: Receiver) -> None:
     settings = fast.model_copy(update={"webhook_give_up_after": 0.5})
     async with running_stack(settings) as stack, delivering(settings):
-        field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
-        hook = await create_webhook(stack, workspace, receiver.url)
-        start = hook["position"]  # the field's event comes before it
+        field, hook = await points_and_webhook(stack, workspace, receiver.url)
+        start = hook["position"]
         receiver.status = 500
         status, body, _ = await write(stack, workspace, item(field, 1, subject_id=1))
         assert status == 200, body
@@ -411,9 +420,7 @@ async def test_an_event_failing_for_too_long_is_given_up_and_the_next_ones_follo
         await wait_for(tried, 20, "a first attempt")
         first_id = orjson.loads(receiver.hits[0][1])["id"]
         receiver.failing, receiver.status = {first_id}, 200
-        for n in (2, 3):
-            status, body, _ = await write(stack, workspace, item(field, n, subject_id=n))
-            assert status == 200, body
+        await write_each(stack, workspace, field, 2, 3)
         received = await receiver.wait_received(2)
         assert [e["position"] for e in received] == [start + 2, start + 3]
         attempts = await deliveries(stack, workspace, hook["id"])
@@ -581,12 +588,9 @@ async def test_two_delivery_processes_deliver_each_event_once(fast: Settings, wo
 async def test_the_deliveries_are_listed_and_one_can_be_sent_again(
         fast: Settings, workspace: Workspace, other_workspace: Workspace, receiver: Receiver) -> None:
     async with running_stack(fast) as stack, delivering(fast):
-        field = await stack.create_field(workspace, name="Points", subject_type="Story", value_type="number")
-        hook = await create_webhook(stack, workspace, receiver.url)
-        start = hook["position"]  # the field's event comes before it
-        for n in (1, 2):
-            status, body, _ = await write(stack, workspace, item(field, n, subject_id=n))
-            assert status == 200, body
+        field, hook = await points_and_webhook(stack, workspace, receiver.url)
+        start = hook["position"]
+        await write_each(stack, workspace, field, 1, 2)
         received = await receiver.wait_received(2)
         attempts = await deliveries(stack, workspace, hook["id"])
         assert [(d["position"], d["status"], d["response_status"], d["attempt"], d["manual"]) for d in attempts] == [
